@@ -1,0 +1,44 @@
+"""One module per framework, each exporting the same small set of pure functions.
+
+The interface every backend module implements (``harness.interface`` checks it):
+
+    NAME, GRADIENT_SOURCE               strings for reports
+    to_backend(array) / to_numpy(x)     conversion at the boundary
+    forward(params, X) -> {"Z1", "A1", "Z2", "A2"}
+    mse(A2, y) -> loss (per state when batched)
+    loss_and_grads(params, X, y) -> (loss, grads)
+    adam_init(params) -> AdamState(m, v, t)
+    adam_step(params, grads, state, cfg) -> (params, state)
+    train_step(params, state, X, y, cfg) -> (params, state, loss)
+    train(cfg, params0) -> (loss (epochs,), flat params (epochs + 1, n))
+
+``params``, ``grads``, ``m`` and ``v`` are mappings W1, b1, W2, b2. Every function is
+pure and broadcasts over leading axes, so a batch of states (B, 2, H) … runs as one.
+
+Frameworks are imported only when a backend is loaded (``load``), so a missing one
+costs nothing until it is asked for.
+"""
+from __future__ import annotations
+
+import importlib
+
+MODULES = {
+    "numpy": "backends.numpy_backend",
+    "jax": "backends.jax_backend",
+    "torch": "backends.torch_backend",
+}
+
+
+class BackendUnavailable(ImportError):
+    """The framework a backend needs is not installed (or fails to import)."""
+
+
+def load(name: str):
+    """Import backend ``name``; :class:`BackendUnavailable` names what is missing."""
+    try:
+        return importlib.import_module(MODULES[name])
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        if missing.split(".")[0] in ("backends", "reference", "harness"):
+            raise  # our own code is broken: that is a bug, not a missing framework
+        raise BackendUnavailable(f"{name} backend unavailable: cannot import {missing}") from exc

@@ -1,0 +1,154 @@
+"""JAX backend: gradients by ``jax.value_and_grad``, Adam written with jnp, training
+compiled as one ``lax.scan`` over epochs. Also the ``optax.adam`` reference row.
+
+float64 must really be float64: x64 is switched on before any array is made, and
+``train`` checks the dtype that comes out.
+"""
+from __future__ import annotations
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from reference.adam import AdamState  # noqa: E402
+from reference.spec import PARAM_NAMES, Config, xor_data  # noqa: E402
+
+NAME = "jax"
+GRADIENT_SOURCE = "jax.value_and_grad"
+
+
+def to_backend(array, dtype=None):
+    return jnp.asarray(np.asarray(array, dtype=dtype))
+
+
+def to_numpy(x):
+    return np.asarray(x)
+
+
+def forward(params, X):
+    Z1 = X @ params["W1"] + params["b1"]
+    A1 = jax.nn.sigmoid(Z1)
+    Z2 = A1 @ params["W2"] + params["b2"]
+    A2 = jax.nn.sigmoid(Z2)
+    return {"Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2}
+
+
+def mse(A2, y):
+    return jnp.mean((A2 - y) ** 2, axis=(-2, -1))
+
+
+def _loss(params, X, y):
+    return mse(forward(params, X)["A2"], y)
+
+
+def _summed_loss(params, X, y):
+    # States in a batch are independent, so the gradient of the sum is each state's
+    # own gradient: one grad call serves one state or a batch of them.
+    loss = _loss(params, X, y)
+    return jnp.sum(loss), loss
+
+
+def loss_and_grads(params, X, y):
+    (_, loss), grads = jax.value_and_grad(_summed_loss, has_aux=True)(params, X, y)
+    return loss, grads
+
+
+def adam_init(params):
+    zeros = {k: jnp.zeros_like(params[k]) for k in PARAM_NAMES}
+    return AdamState(m=zeros, v=dict(zeros), t=0)
+
+
+def adam_step(params, grads, state, cfg: Config):
+    t = state.t + 1
+    dtype = params["W1"].dtype
+    bc1 = (1.0 - cfg.beta1 ** jnp.asarray(t, dtype)).astype(dtype)
+    bc2 = (1.0 - cfg.beta2 ** jnp.asarray(t, dtype)).astype(dtype)
+    new_params, m, v = {}, {}, {}
+    for k in PARAM_NAMES:
+        g = grads[k]
+        m[k] = cfg.beta1 * state.m[k] + (1.0 - cfg.beta1) * g
+        v[k] = cfg.beta2 * state.v[k] + (1.0 - cfg.beta2) * (g * g)
+        m_hat = m[k] / bc1
+        v_hat = v[k] / bc2
+        new_params[k] = params[k] - cfg.lr * m_hat / (jnp.sqrt(v_hat) + cfg.eps)
+    return new_params, AdamState(m=m, v=v, t=t)
+
+
+def train_step(params, state, X, y, cfg: Config):
+    loss, grads = loss_and_grads(params, X, y)
+    params, state = adam_step(params, grads, state, cfg)
+    return params, state, loss
+
+
+def _flat(params):
+    batch = params["W1"].shape[:-2]
+    return jnp.concatenate([params[k].reshape(*batch, -1) for k in PARAM_NAMES], axis=-1)
+
+
+def _scan_training(step, params0, opt_state0, epochs):
+    """Run ``step`` for ``epochs`` epochs; the loss and flat params after each one."""
+
+    def body(carry, _):
+        params, opt_state = carry
+        params, opt_state, loss = step(params, opt_state)
+        return (params, opt_state), (loss, _flat(params))
+
+    _, (losses, flats) = jax.lax.scan(body, (params0, opt_state0), None, length=epochs)
+    return losses, jnp.concatenate([_flat(params0)[None], flats], axis=0)
+
+
+def _as_jax_params(cfg: Config, params0):
+    return {k: jnp.asarray(np.asarray(params0[k], dtype=cfg.dtype)) for k in PARAM_NAMES}
+
+
+def _check_dtype(cfg: Config, *arrays):
+    for a in arrays:
+        if a.dtype != np.dtype(cfg.dtype):
+            raise RuntimeError(f"JAX computed in {a.dtype}, not {cfg.dtype}: is jax_enable_x64 on?")
+
+
+def _run_compiled(fn, cfg: Config, params0):
+    """Compile ``fn(params0)`` first, then time only the run; returns arrays and compile seconds."""
+    import time
+
+    params = _as_jax_params(cfg, params0)
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(params).compile()
+    compile_seconds = time.perf_counter() - start
+    losses, history = jax.block_until_ready(compiled(params))
+    losses, history = np.asarray(losses), np.asarray(history)
+    _check_dtype(cfg, losses, history)
+    return losses, history, compile_seconds
+
+
+def train(cfg: Config, params0, *, with_compile_time=False):
+    X, y = (jnp.asarray(a) for a in xor_data(cfg.dtype))
+
+    def run(params):
+        step = lambda p, s: train_step(p, s, X, y, cfg)  # noqa: E731
+        return _scan_training(step, params, adam_init(params), cfg.epochs)
+
+    losses, history, compile_seconds = _run_compiled(run, cfg, params0)
+    return (losses, history, compile_seconds) if with_compile_time else (losses, history)
+
+
+def train_optax(cfg: Config, params0, *, with_compile_time=False):
+    """Reference row: the same gradients, stepped by ``optax.adam``."""
+    import optax
+
+    X, y = (jnp.asarray(a) for a in xor_data(cfg.dtype))
+    optimizer = optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+
+    def run(params):
+        def step(p, opt_state):
+            loss, grads = loss_and_grads(p, X, y)
+            updates, opt_state = optimizer.update(grads, opt_state, p)
+            return optax.apply_updates(p, updates), opt_state, loss
+
+        return _scan_training(step, params, optimizer.init(params), cfg.epochs)
+
+    losses, history, compile_seconds = _run_compiled(run, cfg, params0)
+    return (losses, history, compile_seconds) if with_compile_time else (losses, history)

@@ -1,0 +1,97 @@
+"""numpy backend: hand-derived backpropagation, Adam as written in ``reference.adam``.
+
+Each local derivative sits beside the forward line it differentiates. All functions
+broadcast over leading axes, so a batch of parameter sets (B, 2, H), … trains at once.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from reference.adam import AdamState, adam_delta, adam_moments
+from reference.spec import PARAM_NAMES, Config, flatten_params, n_params, xor_data
+
+NAME = "numpy"
+GRADIENT_SOURCE = "hand-derived backprop"
+
+
+def to_backend(array, dtype=None):
+    return np.array(array, dtype=dtype)
+
+
+def to_numpy(x):
+    return np.asarray(x)
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def forward(params, X):
+    Z1 = X @ params["W1"] + params["b1"]
+    A1 = sigmoid(Z1)
+    Z2 = A1 @ params["W2"] + params["b2"]
+    A2 = sigmoid(Z2)
+    return {"Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2}
+
+
+def mse(A2, y):
+    return np.mean((A2 - y) ** 2, axis=(-2, -1))
+
+
+def _transpose(a):
+    return np.swapaxes(a, -1, -2)
+
+
+def loss_and_grads(params, X, y):
+    """MSE and its exact gradient with respect to W1, b1, W2, b2."""
+    n_samples = X.shape[0]
+    Z1 = X @ params["W1"] + params["b1"]
+    A1 = sigmoid(Z1);                  dA1_dZ1 = A1 * (1.0 - A1)
+    Z2 = A1 @ params["W2"] + params["b2"]
+    A2 = sigmoid(Z2);                  dA2_dZ2 = A2 * (1.0 - A2)
+    err = A2 - y
+    loss = np.mean(err**2, axis=(-2, -1))
+    dL_dA2 = (2.0 / n_samples) * err   # d mean(err²) / dA2; the seed omits 2/N
+    dL_dZ2 = dL_dA2 * dA2_dZ2
+    dW2 = _transpose(A1) @ dL_dZ2      # Z2 = A1·W2 + b2
+    db2 = dL_dZ2.sum(axis=-2, keepdims=True)
+    dL_dA1 = dL_dZ2 @ _transpose(params["W2"])
+    dL_dZ1 = dL_dA1 * dA1_dZ1
+    dW1 = _transpose(X) @ dL_dZ1       # Z1 = X·W1 + b1
+    db1 = dL_dZ1.sum(axis=-2, keepdims=True)
+    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+def adam_init(params):
+    zeros = {k: np.zeros_like(params[k]) for k in PARAM_NAMES}
+    return AdamState(m=zeros, v=dict(zeros), t=0)
+
+
+def adam_step(params, grads, state, cfg: Config):
+    t = state.t + 1
+    new_params, m, v = {}, {}, {}
+    for k in PARAM_NAMES:
+        m[k], v[k] = adam_moments(grads[k], state.m[k], state.v[k], cfg.beta1, cfg.beta2)
+        new_params[k] = params[k] - adam_delta(m[k], v[k], t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
+    return new_params, AdamState(m=m, v=v, t=t)
+
+
+def train_step(params, state, X, y, cfg: Config):
+    loss, grads = loss_and_grads(params, X, y)
+    params, state = adam_step(params, grads, state, cfg)
+    return params, state, loss
+
+
+def train(cfg: Config, params0):
+    """Train from ``params0``; loss per epoch (before its update) and flat params per epoch."""
+    X, y = xor_data(cfg.dtype)
+    params = {k: np.array(params0[k], dtype=cfg.dtype) for k in PARAM_NAMES}
+    state = adam_init(params)
+    batch = params["W1"].shape[:-2]
+    losses = np.empty((cfg.epochs, *batch), dtype=cfg.dtype)
+    history = np.empty((cfg.epochs + 1, *batch, n_params(cfg.hidden)), dtype=cfg.dtype)
+    history[0] = flatten_params(params)
+    for epoch in range(cfg.epochs):
+        params, state, losses[epoch] = train_step(params, state, X, y, cfg)
+        history[epoch + 1] = flatten_params(params)
+    return losses, history

@@ -1,0 +1,2 @@
+"""The comparison: runs rows, compares trajectories, reports. Never imports a
+framework itself: trajectories reach it as numpy arrays."""

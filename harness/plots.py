@@ -1,0 +1,89 @@
+"""The seed article's two figures per row, and all rows' loss curves overlaid."""
+from __future__ import annotations
+
+import numpy as np
+
+from reference.spec import unflatten_params, xor_data
+
+GRID_STEP = 0.01
+CLASS_COLOURS = ("#CCFFCC", "#FFCCCC")  # class 0, class 1, as in the article
+
+
+def predict(params: dict, inputs: np.ndarray) -> np.ndarray:
+    """Network output for ``inputs`` (N, 2); plain numpy, for reports and plots."""
+    hidden = 1.0 / (1.0 + np.exp(-(inputs @ params["W1"] + params["b1"])))
+    return (1.0 / (1.0 + np.exp(-(hidden @ params["W2"] + params["b2"]))))[:, 0]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    from harness.files import write_atomic
+
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+
+
+def decision_figure(traj, hidden: int, path) -> None:
+    plt = _pyplot()
+    X, y = xor_data("float64")
+    axis = np.arange(-0.5, 1.5, GRID_STEP)
+    x1, x2 = np.meshgrid(axis, axis)
+    params = unflatten_params(traj.params[-1].astype(np.float64), hidden)
+    regions = np.round(predict(params, np.c_[x1.ravel(), x2.ravel()])).reshape(x1.shape)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.contourf(x1, x2, regions, levels=1, colors=CLASS_COLOURS)
+    for cls, colour in ((1, "r"), (0, "g")):
+        mask = y[:, 0] == cls
+        ax.scatter(X[mask, 0], X[mask, 1], color=colour, label=f"class {cls}")
+    ax.set(xlabel="x1", ylabel="x2", title=f"XOR decision regions: {traj.name}")
+    ax.legend(loc="best")
+    ax.grid(True)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def loss_figure(traj, path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(np.arange(1, traj.epochs + 1), traj.loss)
+    ax.set(xlabel="epoch", ylabel="MSE", title=f"training loss: {traj.name}")
+    ax.grid(True)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def overlay_figure(trajectories: dict, path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = ("-", "--", ":", "-.")
+    for i, traj in enumerate(trajectories.values()):
+        ax.plot(np.arange(1, traj.epochs + 1), traj.loss, styles[i % len(styles)], label=traj.name)
+    ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel="MSE (log scale)", title="training loss, all rows")
+    ax.legend(loc="best")
+    ax.grid(True, which="both", alpha=0.4)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def write_all(trajectories: dict, hidden: int, folder) -> list:
+    """Every figure into ``folder``; returns the paths written."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, traj in trajectories.items():
+        written += [folder / f"{name}_decision.png", folder / f"{name}_loss.png"]
+        decision_figure(traj, hidden, written[-2])
+        loss_figure(traj, written[-1])
+    written.append(folder / "loss_all_rows.png")
+    overlay_figure(trajectories, written[-1])
+    return written

@@ -1,0 +1,56 @@
+"""Adam, Kingma & Ba (2015), Algorithm 1: the form torch.optim.Adam and optax.adam use.
+
+For each parameter θ with gradient g at 1-based step t (state m, v start at zero):
+
+    m_t = β1·m_{t−1} + (1 − β1)·g
+    v_t = β2·v_{t−1} + (1 − β2)·g²
+    m̂_t = m_t / (1 − β1^t)
+    v̂_t = v_t / (1 − β2^t)
+    θ_t = θ_{t−1} − lr · m̂_t / (√v̂_t + ε)
+
+The seed article divides by the constants (1 − β1) and (1 − β2) instead of the
+t-dependent bias corrections; that form is not the default here (see shared notes).
+
+Every backend writes these five lines in its own tensor library. The functions below
+are the numpy statement of them, used by the numpy backend and by tests as the spec.
+They work element-wise, so they apply unchanged to a batch of states.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class AdamState(NamedTuple):
+    """Adam's state: moment mappings like the params, and t = steps taken so far.
+
+    t is a plain number for one state, or an array broadcastable against the params
+    (shape (B, 1, 1)) for a batch of states at different steps.
+    """
+
+    m: Any
+    v: Any
+    t: Any
+
+
+def bias_corrections(t, beta1: float, beta2: float):
+    """(1 − β1^t, 1 − β2^t) for the 1-based step t."""
+    return 1.0 - beta1**t, 1.0 - beta2**t
+
+
+def adam_moments(g, m, v, beta1: float, beta2: float):
+    """New first and second moment estimates (m_t, v_t)."""
+    m = beta1 * m + (1.0 - beta1) * g
+    v = beta2 * v + (1.0 - beta2) * (g * g)
+    return m, v
+
+
+def adam_delta(m, v, t, lr: float, beta1: float, beta2: float, eps: float):
+    """The step subtracted from θ: lr · m̂ / (√v̂ + ε)."""
+    # t may be an array (a batch of states at different steps); the corrections are
+    # then cast to the state's dtype so a float32 run stays float32.
+    bc1, bc2 = (np.asarray(bc, dtype=m.dtype) for bc in bias_corrections(t, beta1, beta2))
+    m_hat = m / bc1
+    v_hat = v / bc2
+    return lr * m_hat / (np.sqrt(v_hat) + eps)

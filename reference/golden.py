@@ -1,0 +1,83 @@
+"""Golden trajectories of the numpy row, for regression tests.
+
+Each file ``reference/golden/seed<S>.npz`` holds, for the default config at seed S:
+the initial params, the loss and flat params every ``EVERY`` epochs, the config and the
+environment it was made in (JSON strings). Regenerate all of them with
+
+    python -m reference.golden
+
+Files are read with ``allow_pickle=False`` and checked for shape before use.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from reference.spec import Config, initial_params, n_params
+
+FOLDER = Path(__file__).resolve().parent / "golden"
+SEEDS = (0, 1, 2)
+EVERY = 100
+COMMAND = "python -m reference.golden"
+
+
+def golden_path(seed: int) -> Path:
+    return FOLDER / f"seed{seed}.npz"
+
+
+def checkpoint_epochs(epochs: int) -> np.ndarray:
+    """1-based epochs kept: every EVERY-th one, the last always included."""
+    kept = np.arange(EVERY, epochs + 1, EVERY)
+    return kept if kept.size and kept[-1] == epochs else np.append(kept, epochs)
+
+
+def make_golden(seed: int, cfg: Config = Config()) -> dict:
+    from backends import numpy_backend
+    from harness.environment import environment
+
+    cfg = replace(cfg, seed=seed)
+    loss, params = numpy_backend.train(cfg, initial_params(seed, cfg.hidden, cfg.dtype))
+    epochs = checkpoint_epochs(cfg.epochs)
+    return {
+        "epochs": epochs,
+        "loss": loss[epochs - 1],
+        "params": params[epochs],
+        "params0": params[0],
+        "config": np.array(json.dumps(cfg.to_dict())),
+        "environment": np.array(json.dumps(environment())),
+        "command": np.array(COMMAND),
+    }
+
+
+def load_golden(seed: int) -> dict:
+    """The golden record for ``seed``, validated; config and environment as dicts."""
+    path = golden_path(seed)
+    with np.load(path, allow_pickle=False) as data:
+        record = {k: data[k] for k in data.files}
+    cfg = Config(**json.loads(str(record["config"])))
+    n, kept = n_params(cfg.hidden), checkpoint_epochs(cfg.epochs)
+    expected = {"epochs": kept.shape, "loss": kept.shape, "params": (kept.size, n), "params0": (n,)}
+    for key, shape in expected.items():
+        if key not in record or record[key].shape != shape:
+            raise ValueError(f"{path}: {key} should have shape {shape}")
+    if not np.array_equal(record["epochs"], kept):
+        raise ValueError(f"{path}: checkpoint epochs differ from every {EVERY}")
+    record["config"] = cfg
+    record["environment"] = json.loads(str(record["environment"]))
+    return record
+
+
+def main() -> None:
+    from harness.files import write_npz
+
+    FOLDER.mkdir(exist_ok=True)
+    for seed in SEEDS:
+        write_npz(golden_path(seed), make_golden(seed))
+        print(f"wrote {golden_path(seed)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The XOR problem, its configuration and the one initial-weight function.
+
+Network (2-H-1, sigmoid everywhere), for a batch of the 4 XOR inputs X (4, 2):
+
+    Z1 = X·W1 + b1      A1 = σ(Z1)        W1 (2, H), b1 (1, H)
+    Z2 = A1·W2 + b2     A2 = σ(Z2)        W2 (H, 1), b2 (1, 1)
+
+Loss, logged every epoch *before* the update, as the seed article does:
+
+    L = mean over the 4 samples of (A2 − y)²
+
+The optimizer is Adam as in Kingma & Ba, Algorithm 1 (see ``reference.adam``).
+
+A flat view of the parameters is W1, b1, W2, b2 in that order, each row-major:
+4·H + 1 numbers, 17 at the default H = 4.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+PARAM_NAMES = ("W1", "b1", "W2", "b2")
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines one training run. Defaults are the seed article's."""
+
+    hidden: int = 4
+    lr: float = 0.001
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    epochs: int = 20000
+    seed: int = 0
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        problems = config_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def config_problems(cfg: Config) -> list[str]:
+    """Why a config cannot be run, one phrase per problem (empty when it can)."""
+    problems = []
+    if not _is_int(cfg.hidden) or cfg.hidden < 1:
+        problems.append(f"hidden must be a whole number >= 1, got {cfg.hidden!r}")
+    if not _is_int(cfg.epochs) or cfg.epochs < 1:
+        problems.append(f"epochs must be a whole number >= 1, got {cfg.epochs!r}")
+    if not _is_int(cfg.seed) or not 0 <= cfg.seed < 2**32:
+        problems.append(f"seed must be a whole number in [0, 2**32), got {cfg.seed!r}")
+    if not _is_finite(cfg.lr) or cfg.lr <= 0:
+        problems.append(f"lr must be a finite number > 0, got {cfg.lr!r}")
+    for name in ("beta1", "beta2"):
+        value = getattr(cfg, name)
+        if not _is_finite(value) or not 0 <= value < 1:
+            problems.append(f"{name} must be in [0, 1), got {value!r}")
+    if not _is_finite(cfg.eps) or cfg.eps < 0:
+        problems.append(f"eps must be a finite number >= 0, got {cfg.eps!r}")
+    if cfg.dtype not in DTYPES:
+        problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+    return problems
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_finite(value) -> bool:
+    return isinstance(value, (int, float, np.floating)) and math.isfinite(value)
+
+
+def xor_data(dtype: str = "float64") -> tuple[np.ndarray, np.ndarray]:
+    """The four XOR inputs X (4, 2) and targets y (4, 1)."""
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=dtype)
+    y = np.array([[0], [1], [1], [0]], dtype=dtype)
+    return X, y
+
+
+def param_shapes(hidden: int) -> dict[str, tuple[int, int]]:
+    return {"W1": (2, hidden), "b1": (1, hidden), "W2": (hidden, 1), "b2": (1, 1)}
+
+
+def n_params(hidden: int) -> int:
+    return 4 * hidden + 1
+
+
+def initial_params(seed: int, hidden: int = 4, dtype: str = "float64") -> dict[str, np.ndarray]:
+    """The initial weights every backend starts from, converted, never re-drawn.
+
+    Standard normal draws from ``RandomState(seed)`` in the order W1, b1, W2, b2: the
+    same numbers the seed script gets from ``np.random.randn`` after ``np.random.seed``.
+    Drawn in float64 and rounded once to ``dtype``.
+    """
+    rng = np.random.RandomState(seed)
+    return {name: rng.randn(*shape).astype(dtype) for name, shape in param_shapes(hidden).items()}
+
+
+def flatten_params(params: dict) -> np.ndarray:
+    """W1, b1, W2, b2 row-major into one vector; a leading batch axis is kept."""
+    arrays = [np.asarray(params[name]) for name in PARAM_NAMES]
+    batch = arrays[0].shape[:-2]
+    return np.concatenate([a.reshape(*batch, -1) for a in arrays], axis=-1)
+
+
+def unflatten_params(flat: np.ndarray, hidden: int) -> dict[str, np.ndarray]:
+    """Inverse of :func:`flatten_params`."""
+    flat = np.asarray(flat)
+    if flat.shape[-1] != n_params(hidden):
+        raise ValueError(f"expected {n_params(hidden)} parameters for hidden={hidden}, got {flat.shape[-1]}")
+    batch = flat.shape[:-1]
+    out, start = {}, 0
+    for name, shape in param_shapes(hidden).items():
+        size = shape[0] * shape[1]
+        out[name] = flat[..., start:start + size].reshape(*batch, *shape)
+        start += size
+    return out

@@ -1,0 +1,92 @@
+"""Every backend computes the numpy backend's forward pass, loss and gradients, at the
+initial weights and mid-trajectory, one state or a batch of them."""
+import numpy as np
+import pytest
+
+from reference.spec import PARAM_NAMES, Config, initial_params, unflatten_params, xor_data
+from tests.conftest import BACKEND_NAMES, load_backend, ulp_tolerance
+
+INTERFACE = ("NAME", "GRADIENT_SOURCE", "to_backend", "to_numpy", "forward", "mse",
+             "loss_and_grads", "adam_init", "adam_step", "train_step", "train")
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_backend_implements_the_interface(name):
+    module = load_backend(name)
+    missing = [f for f in INTERFACE if not hasattr(module, f)]
+    assert not missing, f"{name} lacks {missing}"
+    assert module.NAME == name
+
+
+def _points(numpy_trajectory):
+    """Initial weights, a point mid-trajectory (epoch 5000) and one with saturated sigmoids."""
+    mid = unflatten_params(numpy_trajectory.params[5000], 4)
+    big = {k: 6.0 * v for k, v in initial_params(7).items()}
+    return {"initial": initial_params(0), "epoch 5000": mid, "large weights": big}
+
+
+def _to(module, params, dtype="float64"):
+    return {k: module.to_backend(v, dtype) for k, v in params.items()}
+
+
+@pytest.mark.parametrize("name", ["jax", "torch"])
+def test_forward_loss_and_gradients_equal_numpy(name, numpy_trajectory):
+    module, reference = load_backend(name), load_backend("numpy")
+    X, y = xor_data()
+    Xb, yb = module.to_backend(X), module.to_backend(y)
+    for label, params in _points(numpy_trajectory).items():
+        want_fwd = reference.forward(params, X)
+        got_fwd = module.forward(_to(module, params), Xb)
+        for key in ("Z1", "A1", "Z2", "A2"):
+            got = module.to_numpy(got_fwd[key])
+            assert got.dtype == np.float64
+            np.testing.assert_allclose(got, want_fwd[key], rtol=0, atol=ulp_tolerance(want_fwd[key]), err_msg=f"{label} {key}")
+        want_loss, want_grads = reference.loss_and_grads(params, X, y)
+        got_loss, got_grads = module.loss_and_grads(_to(module, params), Xb, yb)
+        np.testing.assert_allclose(module.to_numpy(got_loss), want_loss, rtol=1e-14, err_msg=label)
+        for key in PARAM_NAMES:
+            want = want_grads[key]
+            np.testing.assert_allclose(module.to_numpy(got_grads[key]), want, rtol=0,
+                                       atol=ulp_tolerance(want, 16), err_msg=f"{label} d{key}")
+
+
+def test_numpy_loss_equals_mse_of_forward():
+    numpy_backend = load_backend("numpy")
+    X, y = xor_data()
+    params = initial_params(0)
+    loss, _ = numpy_backend.loss_and_grads(params, X, y)
+    A2 = numpy_backend.forward(params, X)["A2"]
+    assert loss == np.mean((A2 - y) ** 2)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_train_step_on_a_batch_equals_each_state_alone(name):
+    module = load_backend(name)
+    cfg = Config(epochs=3)
+    X, y = (module.to_backend(a) for a in xor_data())
+    singles = [_to(module, initial_params(s)) for s in range(3)]
+    batch = {k: module.to_backend(np.stack([initial_params(s)[k] for s in range(3)])) for k in PARAM_NAMES}
+    batch_state = module.adam_init(batch)
+    single_states = [module.adam_init(p) for p in singles]
+    for _ in range(cfg.epochs):
+        batch, batch_state, batch_loss = module.train_step(batch, batch_state, X, y, cfg)
+        for i in range(3):
+            singles[i], single_states[i], loss = module.train_step(singles[i], single_states[i], X, y, cfg)
+            assert float(module.to_numpy(batch_loss)[i]) == pytest.approx(float(module.to_numpy(loss)), rel=1e-14)
+    for i in range(3):
+        for k in PARAM_NAMES:
+            np.testing.assert_allclose(module.to_numpy(batch[k])[i], module.to_numpy(singles[i][k]), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_batched_training_equals_per_seed_training(name):
+    module = load_backend(name)
+    cfg = Config(epochs=200)
+    params0 = {k: np.stack([initial_params(s)[k] for s in range(3)]) for k in PARAM_NAMES}
+    losses, history = module.train(cfg, params0)
+    assert losses.shape == (200, 3) and history.shape == (201, 3, 17)
+    for s in range(3):
+        one_loss, one_history = module.train(cfg, initial_params(s))
+        # Batched kernels may sum in another order: agreement to rounding, not bits.
+        np.testing.assert_allclose(history[:, s], one_history, rtol=0, atol=ulp_tolerance(one_history, 16))
+        np.testing.assert_allclose(losses[:, s], one_loss, rtol=0, atol=ulp_tolerance(one_loss, 4))

@@ -1,0 +1,166 @@
+"""``python compare.py`` as a user runs it: in a subprocess, output files, exit codes,
+bad input and missing frameworks."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ROW_NAMES = ["numpy", "jax", "torch", "torch.optim", "optax"]
+
+
+def run_cli(*args, env_extra=None, cwd=ROOT):
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, str(ROOT / "compare.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    pytest.importorskip("torch"), pytest.importorskip("jax"), pytest.importorskip("optax")
+    out = tmp_path_factory.mktemp("run")
+    result = run_cli("--epochs", "3000", "--seed", "1", "--json", str(out / "r.json"),
+                     "--save", str(out / "t.npz"), "--plot", str(out / "plots"))
+    return result, out
+
+
+def test_default_run_prints_the_table_and_exits_0(full_run):
+    result, _ = full_run
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for name in ROW_NAMES:
+        assert f"\n{name} " in result.stdout
+        assert f"numpy vs {name}" in result.stdout or name == "numpy"
+    assert "all 4 pairs agree" in result.stdout
+
+
+def test_json_carries_the_documented_names(full_run):
+    _, out = full_run
+    data = json.loads((out / "r.json").read_text())
+    assert {"config", "environment", "backends", "agreement", "passed"} <= set(data)
+    assert data["passed"] is True
+    assert data["config"]["epochs"] == 3000 and data["config"]["seed"] == 1
+    for key in ("python", "numpy", "jax", "jaxlib", "torch", "optax", "platform"):
+        assert data["environment"][key], key
+    assert list(data["backends"]) == ROW_NAMES
+    for row in data["backends"].values():
+        assert {"final_loss", "final_params", "predictions", "seconds", "us_per_epoch"} <= set(row)
+        assert np.array(row["final_params"]["W1"]).shape == (2, 4)
+        assert np.array(row["final_params"]["b1"]).shape == (1, 4)
+        assert np.array(row["final_params"]["W2"]).shape == (4, 1)
+        assert np.array(row["final_params"]["b2"]).shape == (1, 1)
+        assert len(row["predictions"]) == 4
+    assert len(data["agreement"]) == 4
+    for entry in data["agreement"]:
+        assert set(entry) >= {"a", "b", "max_abs_param_diff", "max_abs_loss_diff",
+                              "first_epoch_over_tolerance", "tolerance", "passed"}
+        assert entry["a"] == "numpy" and entry["passed"] is True
+        assert entry["max_abs_param_diff"] < entry["tolerance"]
+
+
+def test_npz_holds_every_rows_trajectory(full_run):
+    _, out = full_run
+    with np.load(out / "t.npz", allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(f"{n}/{k}" for n in ROW_NAMES for k in ("loss", "params"))
+        for name in ROW_NAMES:
+            assert data[f"{name}/loss"].shape == (3000,)
+            assert data[f"{name}/params"].shape == (3001, 17)
+        from reference.spec import flatten_params, initial_params
+
+        np.testing.assert_array_equal(data["torch/params"][0], flatten_params(initial_params(1)))
+        json_loss = json.loads((out / "r.json").read_text())["backends"]["jax"]["final_loss"]
+        assert data["jax/loss"][-1] == json_loss
+
+
+def test_plot_writes_png_figures(full_run):
+    _, out = full_run
+    names = sorted(p.name for p in (out / "plots").iterdir())
+    expected = sorted([f"{n}_{k}.png" for n in ROW_NAMES for k in ("decision", "loss")] + ["loss_all_rows.png"])
+    assert names == expected
+    for path in (out / "plots").iterdir():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size > 5000
+
+
+def test_a_real_disagreement_exits_1():
+    # lr 0.05, seed 3: training is chaotic, so rounding differences between two correct
+    # rows grow until the trajectories part (first over tolerance near epoch 5800).
+    pytest.importorskip("jax")
+    result = run_cli("--backends", "numpy,jax", "--lr", "0.05", "--seed", "3")
+    assert result.returncode == 1, result.stderr
+    assert "DISAGREE" in result.stdout and "1 of 1 pairs disagree" in result.stdout
+
+
+BAD_INPUTS = {
+    "epochs zero": (["--epochs", "0"], "--epochs"),
+    "epochs negative": (["--epochs", "-5"], "--epochs"),
+    "epochs not a number": (["--epochs", "abc"], "--epochs"),
+    "lr nan": (["--lr", "nan"], "--lr"),
+    "lr negative": (["--lr", "-1"], "--lr"),
+    "dtype float16": (["--dtype", "float16"], "--dtype"),
+    "unknown backend": (["--backends", "numpy,nosuch"], "nosuch"),
+    "hidden zero": (["--hidden", "0"], "--hidden"),
+    "unknown option": (["--nosuch"], "--nosuch"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_error_line_exit_2_and_no_file(case, tmp_path):
+    args, named = BAD_INPUTS[case]
+    target = tmp_path / "out.json"
+    result = run_cli(*args, "--json", str(target))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and named in errors[0], result.stderr
+    assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", ["missing-folder/out.json", "."])
+def test_unwritable_json_path_fails_before_any_work(path, tmp_path):
+    result = run_cli("--epochs", "10", "--json", path, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "error:" in result.stderr and result.stdout == ""
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def _blocking(tmp_path, *modules):
+    """A folder that, put first on PYTHONPATH, makes ``modules`` fail to import."""
+    for module in modules:
+        package = tmp_path / "blocked" / module
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(
+            f"raise ModuleNotFoundError(\"No module named '{module}'\", name='{module}')\n")
+    return {"PYTHONPATH": str(tmp_path / "blocked") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def test_missing_framework_rows_are_skipped_with_a_notice(tmp_path):
+    pytest.importorskip("jax"), pytest.importorskip("optax")
+    result = run_cli("--epochs", "200", env_extra=_blocking(tmp_path, "torch"))
+    assert result.returncode == 0, result.stderr
+    notices = [line for line in result.stderr.splitlines() if line.startswith("notice:")]
+    assert len(notices) == 2 and all("torch" in line for line in notices)
+    assert "numpy vs jax" in result.stdout and "numpy vs optax" in result.stdout
+    assert "numpy vs torch" not in result.stdout
+
+
+def test_naming_a_missing_framework_is_an_error(tmp_path):
+    result = run_cli("--epochs", "200", "--backends", "numpy,jax", env_extra=_blocking(tmp_path, "jax"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "cannot import jax" in result.stderr
+    assert result.stdout == ""
+
+
+def test_help_lists_every_option():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for option in ("--epochs", "--seed", "--lr", "--hidden", "--dtype", "--backends", "--json", "--save", "--plot"):
+        assert option in result.stdout
