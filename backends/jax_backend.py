@@ -62,6 +62,7 @@ def adam_init(params):
 
 
 def adam_step(params, grads, state, cfg: Config):
+    # Written out here, not shared with the other backends, so that rows stay independent.
     t = state.t + 1
     dtype = params["W1"].dtype
     bc1 = (1.0 - cfg.beta1 ** jnp.asarray(t, dtype)).astype(dtype)

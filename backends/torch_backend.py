@@ -58,6 +58,8 @@ def adam_init(params):
 
 
 def adam_step(params, grads, state, cfg: Config):
+    # Written out here rather than shared with the other backends: a slip in one
+    # backend's Adam must show up as a disagreement, not be copied into every row.
     t = state.t + 1
     if torch.is_tensor(t):
         dtype = params["W1"].dtype
