@@ -10,10 +10,19 @@ The interface every backend module implements (``harness.interface`` checks it):
     adam_init(params) -> AdamState(m, v, t)
     adam_step(params, grads, state, cfg) -> (params, state)
     train_step(params, state, X, y, cfg) -> (params, state, loss)
-    train(cfg, params0) -> (loss (epochs,), flat params (epochs + 1, n))
+    check_device(device)                raises RuntimeError when ``device`` is not here
+    train(cfg, params0, every=1, device="cpu", timings=None)
+        -> (loss (K, *batch), flat params (K + 1, *batch, n))
 
 ``params``, ``grads``, ``m`` and ``v`` are mappings W1, b1, W2, b2. Every function is
 pure and broadcasts over leading axes, so a batch of states (B, 2, H) … runs as one.
+
+``train_step`` is the readable statement of one epoch; ``train`` is the fast loop over
+epochs that must give the same trajectory to rounding. It records the loss logged at
+the K checkpoint epochs ``reference.spec.checkpoint_epochs(epochs, every)`` and the
+flat params (W1, b1, W2, b2 row-major) initially and after each checkpoint; ``every=1``
+is the whole trajectory. A backend that compiles fills ``timings`` with
+``compile_seconds`` and ``run_seconds``.
 
 Frameworks are imported only when a backend is loaded (``load``), so a missing one
 costs nothing until it is asked for.

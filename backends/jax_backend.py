@@ -6,6 +6,8 @@ float64 must really be float64: x64 is switched on before any array is made, and
 """
 from __future__ import annotations
 
+import time
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -89,58 +91,84 @@ def _flat(params):
     return jnp.concatenate([params[k].reshape(*batch, -1) for k in PARAM_NAMES], axis=-1)
 
 
-def _scan_training(step, params0, opt_state0, epochs):
-    """Run ``step`` for ``epochs`` epochs; the loss and flat params after each one."""
+def _scan_training(step, params0, opt_state0, epochs: int, every: int):
+    """Run ``step`` for ``epochs`` epochs; the loss and flat params at each checkpoint
+    (``checkpoint_epochs(epochs, every)``), with the initial flat params first."""
 
-    def body(carry, _):
+    def one_epoch(carry, _):
         params, opt_state = carry
         params, opt_state, loss = step(params, opt_state)
-        return (params, opt_state), (loss, _flat(params))
+        return (params, opt_state), loss
 
-    _, (losses, flats) = jax.lax.scan(body, (params0, opt_state0), None, length=epochs)
+    def one_chunk(length):
+        def body(carry, _):
+            carry, losses = jax.lax.scan(one_epoch, carry, None, length=length)
+            return carry, (losses[-1], _flat(carry[0]))
+        return body
+
+    carry = (params0, opt_state0)
+    carry, (losses, flats) = jax.lax.scan(one_chunk(every), carry, None, length=epochs // every)
+    if epochs % every:
+        carry, (last_loss, last_flat) = one_chunk(epochs % every)(carry, None)
+        losses = jnp.concatenate([losses, last_loss[None]])
+        flats = jnp.concatenate([flats, last_flat[None]])
     return losses, jnp.concatenate([_flat(params0)[None], flats], axis=0)
 
 
-def _as_jax_params(cfg: Config, params0):
-    return {k: jnp.asarray(np.asarray(params0[k], dtype=cfg.dtype)) for k in PARAM_NAMES}
+def check_device(device: str) -> None:
+    jax_device(device)
 
 
-def _check_dtype(cfg: Config, *arrays):
-    for a in arrays:
-        if a.dtype != np.dtype(cfg.dtype):
-            raise RuntimeError(f"JAX computed in {a.dtype}, not {cfg.dtype}: is jax_enable_x64 on?")
+def jax_device(device: str):
+    """The JAX device for "cpu" or "cuda"; a clear error when there is none."""
+    platform = {"cpu": "cpu", "cuda": "gpu"}.get(device)
+    if platform is None:
+        raise ValueError(f"unknown device {device!r} (choose cpu or cuda)")
+    try:
+        return jax.devices(platform)[0]
+    except RuntimeError:
+        raise RuntimeError(f"JAX sees no {device} device here") from None
 
 
-def _run_compiled(fn, cfg: Config, params0):
-    """Compile ``fn(params0)`` first, then time only the run; returns arrays and compile seconds."""
-    import time
-
-    params = _as_jax_params(cfg, params0)
+def _run_compiled(fn, cfg: Config, params0, device: str, timings: dict | None):
+    """Compile ``fn(params)`` for ``device``, then run it; compile and run seconds go
+    into ``timings`` when given."""
+    dev = jax_device(device)
+    params = {k: jax.device_put(np.asarray(params0[k], dtype=cfg.dtype), dev) for k in PARAM_NAMES}
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(params).compile()
-    compile_seconds = time.perf_counter() - start
+    compiled_at = time.perf_counter()
     losses, history = jax.block_until_ready(compiled(params))
+    ran_at = time.perf_counter()
     losses, history = np.asarray(losses), np.asarray(history)
-    _check_dtype(cfg, losses, history)
-    return losses, history, compile_seconds
+    for a in (losses, history):
+        if a.dtype != np.dtype(cfg.dtype):
+            raise RuntimeError(f"JAX computed in {a.dtype}, not {cfg.dtype}: is jax_enable_x64 on?")
+    if timings is not None:
+        timings.update(compile_seconds=compiled_at - start, run_seconds=ran_at - compiled_at)
+    return losses, history
 
 
-def train(cfg: Config, params0, *, with_compile_time=False):
-    X, y = (jnp.asarray(a) for a in xor_data(cfg.dtype))
+def _data(cfg: Config):
+    return tuple(jnp.asarray(a) for a in xor_data(cfg.dtype))
+
+
+def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
+    """The whole training as one compiled ``lax.scan`` of ``train_step``."""
+    X, y = _data(cfg)
 
     def run(params):
         step = lambda p, s: train_step(p, s, X, y, cfg)  # noqa: E731
-        return _scan_training(step, params, adam_init(params), cfg.epochs)
+        return _scan_training(step, params, adam_init(params), cfg.epochs, every)
 
-    losses, history, compile_seconds = _run_compiled(run, cfg, params0)
-    return (losses, history, compile_seconds) if with_compile_time else (losses, history)
+    return _run_compiled(run, cfg, params0, device, timings)
 
 
-def train_optax(cfg: Config, params0, *, with_compile_time=False):
+def train_optax(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
     """Reference row: the same gradients, stepped by ``optax.adam``."""
     import optax
 
-    X, y = (jnp.asarray(a) for a in xor_data(cfg.dtype))
+    X, y = _data(cfg)
     optimizer = optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
 
     def run(params):
@@ -149,7 +177,6 @@ def train_optax(cfg: Config, params0, *, with_compile_time=False):
             updates, opt_state = optimizer.update(grads, opt_state, p)
             return optax.apply_updates(p, updates), opt_state, loss
 
-        return _scan_training(step, params, optimizer.init(params), cfg.epochs)
+        return _scan_training(step, params, optimizer.init(params), cfg.epochs, every)
 
-    losses, history, compile_seconds = _run_compiled(run, cfg, params0)
-    return (losses, history, compile_seconds) if with_compile_time else (losses, history)
+    return _run_compiled(run, cfg, params0, device, timings)

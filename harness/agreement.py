@@ -40,15 +40,20 @@ import numpy as np
 K_ROUNDING = 4.0
 
 
-def tolerance(dtype: str, epochs: int, scale: float) -> float:
-    """Allowed |Δθ| and |Δloss| over a run of ``epochs`` epochs (see module doc)."""
+def tolerance(dtype: str, epochs: int, scale):
+    """Allowed |Δθ| and |Δloss| over a run of ``epochs`` epochs (see module doc);
+    ``scale`` may be an array, one per run of a batch."""
     u = float(np.finfo(dtype).eps)
-    return K_ROUNDING * u * math.sqrt(epochs) * max(1.0, scale)
+    return K_ROUNDING * u * math.sqrt(epochs) * np.maximum(1.0, scale)
 
 
-def trajectory_scale(params: np.ndarray) -> float:
-    finite = np.abs(params[np.isfinite(params)])
-    return float(finite.max()) if finite.size else 1.0
+def trajectory_scale(params: np.ndarray, axis=None):
+    """Largest finite |θ| in a trajectory; ``axis`` keeps a batch axis (runs apart)."""
+    finite = np.where(np.isfinite(params), np.abs(params), 0.0)
+    if axis is None:
+        return float(finite.max()) if finite.size else 1.0
+    other = tuple(a for a in range(params.ndim) if a != axis % params.ndim)
+    return finite.max(axis=other)
 
 
 def elementwise_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -60,6 +65,17 @@ def elementwise_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     gap[same] = 0.0
     gap[np.isnan(gap)] = np.inf
     return gap
+
+
+def gaps_per_record(a, b):
+    """|Δθ| (max over parameters) at each recorded params row, |Δloss| at each recorded
+    loss, and their combination per record (row 0 the initial weights, which have no
+    loss). Leading axes: records, then any batch axes."""
+    param_gap = elementwise_gap(a.params, b.params).max(axis=-1)
+    loss_gap = elementwise_gap(a.loss, b.loss)
+    per_record = param_gap.copy()
+    per_record[1:] = np.maximum(per_record[1:], loss_gap)
+    return param_gap, loss_gap, per_record
 
 
 @dataclass
@@ -85,11 +101,8 @@ def compare(a, b, dtype: str, tol: float | None = None) -> Agreement:
             f"{a.params.shape} vs {b.params.shape}"
         )
     if tol is None:
-        tol = tolerance(dtype, a.epochs, trajectory_scale(a.params))
-    param_gap = elementwise_gap(a.params, b.params).max(axis=-1)  # per epoch 0..E
-    loss_gap = elementwise_gap(a.loss, b.loss)                     # epoch e at index e-1
-    per_epoch = param_gap.copy()
-    per_epoch[1:] = np.maximum(per_epoch[1:], loss_gap)
+        tol = float(tolerance(dtype, a.epochs, trajectory_scale(a.params)))
+    param_gap, loss_gap, per_epoch = gaps_per_record(a, b)
     over = np.flatnonzero(per_epoch > tol)
     worst = float(per_epoch.max())
     return Agreement(
@@ -110,5 +123,5 @@ def compare_all(trajectories: dict, dtype: str) -> list[Agreement]:
     if len(names) < 2:
         return []
     reference = trajectories[names[0]]
-    tol = tolerance(dtype, reference.epochs, trajectory_scale(reference.params))
+    tol = float(tolerance(dtype, reference.epochs, trajectory_scale(reference.params)))
     return [compare(reference, trajectories[n], dtype, tol) for n in names[1:]]

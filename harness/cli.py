@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import time
 
 from harness.files import OutputError, check_writable_dir, check_writable_file
 from harness.rows import DEFAULT_ROWS, ROWS
@@ -76,14 +78,28 @@ def config_from(args) -> Config:
     return Config(hidden=args.hidden, lr=args.lr, epochs=args.epochs, seed=args.seed, dtype=args.dtype)
 
 
+def default_jobs() -> int:
+    return max(1, min(os.cpu_count() or 1, len(DEFAULT_ROWS)))
+
+
+def add_execution_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how rows run; later subcommands share them."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="device of the JAX and torch rows; numpy always runs on the cpu (default %(default)s)")
+    parser.add_argument("--jobs", type=positive_int, default=default_jobs(),
+                        help="rows run in this many processes at once (default: the cpu count, here %(default)s)")
+
+
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="compare.py",
         description="Train the 2-H-1 sigmoid XOR network with Adam in every row (numpy, jax, torch, "
         "torch.optim, optax) from the same initial weights and report whether their trajectories agree.",
-        epilog="exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage",
+        epilog="subcommands: " + ", ".join(f"compare.py {c} --help" for c in COMMANDS)
+        + ". exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage",
     )
     add_problem_options(parser)
+    add_execution_options(parser)
     parser.add_argument(
         "--backends", type=row_list, default=None, metavar="ROWS",
         help=f"comma-separated rows to run, the first is the reference (default: {','.join(DEFAULT_ROWS)}, "
@@ -95,73 +111,208 @@ def run_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def select_rows(requested, parser) -> tuple[list[str], dict]:
+def select_rows(requested, parser, device: str = "cpu") -> tuple[list[str], dict]:
     """Rows to run and rows skipped (name -> reason). A requested row that cannot run
-    is a usage error; a default row whose framework is missing is skipped."""
-    from harness.rows import unavailable_reason
+    is a usage error; a default row whose framework is missing is skipped. A device
+    that is not here is a usage error."""
+    from harness.rows import device_problem, unavailable_reason
 
     names = requested or list(DEFAULT_ROWS)
     reasons = {n: unavailable_reason(n) for n in names}
     missing = {n: r for n, r in reasons.items() if r}
     if requested and missing:
         parser.error(next(iter(missing.values())))
-    return [n for n in names if not missing.get(n)], missing
+    names = [n for n in names if not missing.get(n)]
+    if not names:
+        parser.error("no row can run: none of the frameworks is installed")
+    for name in names:
+        problem = device_problem(name, device)
+        if problem:
+            parser.error(problem)
+    return names, missing
+
+
+def train_rows(names, cfg, args, skipped: dict, every: int = 1) -> dict | None:
+    """Run the rows, one progress line each on stderr; None when a row named in
+    --backends turned out not to import (the error is printed)."""
+    from harness.rows import run_rows
+
+    finished = {}
+    for name, result in run_rows(names, cfg, every=every, device=args.device, jobs=args.jobs):
+        if isinstance(result, str):
+            if args.backends:
+                print(f"compare.py: error: {result}", file=sys.stderr)
+                return None
+            skipped[name] = result
+            print(f"notice: skipping: {result}", file=sys.stderr)
+            continue
+        finished[name] = result
+        print(f"  {name:<12} trained in {result.seconds:6.2f} s", file=sys.stderr, flush=True)
+    return {n: finished[n] for n in names if n in finished}
+
+
+def check_outputs(parser, args, files=("json", "save"), folders=("plot",)) -> dict:
+    """Every output path checked before any work; returns them as Paths (or None)."""
+    try:
+        paths = {k: check_writable_file(getattr(args, k)) if getattr(args, k) else None for k in files}
+        paths.update({k: check_writable_dir(getattr(args, k)) if getattr(args, k) else None for k in folders})
+    except OutputError as exc:
+        parser.error(str(exc))
+    return paths
 
 
 def default_run(argv) -> int:
     parser = run_parser()
     args = parser.parse_args(argv)
     cfg = config_from(args)
-    try:
-        json_path = check_writable_file(args.json) if args.json else None
-        save_path = check_writable_file(args.save) if args.save else None
-        plot_dir = check_writable_dir(args.plot) if args.plot else None
-    except OutputError as exc:
-        parser.error(str(exc))
-    names, skipped = select_rows(args.backends, parser)
+    outputs = check_outputs(parser, args)
+    names, skipped = select_rows(args.backends, parser, args.device)
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)
-    if not names:
-        parser.error("no row can run: none of the frameworks is installed")
 
     from harness.agreement import compare_all
     from harness.environment import environment
     from harness.report import render, results_dict
-    from harness.rows import run_row
-    from reference.spec import initial_params
 
-    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
-    trajectories = {}
-    for name in names:
-        trajectories[name] = run_row(name, cfg, params0)
-        print(f"  {name:<12} trained in {trajectories[name].seconds:6.2f} s", file=sys.stderr, flush=True)
+    trajectories = train_rows(names, cfg, args, skipped)
+    if trajectories is None:
+        return EXIT_USAGE
     agreements = compare_all(trajectories, cfg.dtype)
     print(render(cfg, trajectories, agreements))
 
     try:
-        if json_path:
+        if outputs["json"]:
             from harness.files import write_json
 
-            write_json(json_path, results_dict(cfg, trajectories, agreements, skipped, environment()))
-        if save_path:
+            write_json(outputs["json"], results_dict(cfg, trajectories, agreements, skipped, environment(args.device)))
+        if outputs["save"]:
             from harness.files import write_npz
 
             arrays = {}
             for name, traj in trajectories.items():
                 arrays[f"{name}/loss"] = traj.loss
                 arrays[f"{name}/params"] = traj.params
-            write_npz(save_path, arrays)
-        if plot_dir:
+            write_npz(outputs["save"], arrays)
+        if outputs["plot"]:
             from harness.plots import write_all
 
-            write_all(trajectories, cfg.hidden, plot_dir)
+            write_all(trajectories, cfg.hidden, outputs["plot"])
     except OSError as exc:
         print(f"compare.py: error: cannot write output: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_AGREE if all(a.passed for a in agreements) else EXIT_DISAGREE
 
 
-COMMANDS = {}  # subcommand name -> function(argv) -> exit status; later issues add here
+def bench(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="compare.py bench",
+        description="Time every row (µs per epoch: median, min, max over --repeat runs, one row at a time), "
+        "with compile and import times, against the seed-style numpy loop and a plain C loop (the floor).",
+    )
+    add_problem_options(parser)
+    parser.add_argument("--repeat", type=positive_int, default=5, help="runs per row (default %(default)s)")
+    parser.add_argument("--backends", type=row_list, default=None, metavar="ROWS", help="rows to time (default: all installed)")
+    parser.add_argument("--no-wall", action="store_true",
+                        help="skip timing whole runs of python compare.py and of the seed-style script")
+    parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    args = parser.parse_args(argv)
+    cfg = config_from(args)
+    outputs = check_outputs(parser, args, files=("json",), folders=())
+    names, skipped = select_rows(args.backends, parser)
+    for reason in skipped.values():
+        print(f"notice: skipping: {reason}", file=sys.stderr)
+
+    from harness.bench import render_bench, run_bench
+    from harness.environment import environment
+
+    progress = (lambda text: print(f"  {text} ...", file=sys.stderr, flush=True))
+    result = run_bench(cfg, names, args.repeat, wall=not args.no_wall, progress=progress)
+    result["environment"] = environment()
+    print(render_bench(result))
+    if outputs["json"]:
+        from harness.files import write_json
+
+        try:
+            write_json(outputs["json"], result)
+        except OSError as exc:
+            print(f"compare.py: error: cannot write output: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    return EXIT_AGREE
+
+
+def sweep(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="compare.py sweep",
+        description="Train every row over many initial-weight seeds at once and report, per pair, how many "
+        "seeds agree, the distribution of gaps, the failing seeds, and per row how often XOR is solved.",
+        epilog="exit status: 0 every seed agrees in every pair, 1 some seed disagrees, 2 bad usage",
+    )
+    add_problem_options(parser)
+    add_execution_options(parser)
+    parser.add_argument("--seeds", type=positive_int, default=100, help="how many seeds (default %(default)s)")
+    parser.add_argument("--first-seed", type=seed_int, default=0, help="seeds run from this one up (default %(default)s)")
+    parser.add_argument("--every", type=positive_int, default=None,
+                        help="compare at every K-th epoch and the last (default: epochs/200)")
+    parser.add_argument("--backends", type=row_list, default=None, metavar="ROWS",
+                        help="rows to run, the first is the reference (default: all installed)")
+    parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+    parser.add_argument("--plot", metavar="DIR", help="write the gap histogram and final-loss distributions")
+    args = parser.parse_args(argv)
+    if args.first_seed + args.seeds > 2**32:
+        parser.error("argument --seeds: seeds past 2**32 - 1 do not exist")
+    cfg = config_from(args)
+    outputs = check_outputs(parser, args, files=("json",), folders=("plot",))
+    names, skipped = select_rows(args.backends, parser, args.device)
+    for reason in skipped.values():
+        print(f"notice: skipping: {reason}", file=sys.stderr)
+
+    import numpy as np
+
+    from harness.environment import environment
+    from harness.progress import Progress
+    from harness.rows import run_rows
+    from harness.sweep import batch_params, default_every, peak_memory_mib, plot_sweep, render_sweep, summarize
+
+    started = time.perf_counter()
+    every = args.every or default_every(cfg.epochs)
+    seeds = np.arange(args.first_seed, args.first_seed + args.seeds)
+    params0 = batch_params(seeds, cfg.hidden, cfg.dtype)
+    progress = Progress(len(names), "rows trained")
+    trajectories = {}
+    for name, result in run_rows(names, cfg, params0, every=every, device=args.device, jobs=args.jobs):
+        if isinstance(result, str):
+            progress.close()
+            if args.backends:
+                print(f"compare.py: error: {result}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"notice: skipping: {result}", file=sys.stderr)
+            continue
+        trajectories[name] = result
+        progress.advance(name)
+    progress.close()
+    trajectories = {n: trajectories[n] for n in names if n in trajectories}
+    summary = summarize(cfg, seeds, every, trajectories)
+    summary["seconds"] = time.perf_counter() - started
+    summary["peak_memory_mib"] = peak_memory_mib()
+    print(render_sweep(summary))
+    try:
+        if outputs["json"]:
+            from harness.files import write_json
+
+            data = {k: v for k, v in summary.items() if not k.startswith("_")}
+            data["environment"] = environment(args.device)
+            data["skipped"] = skipped
+            write_json(outputs["json"], data)
+        if outputs["plot"]:
+            plot_sweep(summary, trajectories, outputs["plot"])
+    except OSError as exc:
+        print(f"compare.py: error: cannot write output: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_AGREE if summary["passed"] else EXIT_DISAGREE
+
+
+# subcommand name -> function(argv) -> exit status; later issues add theirs here
+COMMANDS = {"bench": bench, "sweep": sweep}
 
 
 def main(argv=None) -> int:

@@ -16,10 +16,23 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def environment() -> dict:
+def environment(device: str = "cpu") -> dict:
     env = {"python": platform.python_version()}
     env.update({name: package_version(name) for name in PACKAGES})
     env["platform"] = platform.platform()
     env["machine"] = platform.machine()
     env["cpu_count"] = os.cpu_count()
+    env["device"] = device
+    if device == "cuda":
+        env["cuda_device"] = cuda_device_name()
     return env
+
+
+def cuda_device_name() -> str | None:
+    """The GPU the torch rows ran on (torch is imported only for a cuda run)."""
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        return None

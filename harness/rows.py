@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import multiprocessing
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,17 +21,17 @@ class Row:
     train_function: str     # function of that module: train(cfg, params0) -> (loss, params)
     implementation: str     # what the row is, for the table
     kind: str               # "hand backprop", "autodiff" or "library"
-    extra_imports: tuple = ()
+    requires: tuple = ()    # importable modules the row needs
 
 
 ROWS = {
     row.name: row
     for row in (
-        Row("numpy", "numpy", "train", "hand backprop + hand Adam", "hand backprop"),
-        Row("jax", "jax", "train", "jax.value_and_grad + hand Adam, jit", "autodiff"),
-        Row("torch", "torch", "train", "torch autograd + hand Adam", "autodiff"),
-        Row("torch.optim", "torch", "train_torch_optim", "torch autograd + torch.optim.Adam", "library"),
-        Row("optax", "jax", "train_optax", "jax.value_and_grad + optax.adam", "library", ("optax",)),
+        Row("numpy", "numpy", "train", "hand backprop + hand Adam", "hand backprop", ("numpy",)),
+        Row("jax", "jax", "train", "jax.value_and_grad + hand Adam, jit", "autodiff", ("jax",)),
+        Row("torch", "torch", "train", "torch autograd + hand Adam", "autodiff", ("torch",)),
+        Row("torch.optim", "torch", "train_torch_optim", "torch autograd + torch.optim.Adam", "library", ("torch",)),
+        Row("optax", "jax", "train_optax", "jax.value_and_grad + optax.adam", "library", ("jax", "optax")),
     )
 }
 DEFAULT_ROWS = tuple(ROWS)
@@ -43,11 +46,11 @@ class Trajectory:
     params: np.ndarray          # (epochs + 1, n_params); row 0 the initial weights
     seconds: float              # training wall time, compile excluded
     compile_seconds: float | None = None
-    extra: dict = field(default_factory=dict)
+    epochs_run: int | None = None  # when only checkpoints are kept: how many epochs ran
 
     @property
     def epochs(self) -> int:
-        return self.loss.shape[0]
+        return self.epochs_run or self.loss.shape[0]
 
     @property
     def us_per_epoch(self) -> float:
@@ -55,37 +58,83 @@ class Trajectory:
 
 
 def unavailable_reason(name: str) -> str | None:
-    """Why row ``name`` cannot run here (a framework is missing), or None."""
-    row = ROWS[name]
-    try:
-        backends.load(row.backend)
-        for module in row.extra_imports:
-            try:
-                importlib.import_module(module)
-            except ImportError as exc:
-                raise backends.BackendUnavailable(f"{name} row unavailable: cannot import {module}") from exc
-    except backends.BackendUnavailable as exc:
-        return str(exc)
+    """Why row ``name`` cannot run here (a framework is not installed), or None.
+
+    Looks the modules up without importing them, so asking costs nothing; a framework
+    that is installed but fails to import shows up when the row runs
+    (:class:`backends.BackendUnavailable`).
+    """
+    for module in ROWS[name].requires:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"{name} row unavailable: {module} is not installed"
     return None
 
 
-def run_row(name: str, cfg: Config, params0=None) -> Trajectory:
-    """Train row ``name`` from ``params0`` (default: the config's initial weights)."""
+def device_for(name: str, device: str) -> str:
+    """numpy always runs on the CPU; ``device`` applies to the JAX and torch rows."""
+    return "cpu" if ROWS[name].backend == "numpy" else device
+
+
+def device_problem(name: str, device: str) -> str | None:
+    """Why row ``name`` cannot run on ``device`` here, or None."""
+    if device_for(name, device) == "cpu":
+        return None
+    try:
+        backends.load(ROWS[name].backend).check_device(device)
+    except RuntimeError as exc:
+        return f"{name} row: {exc}"
+    return None
+
+
+def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = "cpu") -> Trajectory:
+    """Train row ``name`` from ``params0`` (default: the config's initial weights),
+    recording every ``every`` epochs (the last always)."""
     row = ROWS[name]
     if params0 is None:
         params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     train = getattr(backends.load(row.backend), row.train_function)
-    compile_seconds = None
+    timings = {}
     start = time.perf_counter()
-    if row.backend == "jax":
-        loss, params, compile_seconds = train(cfg, params0, with_compile_time=True)
-    else:
-        loss, params = train(cfg, params0)
-    seconds = time.perf_counter() - start - (compile_seconds or 0.0)
+    loss, params = train(cfg, params0, every=every, device=device_for(name, device), timings=timings)
+    seconds = timings.get("run_seconds", time.perf_counter() - start)
     return Trajectory(
         name=name,
         loss=np.asarray(loss, dtype=cfg.dtype),
         params=np.asarray(params, dtype=cfg.dtype),
         seconds=seconds,
-        compile_seconds=compile_seconds,
+        compile_seconds=timings.get("compile_seconds"),
+        epochs_run=cfg.epochs,
     )
+
+
+def _run_row_or_reason(name, cfg, params0, every, device):
+    try:
+        return run_row(name, cfg, params0, every, device)
+    except backends.BackendUnavailable as exc:
+        return str(exc)
+
+
+# Longest first, so that the slowest row never starts last when rows run in parallel.
+EXPECTED_COST = {"torch.optim": 5, "torch": 4, "numpy": 3, "jax": 2, "optax": 1}
+
+
+def run_rows(names, cfg: Config, params0=None, every: int = 1, device: str = "cpu", jobs: int = 1):
+    """Run rows, ``jobs`` processes at a time; yields (name, Trajectory or the reason the
+    row's framework failed to import) as each finishes."""
+    if params0 is None:
+        params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    if jobs <= 1 or len(names) <= 1:
+        for name in names:
+            yield name, _run_row_or_reason(name, cfg, params0, every, device)
+        return
+    ordered = sorted(names, key=lambda n: -EXPECTED_COST.get(n, 0))
+    # spawn, not fork: a parent that already holds torch or JAX threads must not fork.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=context) as pool:
+        futures = {pool.submit(_run_row_or_reason, n, cfg, params0, every, device): n for n in ordered}
+        for future in as_completed(futures):
+            yield futures[future], future.result()

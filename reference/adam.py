@@ -50,7 +50,9 @@ def adam_delta(m, v, t, lr: float, beta1: float, beta2: float, eps: float):
     """The step subtracted from θ: lr · m̂ / (√v̂ + ε)."""
     # t may be an array (a batch of states at different steps); the corrections are
     # then cast to the state's dtype so a float32 run stays float32.
-    bc1, bc2 = (np.asarray(bc, dtype=m.dtype) for bc in bias_corrections(t, beta1, beta2))
+    bc1, bc2 = bias_corrections(t, beta1, beta2)
+    if isinstance(bc1, np.ndarray):
+        bc1, bc2 = bc1.astype(m.dtype), bc2.astype(m.dtype)
     m_hat = m / bc1
     v_hat = v / bc2
     return lr * m_hat / (np.sqrt(v_hat) + eps)

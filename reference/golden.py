@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reference.spec import Config, initial_params, n_params
+from reference.spec import Config, checkpoint_epochs, initial_params, n_params
 
 FOLDER = Path(__file__).resolve().parent / "golden"
 SEEDS = (0, 1, 2)
@@ -28,19 +28,13 @@ def golden_path(seed: int) -> Path:
     return FOLDER / f"seed{seed}.npz"
 
 
-def checkpoint_epochs(epochs: int) -> np.ndarray:
-    """1-based epochs kept: every EVERY-th one, the last always included."""
-    kept = np.arange(EVERY, epochs + 1, EVERY)
-    return kept if kept.size and kept[-1] == epochs else np.append(kept, epochs)
-
-
 def make_golden(seed: int, cfg: Config = Config()) -> dict:
     from backends import numpy_backend
     from harness.environment import environment
 
     cfg = replace(cfg, seed=seed)
     loss, params = numpy_backend.train(cfg, initial_params(seed, cfg.hidden, cfg.dtype))
-    epochs = checkpoint_epochs(cfg.epochs)
+    epochs = checkpoint_epochs(cfg.epochs, EVERY)
     return {
         "epochs": epochs,
         "loss": loss[epochs - 1],
@@ -58,7 +52,7 @@ def load_golden(seed: int) -> dict:
     with np.load(path, allow_pickle=False) as data:
         record = {k: data[k] for k in data.files}
     cfg = Config(**json.loads(str(record["config"])))
-    n, kept = n_params(cfg.hidden), checkpoint_epochs(cfg.epochs)
+    n, kept = n_params(cfg.hidden), checkpoint_epochs(cfg.epochs, EVERY)
     expected = {"epochs": kept.shape, "loss": kept.shape, "params": (kept.size, n), "params0": (n,)}
     for key, shape in expected.items():
         if key not in record or record[key].shape != shape:

@@ -92,6 +92,12 @@ def n_params(hidden: int) -> int:
     return 4 * hidden + 1
 
 
+def checkpoint_epochs(epochs: int, every: int = 1) -> np.ndarray:
+    """1-based epochs a run records: every ``every``-th one, the last always included."""
+    kept = np.arange(every, epochs + 1, every)
+    return kept if kept.size and kept[-1] == epochs else np.append(kept, epochs)
+
+
 def initial_params(seed: int, hidden: int = 4, dtype: str = "float64") -> dict[str, np.ndarray]:
     """The initial weights every backend starts from, converted, never re-drawn.
 

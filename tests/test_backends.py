@@ -7,7 +7,7 @@ from reference.spec import PARAM_NAMES, Config, initial_params, unflatten_params
 from tests.conftest import BACKEND_NAMES, load_backend, ulp_tolerance
 
 INTERFACE = ("NAME", "GRADIENT_SOURCE", "to_backend", "to_numpy", "forward", "mse",
-             "loss_and_grads", "adam_init", "adam_step", "train_step", "train")
+             "loss_and_grads", "adam_init", "adam_step", "train_step", "check_device", "train")
 
 
 @pytest.mark.parametrize("name", BACKEND_NAMES)
@@ -90,3 +90,49 @@ def test_batched_training_equals_per_seed_training(name):
         # Batched kernels may sum in another order: agreement to rounding, not bits.
         np.testing.assert_allclose(history[:, s], one_history, rtol=0, atol=ulp_tolerance(one_history, 16))
         np.testing.assert_allclose(losses[:, s], one_loss, rtol=0, atol=ulp_tolerance(one_loss, 4))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_fast_training_loop_equals_the_readable_step(name, dtype):
+    """train() is the fast path of train_step(): the same trajectory, to rounding."""
+    from harness.agreement import tolerance
+
+    module = load_backend(name)
+    cfg = Config(epochs=300, lr=0.01, dtype=dtype)
+    X, y = (module.to_backend(a) for a in xor_data(dtype))
+    params0 = initial_params(2, dtype=dtype)
+    params = {k: module.to_backend(v) for k, v in params0.items()}
+    state = module.adam_init(params)
+    readable_loss, readable_flat = [], [np.concatenate([params0[k].ravel() for k in PARAM_NAMES])]
+    for _ in range(cfg.epochs):
+        params, state, loss = module.train_step(params, state, X, y, cfg)
+        readable_loss.append(float(module.to_numpy(loss)))
+        readable_flat.append(np.concatenate([module.to_numpy(params[k]).ravel() for k in PARAM_NAMES]))
+    fast_loss, fast_flat = module.train(cfg, params0)
+    assert fast_flat.dtype == np.dtype(dtype)
+    tol = tolerance(dtype, cfg.epochs, float(np.abs(fast_flat).max()))
+    np.testing.assert_allclose(fast_flat, np.array(readable_flat), rtol=0, atol=tol)
+    np.testing.assert_allclose(fast_loss, np.array(readable_loss), rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_checkpointed_training_keeps_the_checkpoint_rows(name):
+    module = load_backend(name)
+    cfg = Config(epochs=250)
+    full_loss, full = module.train(cfg, initial_params(1))
+    kept_loss, kept = module.train(cfg, initial_params(1), every=100)
+    assert kept.shape == (4, 17) and kept_loss.shape == (3,)
+    np.testing.assert_allclose(kept[1:], full[[100, 200, 250]], rtol=0, atol=ulp_tolerance(full, 16))
+    np.testing.assert_allclose(kept_loss, full_loss[[99, 199, 249]], rtol=0, atol=ulp_tolerance(full_loss, 16))
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_asking_for_cuda_without_one_is_a_clear_error(name):
+    module = load_backend(name)
+    if name == "torch" and module.torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    if name == "jax" and any(d.platform == "gpu" for d in module.jax.devices()):
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(RuntimeError, match="cuda"):
+        module.check_device("cuda")

@@ -7,8 +7,8 @@ import pytest
 
 from backends import numpy_backend
 from harness.agreement import tolerance
-from reference.golden import COMMAND, SEEDS, checkpoint_epochs, golden_path, load_golden
-from reference.spec import flatten_params, initial_params
+from reference.golden import COMMAND, EVERY, SEEDS, golden_path, load_golden
+from reference.spec import checkpoint_epochs, flatten_params, initial_params
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -32,8 +32,9 @@ def test_golden_records_how_to_regenerate_it():
 
 
 def test_checkpoints_keep_the_last_epoch():
-    assert checkpoint_epochs(250).tolist() == [100, 200, 250]
-    assert checkpoint_epochs(200).tolist() == [100, 200]
+    assert checkpoint_epochs(250, EVERY).tolist() == [100, 200, 250]
+    assert checkpoint_epochs(200, EVERY).tolist() == [100, 200]
+    assert checkpoint_epochs(3).tolist() == [1, 2, 3]
 
 
 def test_a_damaged_golden_file_is_refused(tmp_path, monkeypatch):

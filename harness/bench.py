@@ -1,0 +1,186 @@
+"""``python compare.py bench``: how fast each row trains, against two yardsticks.
+
+- the seed-style loop (``harness.seed_loop``): the article's training loop, op for op;
+- the floor: the same training as a plain C loop (``harness/floor.c``), compiled here
+  with the system's C compiler, skipped with a note when there is none.
+
+Rows run one after another in this process, each ``repeat`` times, so they never
+compete for a core; import times are measured in fresh interpreters. Figures are
+µs per epoch: median, min and max over the repeats.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from reference.spec import Config, flatten_params, initial_params
+
+FRAMEWORK_IMPORTS = {"numpy": "numpy", "jax": "jax", "torch": "torch", "optax": "optax"}
+ROOT = Path(__file__).resolve().parents[1]
+WARM_UP_EPOCHS = 200  # one untimed short run per row first: lazy imports, allocator, caches
+
+
+def spread(values) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+
+
+def time_row(name: str, cfg: Config, repeat: int) -> dict:
+    from harness.rows import run_row
+
+    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    run_row(name, replace(cfg, epochs=min(cfg.epochs, WARM_UP_EPOCHS)), params0)  # first-call costs
+    runs = [run_row(name, cfg, params0) for _ in range(repeat)]
+    result = {"us_per_epoch": spread([r.us_per_epoch for r in runs]), "final_loss": float(runs[-1].loss[-1])}
+    if runs[0].compile_seconds is not None:
+        result["compile_seconds"] = spread([r.compile_seconds for r in runs])
+    return result
+
+
+def time_seed_loop(cfg: Config, repeat: int) -> dict:
+    from harness.seed_loop import seed_style_training
+
+    params0 = initial_params(cfg.seed, cfg.hidden)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        seed_style_training(params0, cfg.epochs)
+        times.append((time.perf_counter() - start) / cfg.epochs * 1e6)
+    return {"us_per_epoch": spread(times)}
+
+
+def time_floor(cfg: Config, repeat: int) -> dict:
+    """Compile and run harness/floor.c; {"skipped": why} when that cannot be done."""
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler is None:
+        return {"skipped": "no C compiler on PATH"}
+    with tempfile.TemporaryDirectory() as folder:
+        binary = Path(folder) / "floor"
+        build = subprocess.run([compiler, "-O2", "-o", str(binary), str(ROOT / "harness" / "floor.c"), "-lm"],
+                               capture_output=True, text=True)
+        if build.returncode != 0:
+            return {"skipped": f"{compiler} failed: {build.stderr.strip().splitlines()[-1:]}"}
+        theta0 = flatten_params(initial_params(cfg.seed, cfg.hidden))
+        args = [str(binary), str(cfg.epochs), str(cfg.hidden), *(repr(float(x)) for x in
+                (cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, *theta0))]
+        times, loss = [], None
+        for _ in range(repeat):
+            seconds, loss = subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
+            times.append(float(seconds) / cfg.epochs * 1e6)
+    return {"us_per_epoch": spread(times), "final_loss": float(loss), "compiler": compiler}
+
+
+def time_torchscript(cfg: Config, repeat: int) -> dict:
+    """The torch row's loop compiled with TorchScript: is it worth the compile?"""
+    from backends import torch_backend
+
+    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    start = time.perf_counter()
+    torch_backend.train_torchscript(Config(epochs=2, hidden=cfg.hidden, dtype=cfg.dtype), params0)
+    compile_seconds = time.perf_counter() - start
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        loss, _ = torch_backend.train_torchscript(cfg, params0)
+        times.append((time.perf_counter() - start) / cfg.epochs * 1e6)
+    return {"us_per_epoch": spread(times), "compile_seconds": compile_seconds, "final_loss": float(loss[-1])}
+
+
+def import_seconds(module: str, repeat: int = 3) -> float:
+    """Median time for a fresh interpreter to import ``module`` (start-up subtracted)."""
+    def run(code):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    bare = statistics.median(run("pass") for _ in range(repeat))
+    return max(0.0, statistics.median(run(f"import {module}") for _ in range(repeat)) - bare)
+
+
+def wall_seconds(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *argv], cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -> dict:
+    result = {"config": cfg.to_dict(), "repeat": repeat, "rows": {}}
+    for name in rows:
+        progress(f"timing {name}")
+        result["rows"][name] = time_row(name, cfg, repeat)
+    if "torch" in rows and cfg.epochs >= 1:
+        progress("timing the torch row's loop under TorchScript")
+        result["torchscript"] = time_torchscript(cfg, repeat)
+    progress("timing the seed-style loop")
+    result["seed_loop"] = time_seed_loop(cfg, repeat)
+    progress("timing the C floor")
+    result["floor"] = time_floor(cfg, repeat)
+    progress("timing framework imports")
+    needed = {"numpy"} | {m for n in rows for m in _row_modules(n)}
+    result["import_seconds"] = {m: import_seconds(m) for m in FRAMEWORK_IMPORTS if m in needed}
+    seed = result["seed_loop"]["us_per_epoch"]["median"]
+    floor = result["floor"].get("us_per_epoch", {}).get("median")
+    for entry in result["rows"].values():
+        us = entry["us_per_epoch"]["median"]
+        entry["vs_seed_loop"] = us / seed
+        entry["vs_floor"] = us / floor if floor else None
+    if wall:
+        progress("timing whole runs: python compare.py, python -m harness.seed_loop")
+        result["wall_seconds"] = {
+            "compare_default_run": wall_seconds(["compare.py"]),
+            "seed_loop_script": wall_seconds(["-m", "harness.seed_loop"]),
+        }
+    return result
+
+
+def _row_modules(name: str):
+    from harness.rows import ROWS
+
+    return ROWS[name].requires
+
+
+def render_bench(result: dict) -> str:
+    cfg = result["config"]
+    seed = result["seed_loop"]["us_per_epoch"]
+    floor = result["floor"]
+    lines = [
+        f"µs per epoch, {cfg['epochs']} epochs, {cfg['dtype']}, hidden {cfg['hidden']}, "
+        f"median (min-max) of {result['repeat']} runs, one row at a time",
+        "",
+        f"{'row':<22} {'median':>9} {'min':>9} {'max':>9} {'compile s':>10} {'× seed loop':>12} {'× floor':>9}",
+    ]
+
+    def line(name, entry, compile_s=None):
+        us = entry["us_per_epoch"]
+        ratio_seed = us["median"] / seed["median"]
+        ratio_floor = f"{us['median'] / floor['us_per_epoch']['median']:9.0f}" if "us_per_epoch" in floor else f"{'-':>9}"
+        cs = f"{compile_s:10.2f}" if compile_s is not None else f"{'':>10}"
+        return f"{name:<22} {us['median']:9.1f} {us['min']:9.1f} {us['max']:9.1f} {cs} {ratio_seed:12.2f} {ratio_floor}"
+
+    for name, entry in result["rows"].items():
+        lines.append(line(name, entry, entry.get("compile_seconds", {}).get("median")))
+    if "torchscript" in result:
+        ts = result["torchscript"]
+        lines.append(line("torch, TorchScript loop", ts, ts["compile_seconds"]) + "   (not a row)")
+    lines.append(line("seed-style numpy loop", result["seed_loop"]) + "   (yardstick)")
+    if "us_per_epoch" in floor:
+        lines.append(line("C loop (floor)", floor) + "   (yardstick)")
+    else:
+        lines.append(f"C loop (floor): not measured: {floor['skipped']}")
+    lines += ["", "import seconds (fresh interpreter): " + ", ".join(
+        f"{m} {s:.2f}" for m, s in result["import_seconds"].items())]
+    if "wall_seconds" in result:
+        w = result["wall_seconds"]
+        lines.append(
+            f"wall seconds: python compare.py {w['compare_default_run']:.2f}, "
+            f"python -m harness.seed_loop {w['seed_loop_script']:.2f} "
+            f"(ratio {w['compare_default_run'] / w['seed_loop_script']:.1f})")
+    return "\n".join(lines)
