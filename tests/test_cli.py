@@ -164,3 +164,49 @@ def test_help_lists_every_option():
     assert result.returncode == 0
     for option in ("--epochs", "--seed", "--lr", "--hidden", "--dtype", "--backends", "--json", "--save", "--plot"):
         assert option in result.stdout
+
+
+def test_rows_in_parallel_processes_give_the_same_trajectories(tmp_path):
+    pytest.importorskip("torch"), pytest.importorskip("jax")
+    runs = {}
+    for jobs in ("1", "2"):
+        result = run_cli("--epochs", "300", "--backends", "numpy,torch,jax", "--jobs", jobs,
+                         "--save", str(tmp_path / f"j{jobs}.npz"))
+        assert result.returncode == 0, result.stderr
+        with np.load(tmp_path / f"j{jobs}.npz", allow_pickle=False) as data:
+            runs[jobs] = {k: data[k] for k in data.files}
+    assert runs["1"].keys() == runs["2"].keys()
+    for key in runs["1"]:
+        np.testing.assert_array_equal(runs["1"][key], runs["2"][key])
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    result = run_cli("--device", "cuda", "--epochs", "10", "--backends", "numpy,torch")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "cuda" in errors[0]
+
+
+def test_bench_prints_its_figures(tmp_path):
+    pytest.importorskip("torch"), pytest.importorskip("jax")
+    result = run_cli("bench", "--epochs", "100", "--repeat", "2", "--no-wall", "--backends", "numpy,torch,jax",
+                     "--json", str(tmp_path / "b.json"))
+    assert result.returncode == 0, result.stderr
+    for label in ("numpy", "torch", "jax", "TorchScript", "seed-style numpy loop", "import seconds"):
+        assert label in result.stdout
+    data = json.loads((tmp_path / "b.json").read_text())
+    for name in ("numpy", "torch", "jax"):
+        us = data["rows"][name]["us_per_epoch"]
+        assert 0 < us["min"] <= us["median"] <= us["max"] and us["runs"] == 2
+        assert data["rows"][name]["vs_seed_loop"] > 0
+    assert data["rows"]["jax"]["compile_seconds"]["median"] > 0
+    assert data["import_seconds"]["torch"] > 0
+    if "us_per_epoch" in data["floor"]:  # a C compiler was found
+        # The C loop trains the same network: the same final loss to rounding.
+        assert data["floor"]["final_loss"] == pytest.approx(data["rows"]["numpy"]["final_loss"], rel=1e-12)
+        assert "C loop (floor)" in result.stdout
+    else:
+        assert "not measured" in result.stdout

@@ -1,0 +1,90 @@
+"""Sweeps: a batch of seeds trains as each seed alone would, disagreements are found
+per seed, and the command line writes what it says."""
+import io
+import json
+
+import numpy as np
+import pytest
+
+from harness.progress import Progress
+from harness.rows import DEFAULT_ROWS, Trajectory, run_row, unavailable_reason
+from harness.sweep import batch_params, summarize
+from reference.spec import Config
+from tests.conftest import ulp_tolerance
+from tests.test_cli import run_cli
+
+AVAILABLE = [n for n in DEFAULT_ROWS if unavailable_reason(n) is None]
+SEEDS = np.array([0, 5, 9])
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_a_sweep_matches_per_seed_runs(name):
+    cfg = Config(epochs=300)
+    batch = run_row(name, cfg, batch_params(SEEDS, cfg.hidden, cfg.dtype), every=50)
+    assert batch.params.shape == (7, 3, 17) and batch.loss.shape == (6, 3)
+    for i, seed in enumerate(SEEDS):
+        alone = run_row(name, Config(epochs=300, seed=int(seed)), every=50)
+        np.testing.assert_allclose(batch.params[:, i], alone.params, rtol=0, atol=ulp_tolerance(alone.params, 16))
+        np.testing.assert_allclose(batch.loss[:, i], alone.loss, rtol=0, atol=ulp_tolerance(alone.loss, 16))
+
+
+def _batch_trajectory(name, seeds=3, checkpoints=4):
+    rng = np.random.default_rng(0)
+    params = rng.standard_normal((checkpoints + 1, seeds, 17))
+    loss = rng.uniform(0, 0.3, (checkpoints, seeds))
+    return Trajectory(name, loss, params, seconds=1.0, epochs_run=400)
+
+
+def test_summary_finds_the_seed_that_parts_and_where():
+    cfg = Config(epochs=400)
+    ref = _batch_trajectory("numpy")
+    other = _batch_trajectory("jax")
+    other.params[3:, 1, 5] += 1e-6  # seed 1 moves at checkpoint 3 (epoch 300)
+    summary = summarize(cfg, np.array([10, 11, 12]), 100, {"numpy": ref, "jax": other})
+    assert summary["seeds_agree_in_every_pair"] == 2 and not summary["passed"]
+    (failing,) = summary["failing"]
+    assert failing["seed"] == 11 and failing["first_checkpoint_over_tolerance"] == 300
+    assert failing["max_abs_param_diff"] == pytest.approx(1e-6)
+    assert summary["pairs"][0]["largest_gap"]["max"] == pytest.approx(1e-6)
+    assert summary["pairs"][0]["largest_gap"]["median"] == 0.0
+
+
+def test_sweep_command_writes_its_summary(tmp_path):
+    if len(AVAILABLE) < len(DEFAULT_ROWS):
+        pytest.skip("not every framework is installed")
+    result = run_cli("sweep", "--seeds", "6", "--epochs", "400", "--json", str(tmp_path / "s.json"),
+                     "--plot", str(tmp_path / "plots"))
+    assert result.returncode == 0, result.stderr
+    assert "6 of 6 seeds agree in every pair" in result.stdout
+    assert "[" not in result.stderr  # no progress bar when stderr is not a terminal
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["seeds"] == {"first": 0, "count": 6} and data["passed"] is True
+    assert set(data["rows"]) == set(DEFAULT_ROWS)
+    for row in data["rows"].values():
+        assert 0 <= row["solved_share"] <= 1 and row["final_loss"]["median"] > 0
+    assert len(data["pairs"]) == 4 and all(p["seeds_agree"] == 6 for p in data["pairs"])
+    assert data["environment"]["device"] == "cpu"
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["sweep_final_loss.png", "sweep_gaps.png"]
+
+
+@pytest.mark.parametrize("args", [["--seeds", "0"], ["--seeds", "x"], ["--every", "0"],
+                                  ["--first-seed", "4294967295", "--seeds", "2"]])
+def test_sweep_bad_input(args):
+    result = run_cli("sweep", *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "error:" in line]) == 1
+
+
+def test_progress_bar_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    quiet, shown = io.StringIO(), Terminal()
+    for stream in (quiet, shown):
+        bar = Progress(2, "rows", stream=stream, delay=0.0)
+        bar.advance("numpy")
+        bar.advance("jax")
+        bar.close()
+    assert quiet.getvalue() == ""
+    assert "2/2 rows" in shown.getvalue() and shown.getvalue().endswith("\n")
