@@ -165,8 +165,9 @@ def plot_sweep(summary: dict, trajectories: dict, folder) -> list:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    reference = next(iter(trajectories))
     for name, largest in summary["_largest_per_pair"].items():
-        ax.hist(np.log10(np.maximum(largest, 1e-300)), bins=40, histtype="step", label=f"numpy vs {name}")
+        ax.hist(np.log10(np.maximum(largest, 1e-300)), bins=40, histtype="step", label=f"{reference} vs {name}")
     ax.set(xlabel="log10 largest |Δθ| or |Δloss| per seed", ylabel="seeds", title="gap to the reference row")
     ax.legend(loc="best")
     written.append(folder / "sweep_gaps.png")
