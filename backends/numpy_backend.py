@@ -47,8 +47,15 @@ def _transpose(a):
     return np.swapaxes(a, -1, -2)
 
 
-def loss_and_grads(params, X, y):
-    """MSE and its exact gradient with respect to W1, b1, W2, b2."""
+# How the error's derivative is scaled: the MSE is what every row logs and follows;
+# "half-sse" is the seed article's derivation, the gradient of ½·Σ(A2 − y)², which is
+# N/2 = 2 times the MSE's gradient.
+OUTPUT_SCALES = {"mse": lambda n_samples: 2.0 / n_samples, "half-sse": lambda n_samples: 1.0}
+
+
+def loss_and_grads(params, X, y, convention: str = "mse"):
+    """The logged MSE, and the exact gradient of the ``convention`` loss with respect to
+    W1, b1, W2, b2."""
     n_samples = X.shape[0]
     Z1 = X @ params["W1"] + params["b1"]
     A1 = sigmoid(Z1);                  dA1_dZ1 = A1 * (1.0 - A1)
@@ -56,7 +63,7 @@ def loss_and_grads(params, X, y):
     A2 = sigmoid(Z2);                  dA2_dZ2 = A2 * (1.0 - A2)
     err = A2 - y
     loss = np.sum(err * err, axis=(-2, -1)) / n_samples  # the mean, as np.mean rounds it, 3 µs sooner
-    dL_dA2 = (2.0 / n_samples) * err   # d mean(err²) / dA2; the seed omits 2/N
+    dL_dA2 = OUTPUT_SCALES[convention](n_samples) * err   # d mean(err²) / dA2 = 2·err/N
     dL_dZ2 = dL_dA2 * dA2_dZ2
     dW2 = _transpose(A1) @ dL_dZ2      # Z2 = A1·W2 + b2
     db2 = dL_dZ2.sum(axis=-2, keepdims=True)

@@ -36,6 +36,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def seed_int(text: str) -> int:
     value = _whole_number(text)
     if not 0 <= value < 2**32:
@@ -161,6 +168,25 @@ def check_outputs(parser, args, files=("json", "save"), folders=("plot",)) -> di
     return paths
 
 
+def write_outputs(outputs: dict, json_data=None, npz_arrays=None, plots=None) -> int | None:
+    """Write what was asked for: ``json_data`` (a zero-argument function giving the dict)
+    to --json, ``npz_arrays`` to --save, ``plots(folder)`` into --plot. A write that
+    fails is a one-line error and the usage exit status; None when all went well."""
+    from harness.files import write_json, write_npz
+
+    try:
+        if outputs.get("json") and json_data is not None:
+            write_json(outputs["json"], json_data())
+        if outputs.get("save") and npz_arrays is not None:
+            write_npz(outputs["save"], npz_arrays())
+        if outputs.get("plot") and plots is not None:
+            plots(outputs["plot"])
+    except OSError as exc:
+        print(f"compare.py: error: cannot write output: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return None
+
+
 def default_run(argv) -> int:
     parser = run_parser()
     args = parser.parse_args(argv)
@@ -180,26 +206,17 @@ def default_run(argv) -> int:
     agreements = compare_all(trajectories, cfg.dtype)
     print(render(cfg, trajectories, agreements))
 
-    try:
-        if outputs["json"]:
-            from harness.files import write_json
+    from harness.plots import write_all
 
-            write_json(outputs["json"], results_dict(cfg, trajectories, agreements, skipped, environment(args.device)))
-        if outputs["save"]:
-            from harness.files import write_npz
-
-            arrays = {}
-            for name, traj in trajectories.items():
-                arrays[f"{name}/loss"] = traj.loss
-                arrays[f"{name}/params"] = traj.params
-            write_npz(outputs["save"], arrays)
-        if outputs["plot"]:
-            from harness.plots import write_all
-
-            write_all(trajectories, cfg.hidden, outputs["plot"])
-    except OSError as exc:
-        print(f"compare.py: error: cannot write output: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    failed = write_outputs(
+        outputs,
+        json_data=lambda: results_dict(cfg, trajectories, agreements, skipped, environment(args.device)),
+        npz_arrays=lambda: {f"{name}/{key}": getattr(traj, key)
+                            for name, traj in trajectories.items() for key in ("loss", "params")},
+        plots=lambda folder: write_all(trajectories, cfg.hidden, folder),
+    )
+    if failed is not None:
+        return failed
     return EXIT_AGREE if all(a.passed for a in agreements) else EXIT_DISAGREE
 
 
@@ -229,15 +246,7 @@ def bench(argv) -> int:
     result = run_bench(cfg, names, args.repeat, wall=not args.no_wall, progress=progress)
     result["environment"] = environment()
     print(render_bench(result))
-    if outputs["json"]:
-        from harness.files import write_json
-
-        try:
-            write_json(outputs["json"], result)
-        except OSError as exc:
-            print(f"compare.py: error: cannot write output: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    return EXIT_AGREE
+    return write_outputs(outputs, json_data=lambda: result) or EXIT_AGREE
 
 
 def sweep(argv) -> int:
@@ -295,24 +304,65 @@ def sweep(argv) -> int:
     summary["seconds"] = time.perf_counter() - started
     summary["peak_memory_mib"] = peak_memory_mib()
     print(render_sweep(summary))
-    try:
-        if outputs["json"]:
-            from harness.files import write_json
-
-            data = {k: v for k, v in summary.items() if not k.startswith("_")}
-            data["environment"] = environment(args.device)
-            data["skipped"] = skipped
-            write_json(outputs["json"], data)
-        if outputs["plot"]:
-            plot_sweep(summary, trajectories, outputs["plot"])
-    except OSError as exc:
-        print(f"compare.py: error: cannot write output: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    failed = write_outputs(
+        outputs,
+        json_data=lambda: {k: v for k, v in summary.items() if not k.startswith("_")}
+        | {"environment": environment(args.device), "skipped": skipped},
+        plots=lambda folder: plot_sweep(summary, trajectories, folder),
+    )
+    if failed is not None:
+        return failed
     return EXIT_AGREE if summary["passed"] else EXIT_DISAGREE
 
 
+HAND_GRADIENTS = {
+    "mse": ("mse", "numpy hand backprop of the MSE"),
+    "seed": ("half-sse", "the seed article's derivation, delta2 = (A2 − y)·σ'(Z2) with no 2/N"),
+}
+
+
+def grads(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="compare.py grads",
+        description="Check the hand-derived gradient (and jax.grad, torch autograd, central differences) "
+        "against a 50-digit mpmath oracle at the initial weights, along the training and at saturated points; "
+        "Taylor-test it and say which loss it is the exact gradient of.",
+        epilog="exit status: 0 every source agrees (with --canary: every canary caught), 1 otherwise, 2 bad usage",
+    )
+    add_problem_options(parser)
+    parser.add_argument("--points", type=non_negative_int, default=4,
+                        help="points spread along the training trajectory, besides the initial weights and two "
+                        "saturated points (default %(default)s)")
+    parser.add_argument("--hand", choices=tuple(HAND_GRADIENTS), default="mse",
+                        help="the hand gradient to check: mse (the numpy backend's) or seed (the article's "
+                        "derivation) (default %(default)s)")
+    parser.add_argument("--canary", action="store_true",
+                        help="check built-in wrong hand gradients instead: each must be caught")
+    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    args = parser.parse_args(argv)
+    cfg = config_from(args)
+    outputs = check_outputs(parser, args, files=("json",), folders=())
+
+    from harness import gradcheck
+    from harness.environment import environment
+
+    if args.canary:
+        result = gradcheck.run_canaries(cfg, args.points)
+        print(gradcheck.render_canaries(result))
+    else:
+        convention, label = HAND_GRADIENTS[args.hand]
+        result = gradcheck.run_check(cfg, args.points, gradcheck.hand_source(convention), label)
+        for reason in result["skipped"].values():
+            print(f"notice: skipping: {reason}", file=sys.stderr)
+        print(gradcheck.render_check(result))
+    failed = write_outputs(outputs, json_data=lambda: result | {"environment": environment()})
+    if failed is not None:
+        return failed
+    return EXIT_AGREE if result["passed"] else EXIT_DISAGREE
+
+
 # subcommand name -> function(argv) -> exit status; later issues add theirs here
-COMMANDS = {"bench": bench, "sweep": sweep}
+COMMANDS = {"bench": bench, "sweep": sweep, "grads": grads}
 
 
 def main(argv=None) -> int:
