@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.adam import AdamState, adam_delta, adam_moments
+from reference import adam as spec
 from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, flatten_params, unflatten_params, xor_data
 
 NAME = "numpy"
@@ -74,18 +74,36 @@ def loss_and_grads(params, X, y, convention: str = "mse"):
     return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 
+sqrt = np.sqrt
+
+
+def bias_corrections(t, cfg: Config, like):
+    bc1, bc2 = spec.bias_corrections(t, cfg.beta1, cfg.beta2)
+    if isinstance(bc1, np.ndarray):  # a batch of step counts: keep the state's dtype
+        bc1, bc2 = bc1.astype(like.dtype), bc2.astype(like.dtype)
+    return bc1, bc2
+
+
+def adam_moments(g, m, v, cfg: Config):
+    return spec.adam_moments(g, m, v, cfg.beta1, cfg.beta2)
+
+
+def adam_delta(m, v, t, cfg: Config):
+    return spec.adam_delta(m, v, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
+
+
 def adam_init(params):
     zeros = {k: np.zeros_like(params[k]) for k in PARAM_NAMES}
-    return AdamState(m=zeros, v=dict(zeros), t=0)
+    return spec.AdamState(m=zeros, v=dict(zeros), t=0)
 
 
 def adam_step(params, grads, state, cfg: Config):
     t = state.t + 1
     new_params, m, v = {}, {}, {}
     for k in PARAM_NAMES:
-        m[k], v[k] = adam_moments(grads[k], state.m[k], state.v[k], cfg.beta1, cfg.beta2)
-        new_params[k] = params[k] - adam_delta(m[k], v[k], t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
-    return new_params, AdamState(m=m, v=v, t=t)
+        m[k], v[k] = adam_moments(grads[k], state.m[k], state.v[k], cfg)
+        new_params[k] = params[k] - adam_delta(m[k], v[k], t, cfg)
+    return new_params, spec.AdamState(m=m, v=v, t=t)
 
 
 def train_step(params, state, X, y, cfg: Config):
@@ -94,11 +112,14 @@ def train_step(params, state, X, y, cfg: Config):
     return params, state, loss
 
 
-def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
+def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None,
+          states: dict | None = None):
     """Train from ``params0`` (one state, or a batch along leading axes).
 
     Returns the loss logged at each checkpoint epoch (``checkpoint_epochs(epochs,
     every)``) and the flat params: row 0 the initial ones, row i those after checkpoint i.
+    Given a dict ``states``, also records Adam's flat m and v the same way (keys "m",
+    "v"), so any recorded step can be run again from its exact state.
 
     The fast path of ``train_step``: the same hand gradients, then Adam as whole-buffer
     operations on one flat vector of params, m and v, with the matrices as views of it.
@@ -114,15 +135,19 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     losses = np.empty((kept.size, *theta.shape[:-1]), dtype=cfg.dtype)
     history = np.empty((kept.size + 1, *theta.shape), dtype=cfg.dtype)
     history[0] = theta
+    if states is not None:
+        states["m"], states["v"] = np.zeros_like(history), np.zeros_like(history)
     row = 0
     for t in range(1, cfg.epochs + 1):
         loss, grads = loss_and_grads(params, X, y)
         for k in PARAM_NAMES:
             grad_views[k][...] = grads[k]
-        m, v = adam_moments(grad, m, v, cfg.beta1, cfg.beta2)
-        theta -= adam_delta(m, v, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
+        m, v = adam_moments(grad, m, v, cfg)
+        theta -= adam_delta(m, v, t, cfg)
         if t == kept[row]:
             losses[row] = loss
             history[row + 1] = theta
+            if states is not None:
+                states["m"][row + 1], states["v"][row + 1] = m, v
             row += 1
     return losses, history

@@ -38,11 +38,15 @@ def to_numpy(x):
     return x.detach().cpu().numpy()
 
 
+sigmoid = torch.sigmoid
+sqrt = torch.sqrt
+
+
 def forward(params, X):
     Z1 = X @ params["W1"] + params["b1"]
-    A1 = torch.sigmoid(Z1)
+    A1 = sigmoid(Z1)
     Z2 = A1 @ params["W2"] + params["b2"]
-    A2 = torch.sigmoid(Z2)
+    A2 = sigmoid(Z2)
     return {"Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2}
 
 
@@ -64,25 +68,37 @@ def adam_init(params):
     return AdamState(m=zeros, v=dict(zeros), t=0)
 
 
-def adam_step(params, grads, state, cfg: Config):
+def bias_corrections(t, cfg: Config, like):
+    """(1 − β1^t, 1 − β2^t), computed in double as torch.optim does: Python floats for
+    one step count, tensors of ``like``'s dtype for a batch of step counts."""
+    if torch.is_tensor(t):  # in double, then rounded once, like the Python-double path
+        t = t.to(torch.float64)
+        return tuple((1.0 - torch.pow(torch.tensor(b, dtype=torch.float64), t)).to(like.dtype)
+                     for b in (cfg.beta1, cfg.beta2))
+    return 1.0 - cfg.beta1**t, 1.0 - cfg.beta2**t
+
+
+def adam_moments(g, m, v, cfg: Config):
     # Written out here rather than shared with the other backends: a slip in one
     # backend's Adam must show up as a disagreement, not be copied into every row.
+    m = cfg.beta1 * m + (1.0 - cfg.beta1) * g
+    v = cfg.beta2 * v + (1.0 - cfg.beta2) * (g * g)
+    return m, v
+
+
+def adam_delta(m, v, t, cfg: Config):
+    """lr · m̂ / (√v̂ + ε) for the 1-based step t."""
+    bc1, bc2 = bias_corrections(t, cfg, m)
+    return cfg.lr * (m / bc1) / (sqrt(v / bc2) + cfg.eps)
+
+
+def adam_step(params, grads, state, cfg: Config):
     t = state.t + 1
-    if torch.is_tensor(t):
-        dtype = params["W1"].dtype
-        bc1 = 1.0 - torch.pow(torch.tensor(cfg.beta1, dtype=dtype), t.to(dtype))
-        bc2 = 1.0 - torch.pow(torch.tensor(cfg.beta2, dtype=dtype), t.to(dtype))
-    else:  # one state: corrections in Python double, as torch.optim does
-        bc1, bc2 = 1.0 - cfg.beta1**t, 1.0 - cfg.beta2**t
     new_params, m, v = {}, {}, {}
     with torch.no_grad():
         for k in PARAM_NAMES:
-            g = grads[k]
-            m[k] = cfg.beta1 * state.m[k] + (1.0 - cfg.beta1) * g
-            v[k] = cfg.beta2 * state.v[k] + (1.0 - cfg.beta2) * (g * g)
-            m_hat = m[k] / bc1
-            v_hat = v[k] / bc2
-            new_params[k] = params[k] - cfg.lr * m_hat / (torch.sqrt(v_hat) + cfg.eps)
+            m[k], v[k] = adam_moments(grads[k], state.m[k], state.v[k], cfg)
+            new_params[k] = params[k] - adam_delta(m[k], v[k], t, cfg)
     return new_params, AdamState(m=m, v=v, t=t)
 
 

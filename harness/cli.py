@@ -14,6 +14,9 @@ import os
 import sys
 import time
 
+import numpy as np
+
+from harness.faults import FAULTS
 from harness.files import OutputError, check_writable_dir, check_writable_file
 from harness.rows import DEFAULT_ROWS, ROWS
 from reference.spec import DTYPES, Config
@@ -115,6 +118,11 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--save", metavar="FILE.npz", help="write every row's loss and parameter trajectory")
     parser.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
+    parser.add_argument("--inject", action="append", metavar="ROW:FAULT",
+                        help="plant a fault in one row (numpy, jax or torch) to see the harness catch it; faults: "
+                        + ", ".join(FAULTS) + " (repeatable, one per row)")
+    parser.add_argument("--replay-dir", default=".", metavar="DIR",
+                        help="where a failing pair's replay file goes (default: the current folder)")
     return parser
 
 
@@ -137,25 +145,6 @@ def select_rows(requested, parser, device: str = "cpu") -> tuple[list[str], dict
         if problem:
             parser.error(problem)
     return names, missing
-
-
-def train_rows(names, cfg, args, skipped: dict, every: int = 1) -> dict | None:
-    """Run the rows, one progress line each on stderr; None when a row named in
-    --backends turned out not to import (the error is printed)."""
-    from harness.rows import run_rows
-
-    finished = {}
-    for name, result in run_rows(names, cfg, every=every, device=args.device, jobs=args.jobs):
-        if isinstance(result, str):
-            if args.backends:
-                print(f"compare.py: error: {result}", file=sys.stderr)
-                return None
-            skipped[name] = result
-            print(f"notice: skipping: {result}", file=sys.stderr)
-            continue
-        finished[name] = result
-        print(f"  {name:<12} trained in {result.seconds:6.2f} s", file=sys.stderr, flush=True)
-    return {n: finished[n] for n in names if n in finished}
 
 
 def check_outputs(parser, args, files=("json", "save"), folders=("plot",)) -> dict:
@@ -187,37 +176,99 @@ def write_outputs(outputs: dict, json_data=None, npz_arrays=None, plots=None) ->
     return None
 
 
+def parse_faults(specs, names, cfg, parser) -> dict:
+    """--inject ROW:FAULT values as {row: fault}; a bad one is a usage error."""
+    from harness.faults import problem
+
+    faults = {}
+    for spec in specs or []:
+        row, sep, fault = spec.partition(":")
+        if not sep:
+            parser.error(f"argument --inject: expected ROW:FAULT, got {spec!r}")
+        why = problem(row, fault, cfg)
+        if why is None and row not in names:
+            why = f"row {row!r} is not among the rows run"
+        if why is None and row in faults:
+            why = f"row {row!r} has a fault already"
+        if why:
+            parser.error(f"argument --inject: {why}")
+        faults[row] = fault
+    return faults
+
+
 def default_run(argv) -> int:
     parser = run_parser()
     args = parser.parse_args(argv)
     cfg = config_from(args)
-    outputs = check_outputs(parser, args)
+    outputs = check_outputs(parser, args, folders=("plot", "replay_dir"))
     names, skipped = select_rows(args.backends, parser, args.device)
+    faults = parse_faults(args.inject, names, cfg, parser)
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)
 
-    from harness.agreement import compare_all
     from harness.environment import environment
     from harness.report import render, results_dict
+    from harness.run import run_default, stderr_progress
 
-    trajectories = train_rows(names, cfg, args, skipped)
-    if trajectories is None:
+    results = run_default(cfg, names, args.device, args.jobs, faults, progress=stderr_progress)
+    if args.backends and results.skipped:
+        print(f"compare.py: error: {next(iter(results.skipped.values()))}", file=sys.stderr)
         return EXIT_USAGE
-    agreements = compare_all(trajectories, cfg.dtype)
-    print(render(cfg, trajectories, agreements))
-
-    from harness.plots import write_all
+    env = environment(args.device)
+    replay_paths = write_replays(results, outputs["replay_dir"], env)
+    print(render(results, replay_paths))
 
     failed = write_outputs(
         outputs,
-        json_data=lambda: results_dict(cfg, trajectories, agreements, skipped, environment(args.device)),
+        json_data=lambda: results_dict(results, env) | {"replay_files": {k: str(v) for k, v in replay_paths.items()}},
         npz_arrays=lambda: {f"{name}/{key}": getattr(traj, key)
-                            for name, traj in trajectories.items() for key in ("loss", "params")},
-        plots=lambda folder: write_all(trajectories, cfg.hidden, folder),
+                            for name, traj in results.trajectories.items() for key in ("loss", "params")},
+        plots=lambda folder: write_run_plots(results, folder),
     )
     if failed is not None:
         return failed
-    return EXIT_AGREE if all(a.passed for a in agreements) else EXIT_DISAGREE
+    return EXIT_AGREE if results.passed else EXIT_DISAGREE
+
+
+def write_replays(results, folder, env) -> dict:
+    """One replay file per failing pair whose divergence has a numpy state to start from."""
+    from pathlib import Path
+
+    from harness.diagnosis import write_replay
+
+    reference = results.trajectories.get("numpy")
+    if reference is None or reference.states is None or folder is None:
+        return {}
+    paths = {}
+    for p in results.pairs:
+        div = p.get("first_divergence")
+        if not div or div["epoch"] < 1:
+            continue
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        path = Path(folder) / f"replay_{p['b']}_epoch{div['epoch']}.npz"
+        try:
+            write_replay(path, results.cfg, reference, div["epoch"], (p["a"], p["b"]), div["phase"], results.faults, env)
+        except OSError as exc:
+            print(f"compare.py: warning: cannot write replay file {path}: {exc}", file=sys.stderr)
+            continue
+        paths[p["b"]] = path
+    return paths
+
+
+def write_run_plots(results, folder) -> None:
+    from pathlib import Path
+
+    from harness.agreement import envelope_tolerance, trajectory_scale
+    from harness.diagnosis import drift_figure
+    from harness.plots import write_all
+
+    write_all(results.trajectories, results.cfg.hidden, folder)
+    reference = next(iter(results.trajectories.values()))
+    allowed = (envelope_tolerance(results.envelope, results.cfg.dtype, trajectory_scale(reference.params))[0]
+               if results.envelope is not None else np.full(reference.params.shape[0], results.agreements[0].tolerance))
+    for p in results.pairs:
+        lock = results.lockstep.get(p["b"], {}).get("params_gap") if p["a"] == "numpy" else None
+        drift_figure(Path(folder) / f"drift_{p['a']}_vs_{p['b']}.png", p["a"], p["b"], p["_gap"], allowed, lock)
 
 
 def bench(argv) -> int:
@@ -361,8 +412,49 @@ def grads(argv) -> int:
     return EXIT_AGREE if result["passed"] else EXIT_DISAGREE
 
 
+def replay(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="compare.py replay",
+        description="Run the single step a replay file holds (the numpy row's exact state before the step where "
+        "a pair parted) in every row, and compare each phase with numpy's.",
+        epilog="exit status: 0 every row computes the step as numpy does, 1 some row differs, 2 bad usage",
+    )
+    parser.add_argument("file", help="a replay .npz written by python compare.py when a pair failed")
+    parser.add_argument("--backends", type=row_list, default=None, metavar="ROWS",
+                        help="rows to run the step in (default: all installed)")
+    parser.add_argument("--json", metavar="FILE", help="write the phase-by-phase errors as JSON")
+    args = parser.parse_args(argv)
+    outputs = check_outputs(parser, args, files=("json",), folders=())
+    from harness.diagnosis import ReplayError, read_replay, render_replay
+
+    try:
+        record = read_replay(args.file)
+    except ReplayError as exc:
+        parser.error(str(exc))
+    names, skipped = select_rows(args.backends, parser)
+    for reason in skipped.values():
+        print(f"notice: skipping: {reason}", file=sys.stderr)
+    from harness.lockstep import lockstep_row
+
+    faults = {row: fault for row, fault in record["faults"].items() if row in names or row == "numpy"}
+    results = {}
+    for name in names:
+        if name != "numpy":
+            results[name] = lockstep_row(name, record["config"], record["states"], faults)["errors"]
+    print(render_replay(record, results))
+    passed = all(e.passed for errors in results.values() for e in errors.values())
+    failed = write_outputs(outputs, json_data=lambda: {
+        "file": args.file, "config": record["config"].to_dict(), "faults": record["faults"],
+        "epoch": int(record["states"].epochs[0]), "pair": record["pair"],
+        "rows": {n: {p: e.to_dict() for p, e in errors.items()} for n, errors in results.items()},
+        "passed": passed})
+    if failed is not None:
+        return failed
+    return EXIT_AGREE if passed else EXIT_DISAGREE
+
+
 # subcommand name -> function(argv) -> exit status; later issues add theirs here
-COMMANDS = {"bench": bench, "sweep": sweep, "grads": grads}
+COMMANDS = {"bench": bench, "sweep": sweep, "grads": grads, "replay": replay}
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 
-from harness.agreement import K_ROUNDING, trajectory_scale
 from harness.plots import predict
 from harness.rows import ROWS
 from reference.spec import Config, unflatten_params, xor_data
@@ -39,16 +38,19 @@ def row_summary(traj, cfg: Config) -> dict:
     }
 
 
-def results_dict(cfg: Config, trajectories: dict, agreements: list, skipped: dict, env: dict) -> dict:
+def results_dict(results, env: dict) -> dict:
+    cfg = results.cfg
     return {
         "config": cfg.to_dict(),
         "environment": env,
-        "backends": {name: row_summary(t, cfg) for name, t in trajectories.items()},
-        "skipped": skipped,
-        "reference_row": next(iter(trajectories), None),
-        "tolerance_rule": f"{K_ROUNDING:g} * eps(dtype) * sqrt(epochs) * max(1, max|theta| of the reference row)",
-        "agreement": [a.to_dict() for a in agreements],
-        "passed": all(a.passed for a in agreements),
+        "injected": results.faults,
+        "backends": {name: row_summary(t, cfg) for name, t in results.trajectories.items()},
+        "skipped": {str(k): v for k, v in results.skipped.items()},
+        "reference_row": next(iter(results.trajectories), None),
+        "tolerance_rule": (results.agreements[0].tolerance_source if results.agreements else None),
+        "lockstep_seconds": results.lockstep_seconds,
+        "agreement": [{k: v for k, v in p.items() if not k.startswith("_")} for p in results.pairs],
+        "passed": results.passed,
     }
 
 
@@ -56,11 +58,16 @@ def _fmt(x: float, spec: str = ".2e") -> str:
     return format(x, spec) if math.isfinite(x) else str(x)
 
 
-def render(cfg: Config, trajectories: dict, agreements: list) -> str:
+def render(results, replay_paths: dict | None = None) -> str:
+    from harness.diagnosis import paragraph
+    from harness.lockstep import K_LOCKSTEP, PHASES
+
+    cfg, trajectories = results.cfg, results.trajectories
     lines = [
         f"XOR 2-{cfg.hidden}-1 sigmoid network, Adam (Kingma & Ba): lr {cfg.lr:g}, "
         f"beta1 {cfg.beta1:g}, beta2 {cfg.beta2:g}, eps {cfg.eps:g}",
-        f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}; every row starts from the same initial weights",
+        f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}; every row starts from the same initial weights"
+        + (f"; planted: {', '.join(f'{r}:{f}' for r, f in results.faults.items())}" if results.faults else ""),
         "",
         f"{'row':<12} {'gradient + optimizer':<36} {'final loss':>10}  {'predictions for 0 1 1 0':<27} {'solved':<6} {'µs/epoch':>9}",
     ]
@@ -71,26 +78,37 @@ def render(cfg: Config, trajectories: dict, agreements: list) -> str:
             f"{name:<12} {ROWS[name].implementation:<36} {_fmt(float(traj.loss[-1]), '.4e'):>10}  "
             f"{shown:<27} {'yes' if solves_xor(outputs) else 'NO':<6} {traj.us_per_epoch:9.1f}"
         )
-    if agreements:
-        reference = trajectories[agreements[0].a]
-        u = float(np.finfo(cfg.dtype).eps)
-        lines += [
-            "",
-            f"agreement with {agreements[0].a}: tolerance {agreements[0].tolerance:.2e} on every |Δθ| and |Δloss|"
-            f" (= {K_ROUNDING:g}·u·√E·scale; u {u:.2e}, E {cfg.epochs}, scale {max(1.0, trajectory_scale(reference.params)):.3g})",
-            f"{'pair':<26} {'max|Δθ|':>10} {'max|Δloss|':>11} {'first epoch over tol':>21} {'margin':>9}  result",
-        ]
-        for a in agreements:
-            first = "none" if a.first_epoch_over_tolerance is None else str(a.first_epoch_over_tolerance)
-            lines.append(
-                f"{a.a + ' vs ' + a.b:<26} {_fmt(a.max_abs_param_diff):>10} {_fmt(a.max_abs_loss_diff):>11} "
-                f"{first:>21} {_fmt(a.margin, '.3f' if a.margin < 1e3 else '.2e'):>9}  {'agree' if a.passed else 'DISAGREE'}"
-            )
-        failed = [a for a in agreements if not a.passed]
-        lines.append("")
+    if not results.pairs:
+        return "\n".join(lines)
+    first = results.agreements[0]
+    lines += ["", f"free-running drift against {first.a}: tolerance = {first.tolerance_source} "
+                  f"(allowed at the last epoch {first.tolerance:.2e})"]
+    lines.append(f"{'pair':<26} {'max|Δθ|':>10} {'max|Δloss|':>11} {'first epoch over':>17} {'margin':>9}  "
+                 f"{'lockstep ULPs':>13}  verdict")
+    for p in results.pairs:
+        first_over = "none" if p["first_epoch_over_tolerance"] is None else str(p["first_epoch_over_tolerance"])
+        lock = f"{p['lockstep_max_ulp']:.3g}" if "lockstep_max_ulp" in p else "n/a"
         lines.append(
-            f"all {len(agreements)} pairs agree (margin = largest gap / tolerance)"
-            if not failed
-            else f"{len(failed)} of {len(agreements)} pairs disagree: " + ", ".join(a.b for a in failed)
-        )
+            f"{p['a'] + ' vs ' + p['b']:<26} {_fmt(p['max_abs_param_diff']):>10} {_fmt(p['max_abs_loss_diff']):>11} "
+            f"{first_over:>17} {_fmt(p['margin'], '.3f' if p['margin'] < 1e3 else '.2e'):>9}  {lock:>13}  {p['diagnosis']}")
+    if results.lockstep:
+        lines += ["", f"lockstep: every row steps from {first.a}'s state at each of the {cfg.epochs} epochs; worst error "
+                      f"per phase in ULPs at the scale of the value's terms (allowed {K_LOCKSTEP:g}; "
+                      f"{results.lockstep_seconds:.1f} s)",
+                  f"{'row':<12} " + " ".join(f"{ph:>9}" for ph in PHASES)]
+        for name, result in results.lockstep.items():
+            errors = result["errors"]
+            cells = [(f"{errors[ph].max_ulp:9.3g}" + (" " if errors[ph].passed else "!")) if ph in errors
+                     else f"{'n/a':>9} " for ph in PHASES]
+            lines.append(f"{name:<12} " + "".join(cells))
+    failed = [p for p in results.pairs if not p["passed"]]
+    lines.append("")
+    if not failed:
+        lines.append(f"all {len(results.pairs)} pairs agree (margin = largest gap / allowed; "
+                     "lockstep at rounding level)")
+    else:
+        lines.append(f"{len(failed)} of {len(results.pairs)} pairs disagree: " + ", ".join(p["b"] for p in failed))
+        for p in failed:
+            if "first_divergence" in p:
+                lines += ["", paragraph(p["a"], p["b"], p["first_divergence"], (replay_paths or {}).get(p["b"]))]
     return "\n".join(lines)

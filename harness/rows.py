@@ -47,6 +47,7 @@ class Trajectory:
     seconds: float              # training wall time, compile excluded
     compile_seconds: float | None = None
     epochs_run: int | None = None  # when only checkpoints are kept: how many epochs ran
+    states: dict | None = None     # Adam's flat m and v per record, where recorded
 
     @property
     def epochs(self) -> int:
@@ -90,17 +91,24 @@ def device_problem(name: str, device: str) -> str | None:
     return None
 
 
-def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = "cpu") -> Trajectory:
+def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = "cpu",
+            fault: str | None = None, record_states: bool = False) -> Trajectory:
     """Train row ``name`` from ``params0`` (default: the config's initial weights),
-    recording every ``every`` epochs (the last always)."""
+    recording every ``every`` epochs (the last always), with ``fault`` planted if given.
+    ``record_states`` (numpy only) also keeps Adam's m and v for lockstep and replay."""
+    from harness.faults import injected
+
     row = ROWS[name]
     if params0 is None:
         params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
-    train = getattr(backends.load(row.backend), row.train_function)
-    timings = {}
-    start = time.perf_counter()
-    loss, params = train(cfg, params0, every=every, device=device_for(name, device), timings=timings)
-    seconds = timings.get("run_seconds", time.perf_counter() - start)
+    timings, extra = {}, {}
+    if record_states:
+        extra["states"] = {}
+    with injected(row.backend, fault):
+        train = getattr(backends.load(row.backend), row.train_function)
+        start = time.perf_counter()
+        loss, params = train(cfg, params0, every=every, device=device_for(name, device), timings=timings, **extra)
+        seconds = timings.get("run_seconds", time.perf_counter() - start)
     return Trajectory(
         name=name,
         loss=np.asarray(loss, dtype=cfg.dtype),
@@ -108,12 +116,14 @@ def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = 
         seconds=seconds,
         compile_seconds=timings.get("compile_seconds"),
         epochs_run=cfg.epochs,
+        states=extra.get("states"),
     )
 
 
-def _run_row_or_reason(name, cfg, params0, every, device):
+def _guarded(function, *args):
+    """Run a task; a framework that fails to import comes back as its reason."""
     try:
-        return run_row(name, cfg, params0, every, device)
+        return function(*args)
     except backends.BackendUnavailable as exc:
         return str(exc)
 
@@ -122,19 +132,56 @@ def _run_row_or_reason(name, cfg, params0, every, device):
 EXPECTED_COST = {"torch.optim": 5, "torch": 4, "numpy": 3, "jax": 2, "optax": 1}
 
 
+class Workers:
+    """Tasks in ``jobs`` processes (in this process when jobs is 1); the processes live
+    as long as the block, so each imports its frameworks once. Tasks may be submitted
+    while results are being collected, so work that depends on a result starts as soon
+    as that result is in."""
+
+    def __init__(self, jobs: int):
+        self.jobs, self.pool, self.pending = jobs, None, {}
+
+    def __enter__(self):
+        if self.jobs > 1:
+            # spawn, not fork: a parent that already holds torch or JAX threads must not fork.
+            context = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context)
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def submit(self, key, function, *args) -> None:
+        if self.pool is None:
+            self.pending[key] = (function, args)
+        else:
+            self.pending[self.pool.submit(_guarded, function, *args)] = key
+
+    def results(self):
+        """Yields (key, result) until nothing submitted is left, including tasks
+        submitted meanwhile."""
+        while self.pending:
+            if self.pool is None:
+                key = next(iter(self.pending))
+                function, args = self.pending.pop(key)
+                yield key, _guarded(function, *args)
+                continue
+            future = next(as_completed(list(self.pending)))
+            yield self.pending.pop(future), future.result()
+
+    def run(self, tasks):
+        """``tasks``: (key, function, args); yields (key, result) as each finishes."""
+        for key, function, args in tasks:
+            self.submit(key, function, *args)
+        yield from self.results()
+
+
 def run_rows(names, cfg: Config, params0=None, every: int = 1, device: str = "cpu", jobs: int = 1):
     """Run rows, ``jobs`` processes at a time; yields (name, Trajectory or the reason the
     row's framework failed to import) as each finishes."""
     if params0 is None:
         params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
-    if jobs <= 1 or len(names) <= 1:
-        for name in names:
-            yield name, _run_row_or_reason(name, cfg, params0, every, device)
-        return
     ordered = sorted(names, key=lambda n: -EXPECTED_COST.get(n, 0))
-    # spawn, not fork: a parent that already holds torch or JAX threads must not fork.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=context) as pool:
-        futures = {pool.submit(_run_row_or_reason, n, cfg, params0, every, device): n for n in ordered}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+    with Workers(min(jobs, len(names))) as workers:
+        yield from workers.run([(n, run_row, (n, cfg, params0, every, device)) for n in ordered])

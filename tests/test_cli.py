@@ -80,20 +80,41 @@ def test_npz_holds_every_rows_trajectory(full_run):
 def test_plot_writes_png_figures(full_run):
     _, out = full_run
     names = sorted(p.name for p in (out / "plots").iterdir())
-    expected = sorted([f"{n}_{k}.png" for n in ROW_NAMES for k in ("decision", "loss")] + ["loss_all_rows.png"])
+    expected = sorted([f"{n}_{k}.png" for n in ROW_NAMES for k in ("decision", "loss")] + ["loss_all_rows.png"]
+                      + [f"drift_numpy_vs_{n}.png" for n in ROW_NAMES[1:]])
     assert names == expected
     for path in (out / "plots").iterdir():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert path.stat().st_size > 5000
 
 
-def test_a_real_disagreement_exits_1():
+def test_chaotic_training_is_told_apart_from_a_real_difference(tmp_path):
     # lr 0.05, seed 3: training is chaotic, so rounding differences between two correct
-    # rows grow until the trajectories part (first over tolerance near epoch 5800).
+    # rows grow until the trajectories part by ~0.5. The envelope of one-ULP perturbations
+    # grows with them, and lockstep stays at rounding level: the rows agree.
     pytest.importorskip("jax")
-    result = run_cli("--backends", "numpy,jax", "--lr", "0.05", "--seed", "3")
+    result = run_cli("--backends", "numpy,jax", "--lr", "0.05", "--seed", "3", "--json", str(tmp_path / "c.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (pair,) = json.loads((tmp_path / "c.json").read_text())["agreement"]
+    assert pair["max_abs_param_diff"] > 1e-3 and pair["passed"] and pair["lockstep_max_ulp"] < 8
+
+
+def test_a_planted_fault_exits_1_with_where_and_a_replay_file(tmp_path):
+    pytest.importorskip("jax")
+    result = run_cli("--backends", "numpy,jax", "--epochs", "300", "--inject", "jax:eps-inside-sqrt",
+                     "--json", str(tmp_path / "f.json"), "--replay-dir", str(tmp_path))
     assert result.returncode == 1, result.stderr
-    assert "DISAGREE" in result.stdout and "1 of 1 pairs disagree" in result.stdout
+    assert "numpy vs jax first part at epoch 1, phase update" in result.stdout
+    (pair,) = json.loads((tmp_path / "f.json").read_text())["agreement"]
+    divergence = pair["first_divergence"]
+    assert (divergence["epoch"], divergence["phase"]) == (1, "update")
+    assert divergence["tensor"] in ("W1", "b1", "W2", "b2") and len(divergence["index"]) == 2
+    assert "64" in pair["tolerance_source"] and pair["margin"] >= 0
+    assert pair["lockstep_max_ulp"] > 8 and not pair["passed"]
+    replay = tmp_path / "replay_jax_epoch1.npz"
+    assert replay.exists()
+    again = run_cli("replay", str(replay), "--backends", "numpy,jax")
+    assert again.returncode == 1 and "jax: first differs in update" in again.stdout
 
 
 BAD_INPUTS = {

@@ -1,0 +1,175 @@
+"""Planted faults: ``--inject ROW:FAULT`` alters one row's computation at run time, by
+swapping one function of its backend module for a wrong one while that row runs. The
+backends' code stays clean; each fault is a mistake people make, and the phase of a
+step it first corrupts is what the lockstep check must name.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+
+import numpy as np
+
+import backends
+from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, flatten_params, xor_data
+
+INJECTABLE_ROWS = ("numpy", "jax", "torch")
+N_SAMPLES = 4
+
+
+def _delta(kind):
+    def make(module, original):
+        def delta(m, v, t, cfg: Config):
+            if kind == "eps-inside-sqrt":
+                bc1, bc2 = module.bias_corrections(t, cfg, m)
+                return cfg.lr * (m / bc1) / module.sqrt(v / bc2 + cfg.eps)
+            if kind == "bias-correction-off-by-one":  # t − 1 for t: a division by zero at step 1
+                bc1, bc2 = module.bias_corrections(t - 1, cfg, m)
+                return cfg.lr * (m / bc1) / (module.sqrt(v / bc2) + cfg.eps)
+            if kind == "no-bias-correction":
+                return cfg.lr * m / (module.sqrt(v) + cfg.eps)
+            if kind == "seed-bias-correction":  # the article's constant denominators
+                return cfg.lr * (m / (1 - cfg.beta1)) / (module.sqrt(v / (1 - cfg.beta2)) + cfg.eps)
+            raise AssertionError(kind)
+
+        return delta
+
+    return {"adam_delta": make}
+
+
+def _swapped_betas(module, original):
+    return lambda g, m, v, cfg: original(g, m, v, replace(cfg, beta1=cfg.beta2, beta2=cfg.beta1))
+
+
+def _float32_moments(module, original):
+    def moments(g, m, v, cfg):
+        m, v = original(g, m, v, cfg)
+        if module.NAME == "torch":
+            return m.float(), v.float()
+        if module.NAME == "jax":  # a compiled scan keeps its carry's dtype: round through float32
+            return m.astype(np.float32).astype(m.dtype), v.astype(np.float32).astype(v.dtype)
+        return m.astype(np.float32), v.astype(np.float32)
+
+    return moments
+
+
+def _missing_2_over_n(module, original):
+    if module.NAME == "numpy":  # the hand derivation without the 2/N of the mean
+        return lambda params, X, y, convention="mse": original(params, X, y, "half-sse")
+    scale = N_SAMPLES / 2  # autodiff of ½·Σ(ŷ − y)² instead of the mean: N/2 times the gradient
+
+    def loss_and_grads(params, X, y):
+        loss, grads = original(params, X, y)
+        return loss, {k: scale * g for k, g in grads.items()}
+
+    return loss_and_grads
+
+
+def _sigmoid_grad_at_activation(module, original):
+    """Patches the function that carries σ's derivative: the hand backprop in numpy,
+    the sigmoid's derivative rule in the autodiff backends."""
+    if module.NAME == "numpy":
+        from harness.canaries import backprop
+
+        return lambda params, X, y, convention="mse": backprop(params, X, y, derivative_at_activation=True)
+    if module.NAME == "jax":
+        import jax
+
+        @jax.custom_jvp
+        def sigmoid(z):
+            return jax.nn.sigmoid(z)
+
+        @sigmoid.defjvp
+        def sigmoid_jvp(primals, tangents):
+            a = jax.nn.sigmoid(primals[0])
+            s = jax.nn.sigmoid(a)  # σ'(A) where σ'(Z) = A(1 − A) is meant
+            return a, s * (1 - s) * tangents[0]
+
+        return sigmoid
+    import torch
+
+    class Sigmoid(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z):
+            a = torch.sigmoid(z)
+            ctx.save_for_backward(a)
+            return a
+
+        @staticmethod
+        def backward(ctx, grad):
+            (a,) = ctx.saved_tensors
+            s = torch.sigmoid(a)
+            return grad * s * (1 - s)
+
+    return Sigmoid.apply
+
+
+# fault -> (the phase it first corrupts, {module attribute: factory(module, original)})
+FAULTS = {
+    "eps-inside-sqrt": ("update", _delta("eps-inside-sqrt")),
+    "bias-correction-off-by-one": ("update", _delta("bias-correction-off-by-one")),
+    "no-bias-correction": ("update", _delta("no-bias-correction")),
+    "seed-bias-correction": ("update", _delta("seed-bias-correction")),
+    "beta1-beta2-swapped": ("m", {"adam_moments": _swapped_betas}),
+    "sigmoid-grad-at-activation": ("grads", {}),  # the attribute depends on the backend
+    "grad-missing-2-over-n": ("grads", {"loss_and_grads": _missing_2_over_n}),
+    "float32-moments": ("m", {"adam_moments": _float32_moments}),
+}
+
+
+def _patches(module, fault: str) -> dict:
+    if fault == "sigmoid-grad-at-activation":
+        attribute = "loss_and_grads" if module.NAME == "numpy" else "sigmoid"
+        return {attribute: _sigmoid_grad_at_activation}
+    return FAULTS[fault][1]
+
+
+def problem(row: str, fault: str, cfg: Config) -> str | None:
+    """Why ``fault`` cannot be planted in ``row`` for this run, or None."""
+    if fault not in FAULTS:
+        return f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})"
+    if row not in INJECTABLE_ROWS:
+        return f"row {row!r} does not take injected faults (only {', '.join(INJECTABLE_ROWS)}: the others are libraries)"
+    if fault == "float32-moments" and cfg.dtype != "float64":
+        return "float32-moments needs --dtype float64"
+    return None
+
+
+def readable_train(module):
+    """A training loop over the backend's readable ``train_step`` (for backends whose
+    fast loop inlines what a fault replaces)."""
+    def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings=None, states=None):
+        X, y = (module.to_backend(a) for a in xor_data(cfg.dtype))
+        params = {k: module.to_backend(params0[k], cfg.dtype) for k in PARAM_NAMES}
+        state = module.adam_init(params)
+        kept = set(checkpoint_epochs(cfg.epochs, every).tolist())
+        losses, history = [], [flatten_params(params0).astype(cfg.dtype)]
+        for t in range(1, cfg.epochs + 1):
+            params, state, loss = module.train_step(params, state, X, y, cfg)
+            if t in kept:
+                losses.append(np.asarray(module.to_numpy(loss), dtype=cfg.dtype))
+                history.append(flatten_params({k: module.to_numpy(params[k]) for k in PARAM_NAMES}).astype(cfg.dtype))
+        return np.array(losses), np.array(history)
+
+    return train
+
+
+@contextlib.contextmanager
+def injected(backend: str, fault: str | None):
+    """Within the block, ``backend``'s module computes with ``fault`` (None: unchanged)."""
+    if fault is None:
+        yield
+        return
+    module = backends.load(backend)
+    patches = {name: factory(module, getattr(module, name)) for name, factory in _patches(module, fault).items()}
+    if backend == "torch":  # its fast loop inlines Adam: train through train_step instead
+        patches["train"] = readable_train(module)
+    saved = {name: getattr(module, name) for name in patches}
+    try:
+        for name, replacement in patches.items():
+            setattr(module, name, replacement)
+        with np.errstate(all="ignore"):  # some faults divide by zero at step 1, as they would
+            yield
+    finally:
+        for name, original in saved.items():
+            setattr(module, name, original)

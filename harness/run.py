@@ -1,0 +1,95 @@
+"""The default run as a whole: train every row, measure the problem's own sensitivity,
+step every row in lockstep from numpy's states, compare, and diagnose."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+
+from harness.agreement import (compare_all, gaps_per_record, one_ulp_perturbations, perturbation_envelope)
+from harness.diagnosis import diagnosis, first_divergence, lockstep_summary
+from harness.lockstep import lockstep_row, states_from_history
+from harness.rows import EXPECTED_COST, Workers, run_row
+from reference.spec import Config, initial_params
+
+
+@dataclass
+class Results:
+    cfg: Config
+    trajectories: dict
+    agreements: list
+    envelope: np.ndarray | None
+    lockstep: dict                      # row -> lockstep_row result
+    faults: dict
+    skipped: dict
+    pairs: list = field(default_factory=list)  # per pair: dict of everything reported
+    lockstep_seconds: float = 0.0  # summed over rows (they may run in parallel with training)
+
+    @property
+    def passed(self) -> bool:
+        return all(p["passed"] for p in self.pairs)
+
+
+def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress=None) -> Results:
+    """``names``' first row is the reference. Lockstep and the derived tolerance need
+    the numpy row (its states and its sensitivity); without it the fixed rule applies."""
+    progress = progress or (lambda text: None)
+    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    ordered = sorted(names, key=lambda n: -EXPECTED_COST.get(n, 0))
+    with_numpy = "numpy" in names
+    tasks = [(n, run_row, (n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
+    if with_numpy:  # the perturbed starts train as one batch: one task, ~1.2× one run
+        starts = one_ulp_perturbations(params0, cfg.seed)
+        batch = {k: np.stack([p[k] for p in starts]) for k in params0}
+        tasks.append((("perturbed",), run_row, ("numpy", cfg, batch, 1, "cpu", faults.get("numpy"))))
+    trajectories, perturbed, skipped, lockstep = {}, [], {}, {}
+    lockstep_seconds = 0.0
+    with Workers(min(jobs, len(tasks))) as workers:
+        for key, function, args in tasks:
+            workers.submit(key, function, *args)
+        for key, result in workers.results():
+            if isinstance(result, str):
+                if not isinstance(key, tuple):  # a lockstep task fails the same way: said once
+                    skipped[key] = result
+                    progress(f"notice: skipping: {result}")
+            elif isinstance(key, tuple) and key[0] == "perturbed":
+                perturbed = [SimpleNamespace(params=result.params[:, i], loss=result.loss[:, i])
+                             for i in range(result.params.shape[1])]
+            elif isinstance(key, tuple):  # ("lockstep", row)
+                lockstep[key[1]] = result
+                lockstep_seconds += result["seconds"]
+                progress(f"  {key[1]:<12} lockstep in {result['seconds']:6.2f} s")
+            else:
+                trajectories[key] = result
+                progress(f"  {key:<12} trained in {result.seconds:6.2f} s")
+                if key == "numpy":  # its states are in: every other row's lockstep can start
+                    states = states_from_history(cfg, result.params, result.states["m"], result.states["v"])
+                    for other in ordered:
+                        if other != "numpy":
+                            workers.submit(("lockstep", other), lockstep_row, other, cfg, states, faults)
+    lockstep = {n: lockstep[n] for n in ordered if n in lockstep and n in trajectories}
+    trajectories = {n: trajectories[n] for n in names if n in trajectories}
+    envelope = perturbation_envelope(trajectories["numpy"], perturbed) if perturbed and names[0] == "numpy" else None
+    agreements = compare_all(trajectories, cfg.dtype, envelope)
+    results = Results(cfg, trajectories, agreements, envelope, lockstep, faults, skipped,
+                      lockstep_seconds=lockstep_seconds)
+    for agreement in agreements:
+        a, b = trajectories[agreement.a], trajectories[agreement.b]
+        errors = lockstep.get(agreement.b, {}).get("errors") if agreement.a == "numpy" else None
+        lock_ok = all(e.passed for e in errors.values()) if errors else True
+        entry = agreement.to_dict() | lockstep_summary(errors or {})
+        entry["passed"] = bool(agreement.passed and lock_ok)
+        entry["free_running_passed"] = agreement.passed
+        entry["diagnosis"] = diagnosis(agreement, errors)
+        divergence = None if entry["passed"] else first_divergence(agreement, errors, a, b)
+        if divergence:
+            entry["first_divergence"] = divergence
+        entry["_gap"] = gaps_per_record(a, b)[2]
+        results.pairs.append(entry)
+    return results
+
+
+def stderr_progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
