@@ -1,7 +1,11 @@
 """Do two trajectories agree? Largest gaps, first epoch over tolerance, margin.
 
-Tolerance, and why it has this form
------------------------------------
+Two tolerances live here. The default run derives its tolerance from the problem
+(``perturbation_envelope``, below); the fixed rule that follows is what the sweep (which
+keeps no per-epoch states) and the golden regression test use.
+
+The fixed rule, and why it has this form
+----------------------------------------
 Two correct implementations of the same step differ only in rounding: the order of a
 sum, a fused multiply-add, whether 1/bc1 is formed first. Each step adds an error of a
 few units of roundoff (u = machine epsilon of the dtype) times the size of the
@@ -140,6 +144,13 @@ def compare_all(trajectories: dict, dtype: str, envelope=None) -> list[Agreement
 
 
 # --- the tolerance from the problem itself -------------------------------------------------------
+# Rerun the reference row from its initial weights moved by one ULP in a few random
+# directions; the gaps to the unperturbed run, made non-decreasing, are the envelope of
+# how much this problem amplifies rounding by each epoch. Rows may drift K_ENVELOPE times
+# that. Measured (seeds 0-5, six plateau seeds, lr 0.05 and 0.1, both dtypes, 20000
+# epochs): rows' gap / envelope at most 10 in float64 and 15.5 in float32, so 64 leaves
+# 4× headroom. Where the envelope is huge (chaotic training) free-running sees little
+# and the lockstep check carries the verdict.
 
 K_ENVELOPE = 64.0
 ENVELOPE_DIRECTIONS = 3

@@ -6,7 +6,7 @@ and optax.adam are element-wise, so a batch of flat parameter vectors is a batch
 independent runs). Only checkpoints every K epochs are kept, so memory grows with
 seeds × epochs / K, not seeds × epochs.
 
-Per seed and pair the comparison is the default run's: the same tolerance rule with
+Per seed and pair the comparison uses the fixed tolerance rule of harness.agreement with
 that seed's own scale, applied at every checkpoint.
 """
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Property: for any seed, learning rate and hidden size, the rows agree wherever
-training stays finite.
+"""Property: for any seed, learning rate, hidden size and dtype, correct rows are never
+called different (no false alarms) wherever training stays finite.
 
-The learning rate stops at 0.02: from 0.05 up, some seeds train chaotically and
-rounding alone makes correct rows part (see harness/agreement.py), which is a fact
-about the trajectory, not a difference between implementations.
+The full verdict is used: free-running drift within 64× the envelope of one-ULP
+perturbations, and every lockstep phase at rounding level. Learning rates reach 0.1,
+where some seeds train chaotically and correct rows part by O(1): the envelope grows
+with them, so that is no alarm.
 
 PROPERTY_EXAMPLES and PROPERTY_EPOCHS widen the search locally (CI keeps the defaults).
 """
@@ -14,27 +15,27 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from harness.agreement import compare_all
-from harness.rows import DEFAULT_ROWS, run_row, unavailable_reason
+from harness.rows import DEFAULT_ROWS, unavailable_reason
+from harness.run import run_default
 from reference.spec import Config
 
 EPOCHS = int(os.environ.get("PROPERTY_EPOCHS", 1500))
 AVAILABLE = [n for n in DEFAULT_ROWS if unavailable_reason(n) is None]
 
 
-@pytest.mark.skipif(len(AVAILABLE) < 2, reason="needs at least two rows")
-@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", 12)))
+@pytest.mark.skipif(len(AVAILABLE) < 2 or "numpy" not in AVAILABLE, reason="needs numpy and another row")
+@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", 10)))
 @given(
     seed=st.integers(0, 2**32 - 1),
-    lr=st.floats(1e-4, 0.02),
+    lr=st.floats(1e-4, 0.1),
     hidden=st.integers(1, 8),
     dtype=st.sampled_from(["float64", "float32"]),
 )
-def test_rows_agree_wherever_training_stays_finite(seed, lr, hidden, dtype):
+def test_correct_rows_never_disagree(seed, lr, hidden, dtype):
     cfg = Config(seed=seed, lr=lr, hidden=hidden, dtype=dtype, epochs=EPOCHS)
-    reference = run_row(AVAILABLE[0], cfg)
+    results = run_default(cfg, AVAILABLE, "cpu", 1, {})
+    reference = results.trajectories["numpy"]
     assume(np.isfinite(reference.params).all() and np.isfinite(reference.loss).all())
-    rows = {reference.name: reference, **{n: run_row(n, cfg) for n in AVAILABLE[1:]}}
     # A row that blows up where the reference does not fails here: non-finite never passes.
-    for agreement in compare_all(rows, dtype):
-        assert agreement.passed, agreement
+    for pair in results.pairs:
+        assert pair["passed"], pair

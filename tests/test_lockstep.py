@@ -1,0 +1,169 @@
+"""Lockstep, the derived tolerance, planted faults and replay files."""
+import json
+
+import numpy as np
+import pytest
+
+from harness import faults
+from harness.agreement import envelope_tolerance, one_ulp_perturbations, perturbation_envelope
+from harness.diagnosis import ReplayError, read_replay, write_replay
+from harness.lockstep import K_LOCKSTEP, PHASES, lockstep_row, states_from_history
+from harness.rows import DEFAULT_ROWS, run_row, unavailable_reason
+from harness.run import run_default
+from reference.spec import Config, flatten_params, initial_params
+from tests.test_cli import run_cli
+
+AVAILABLE = [n for n in DEFAULT_ROWS if unavailable_reason(n) is None]
+HAND_ROWS = [n for n in faults.INJECTABLE_ROWS if n in AVAILABLE]
+
+
+def _states(cfg):
+    ref = run_row("numpy", cfg, record_states=True)
+    return ref, states_from_history(cfg, ref.params, ref.states["m"], ref.states["v"])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("seed,lr", [(0, 0.001), (5, 0.01), (3, 0.05)])
+def test_clean_rows_step_like_numpy_to_within_a_few_ulps(seed, lr, dtype):
+    cfg = Config(seed=seed, lr=lr, dtype=dtype, epochs=2000)
+    _, states = _states(cfg)
+    for name in AVAILABLE:
+        if name == "numpy":
+            continue
+        errors = lockstep_row(name, cfg, states)["errors"]
+        assert set(errors) == set(PHASES) - ({"update"} if name == "torch.optim" else set())
+        for phase, e in errors.items():
+            # measured worst on clean rows: ~1 ULP at the scale of the terms
+            assert e.max_ulp <= 2.0, (name, phase, e)
+
+
+def test_numpy_lockstep_step_is_the_recorded_trajectory():
+    cfg = Config(epochs=500)
+    ref, states = _states(cfg)
+    from harness.lockstep import hand_row_phases
+
+    new = flatten_params(hand_row_phases("numpy", cfg, states)["params"])
+    np.testing.assert_allclose(new, ref.params[1:], rtol=0, atol=4 * np.finfo(float).eps * np.abs(ref.params).max())
+
+
+EXPECTED_PHASE = {name: phase for name, (phase, _) in faults.FAULTS.items()}
+
+
+@pytest.mark.parametrize("row", HAND_ROWS)
+@pytest.mark.parametrize("fault", list(faults.FAULTS))
+def test_every_planted_fault_is_caught_in_its_phase(fault, row):
+    cfg = Config(epochs=60)
+    results = run_default(cfg, [n for n in ("numpy", "jax", "torch") if n in AVAILABLE], "cpu", 1, {row: fault})
+    assert not results.passed
+    failing = [p for p in results.pairs if not p["passed"]]
+    # a fault in numpy (the reference) parts it from every row; elsewhere only its own pair fails
+    assert {p["b"] for p in failing} == ({p["b"] for p in results.pairs} if row == "numpy" else {row})
+    for pair in failing:
+        divergence = pair["first_divergence"]
+        assert divergence["found_by"] == "lockstep"
+        assert divergence["phase"] == EXPECTED_PHASE[fault], (fault, row, divergence)
+        # seed-bias-correction equals the paper's step at t = 1; every other fault shows at once
+        assert divergence["epoch"] == (2 if fault == "seed-bias-correction" else 1)
+        assert pair["diagnosis"].startswith("computation differs")
+
+
+def test_a_fault_is_undone_after_its_block():
+    from backends import numpy_backend
+
+    original = numpy_backend.adam_delta
+    with faults.injected("numpy", "eps-inside-sqrt"):
+        assert numpy_backend.adam_delta is not original
+    assert numpy_backend.adam_delta is original
+
+
+@pytest.mark.parametrize("row,fault,why", [
+    ("optax", "eps-inside-sqrt", "does not take injected faults"),
+    ("numpy", "nosuch", "unknown fault"),
+])
+def test_bad_injections_are_refused(row, fault, why):
+    assert why in faults.problem(row, fault, Config())
+    assert "float64" in faults.problem("jax", "float32-moments", Config(dtype="float32"))
+
+
+@pytest.mark.parametrize("args", [["--inject", "optax:eps-inside-sqrt"], ["--inject", "numpy"],
+                                  ["--inject", "jax:nosuch"], ["--backends", "numpy,torch", "--inject", "jax:no-bias-correction"]])
+def test_cli_refuses_bad_injections(args):
+    result = run_cli(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "error:" in line]) == 1
+
+
+def test_envelope_is_non_decreasing_and_sets_the_tolerance():
+    cfg = Config(epochs=3000)
+    params0 = initial_params(0)
+    ref = run_row("numpy", cfg, params0)
+    runs = [run_row("numpy", cfg, p) for p in one_ulp_perturbations(params0, 0)]
+    for run, start in zip(runs, one_ulp_perturbations(params0, 0)):
+        moved = flatten_params(start) - flatten_params(params0)
+        assert np.all(moved != 0) and np.all(np.abs(moved) <= np.spacing(np.abs(flatten_params(params0))))
+    envelope = perturbation_envelope(ref, runs)
+    assert envelope.shape == (3001,) and np.all(np.diff(envelope) >= 0) and envelope[-1] > 0
+    allowed, source = envelope_tolerance(envelope, "float64", 5.0)
+    assert np.all(allowed >= 64 * np.finfo(float).eps * 5.0) and "64" in source
+    allowed_zero, source_zero = envelope_tolerance(np.zeros(10), "float64", 5.0)
+    assert np.allclose(allowed_zero, 64 * np.finfo(float).eps * 5.0) and source_zero.startswith("floor")
+
+
+def test_chaotic_seed_at_the_default_config_now_agrees():
+    """Seed 101 stalls on the 0.125 plateau, where rows part by ~1e-3 from rounding
+    alone (the fixed rule fails it): the envelope grows with it, lockstep stays clean."""
+    if "jax" not in AVAILABLE:
+        pytest.skip("needs jax")
+    results = run_default(Config(seed=101), ["numpy", "jax"], "cpu", 1, {})
+    (pair,) = results.pairs
+    assert pair["max_abs_param_diff"] > 1e-5
+    assert pair["passed"] and pair["lockstep_max_ulp"] < K_LOCKSTEP
+
+
+def test_replay_file_round_trips(tmp_path):
+    cfg = Config(epochs=40)
+    ref, states = _states(cfg)
+    path = tmp_path / "r.npz"
+    write_replay(path, cfg, ref, 17, ("numpy", "jax"), "update", {"jax": "no-bias-correction"}, {"python": "x"})
+    record = read_replay(path)
+    assert record["config"] == cfg and record["faults"] == {"jax": "no-bias-correction"}
+    assert record["pair"] == ["numpy", "jax"] and record["phase"] == "update"
+    assert record["states"].epochs.tolist() == [17] and int(record["states"].t.ravel()[0]) == 16
+    np.testing.assert_array_equal(flatten_params({k: v[0] for k, v in record["states"].params.items()}), ref.params[16])
+    np.testing.assert_array_equal(flatten_params({k: v[0] for k, v in record["states"].m.items()}), ref.states["m"][16])
+    if "jax" in AVAILABLE:
+        errors = lockstep_row("jax", record["config"], record["states"], record["faults"])["errors"]
+        assert not errors["update"].passed and errors["grads"].passed
+
+
+def _damaged(tmp_path, **changes):
+    cfg = Config(epochs=5)
+    ref, _ = _states(cfg)
+    path = tmp_path / "good.npz"
+    write_replay(path, cfg, ref, 3, ("numpy", "jax"), "update", {}, {})
+    with np.load(path, allow_pickle=False) as data:
+        record = {k: data[k] for k in data.files}
+    for key, value in changes.items():
+        if value is None:
+            del record[key]
+        else:
+            record[key] = value
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **record)
+    return bad
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"params": np.zeros(16)}, "params should be 17 floats"),
+    ({"m": np.full(17, np.nan)}, "non-finite"),
+    ({"v": -np.ones(17)}, "negative"),
+    ({"t": np.array(-1)}, "t must be"),
+    ({"config": np.array(json.dumps({"epochs": 0}))}, "bad config"),
+    ({"faults": None}, "missing faults"),
+    ({"params": np.array([{"evil": 1}] * 17, dtype=object)}, "not a replay file"),
+])
+def test_damaged_replay_files_are_refused(tmp_path, changes, message):
+    with pytest.raises(ReplayError, match=message):
+        read_replay(_damaged(tmp_path, **changes))
+    result = run_cli("replay", str(_damaged(tmp_path, **changes)))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and message.split()[0] in result.stderr
