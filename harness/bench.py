@@ -20,7 +20,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
 from reference.spec import Config, flatten_params, initial_params
 

@@ -92,15 +92,20 @@ def render(results, replay_paths: dict | None = None) -> str:
             f"{p['a'] + ' vs ' + p['b']:<26} {_fmt(p['max_abs_param_diff']):>10} {_fmt(p['max_abs_loss_diff']):>11} "
             f"{first_over:>17} {_fmt(p['margin'], '.3f' if p['margin'] < 1e3 else '.2e'):>9}  {lock:>13}  {p['diagnosis']}")
     if results.lockstep:
-        lines += ["", f"lockstep: every row steps from {first.a}'s state at each of the {cfg.epochs} epochs; worst error "
+        lines += ["", f"lockstep: every row steps from numpy's state at each of the {cfg.epochs} epochs; worst error "
                       f"per phase in ULPs at the scale of the value's terms (allowed {K_LOCKSTEP:g}; "
                       f"{results.lockstep_seconds:.1f} s)",
                   f"{'row':<12} " + " ".join(f"{ph:>9}" for ph in PHASES)]
+        where = []
         for name, result in results.lockstep.items():
             errors = result["errors"]
             cells = [(f"{errors[ph].max_ulp:9.3g}" + (" " if errors[ph].passed else "!")) if ph in errors
                      else f"{'n/a':>9} " for ph in PHASES]
             lines.append(f"{name:<12} " + "".join(cells))
+            worst = max(errors.values(), key=lambda e: e.max_ulp)
+            index = f"[{', '.join(map(str, worst.index))}]" if worst.index else ""
+            where.append(f"{name} {worst.phase} at epoch {worst.epoch}, {worst.tensor}{index}")
+        lines.append("worst: " + "; ".join(where))
     failed = [p for p in results.pairs if not p["passed"]]
     lines.append("")
     if not failed:
