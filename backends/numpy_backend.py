@@ -78,10 +78,7 @@ sqrt = np.sqrt
 
 
 def bias_corrections(t, cfg: Config, like):
-    bc1, bc2 = spec.bias_corrections(t, cfg.beta1, cfg.beta2)
-    if isinstance(bc1, np.ndarray):  # a batch of step counts: keep the state's dtype
-        bc1, bc2 = bc1.astype(like.dtype), bc2.astype(like.dtype)
-    return bc1, bc2
+    return spec.bias_corrections(t, cfg.beta1, cfg.beta2, like.dtype)
 
 
 def adam_moments(g, m, v, cfg: Config):

@@ -34,9 +34,14 @@ class AdamState(NamedTuple):
     t: Any
 
 
-def bias_corrections(t, beta1: float, beta2: float):
-    """(1 − β1^t, 1 − β2^t) for the 1-based step t."""
-    return 1.0 - beta1**t, 1.0 - beta2**t
+def bias_corrections(t, beta1: float, beta2: float, dtype=None):
+    """(1 − β1^t, 1 − β2^t) for the 1-based step t, formed in double. For an array of
+    step counts (a batch of states) they are rounded once to ``dtype``, so that a
+    float32 run stays float32."""
+    bc1, bc2 = 1.0 - beta1**t, 1.0 - beta2**t
+    if isinstance(bc1, np.ndarray) and dtype is not None:
+        bc1, bc2 = bc1.astype(dtype), bc2.astype(dtype)
+    return bc1, bc2
 
 
 def adam_moments(g, m, v, beta1: float, beta2: float):
@@ -48,11 +53,7 @@ def adam_moments(g, m, v, beta1: float, beta2: float):
 
 def adam_delta(m, v, t, lr: float, beta1: float, beta2: float, eps: float):
     """The step subtracted from θ: lr · m̂ / (√v̂ + ε)."""
-    # t may be an array (a batch of states at different steps); the corrections are
-    # then cast to the state's dtype so a float32 run stays float32.
-    bc1, bc2 = bias_corrections(t, beta1, beta2)
-    if isinstance(bc1, np.ndarray):
-        bc1, bc2 = bc1.astype(m.dtype), bc2.astype(m.dtype)
+    bc1, bc2 = bias_corrections(t, beta1, beta2, np.asarray(m).dtype)
     m_hat = m / bc1
     v_hat = v / bc2
     return lr * m_hat / (np.sqrt(v_hat) + eps)
