@@ -51,8 +51,9 @@ def first_divergence(agreement, errors: dict | None, a, b) -> dict | None:
 
 def _divergence(epoch, phase, tensor, index, reference, value, source, ulp) -> dict:
     diff = abs(value - reference) if np.isfinite(value) and np.isfinite(reference) else float("inf")
+    relative = diff / abs(reference) if reference and np.isfinite(diff) else float("inf")
     return {"epoch": int(epoch), "phase": phase, "tensor": tensor, "index": list(index), "reference": reference,
-            "value": value, "abs_diff": diff, "rel_diff": diff / abs(reference) if reference else float("inf"),
+            "value": value, "abs_diff": diff, "rel_diff": relative,
             "ulp_diff": float(ulp), "found_by": source}
 
 

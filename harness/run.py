@@ -78,7 +78,9 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
                       lockstep_seconds=lockstep_seconds)
     for agreement in agreements:
         a, b = trajectories[agreement.a], trajectories[agreement.b]
-        errors = lockstep.get(agreement.b, {}).get("errors") if agreement.a == "numpy" else None
+        # lockstep compares a row with numpy, so it speaks for the pairs that include numpy
+        other = agreement.b if agreement.a == "numpy" else agreement.a if agreement.b == "numpy" else None
+        errors = lockstep.get(other, {}).get("errors")
         lock_ok = all(e.passed for e in errors.values()) if errors else True
         entry = agreement.to_dict() | lockstep_summary(errors or {})
         entry["passed"] = bool(agreement.passed and lock_ok)

@@ -231,3 +231,15 @@ def test_bench_prints_its_figures(tmp_path):
         assert "C loop (floor)" in result.stdout
     else:
         assert "not measured" in result.stdout
+
+
+def test_without_the_numpy_row_the_fixed_rule_applies_and_no_lockstep_is_claimed(tmp_path):
+    pytest.importorskip("torch"), pytest.importorskip("jax")
+    result = run_cli("--backends", "jax,torch", "--epochs", "200", "--json", str(tmp_path / "j.json"))
+    assert result.returncode == 0, result.stderr
+    assert "no lockstep: it needs the numpy row" in result.stdout
+    (pair,) = json.loads((tmp_path / "j.json").read_text())["agreement"]
+    assert pair["tolerance_source"] == "fixed rule" and "lockstep_max_ulp" not in pair
+    flipped = run_cli("--backends", "torch,numpy", "--epochs", "200", "--json", str(tmp_path / "f.json"))
+    (pair,) = json.loads((tmp_path / "f.json").read_text())["agreement"]
+    assert flipped.returncode == 0 and pair["lockstep_max_ulp"] < 8  # torch vs numpy: lockstep applies
