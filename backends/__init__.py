@@ -6,9 +6,11 @@ The interface every backend module implements (``harness.interface`` checks it):
     to_backend(array) / to_numpy(x)     conversion at the boundary
     forward(params, X) -> {"Z1", "A1", "Z2", "A2"}
     mse(A2, y) -> loss (per state when batched)
-    loss_and_grads(params, X, y) -> (loss, grads)
+    loss_and_grads(params, X, y, convention="mse") -> (logged MSE, gradient of the
+        convention's loss: "mse" or "half-sse")
     adam_init(params) -> AdamState(m, v, t)
-    adam_step(params, grads, state, cfg) -> (params, state)
+    adam_moments(g, m, v, cfg) -> (m, v);  adam_delta(m, v, t, cfg) -> the step, in
+        the form cfg.adam;  adam_step(params, grads, state, cfg) -> (params, state)
     train_step(params, state, X, y, cfg) -> (params, state, loss)
     check_device(device)                raises RuntimeError when ``device`` is not here
     train(cfg, params0, every=1, device="cpu", timings=None)

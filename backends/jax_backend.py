@@ -16,7 +16,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reference.adam import AdamState  # noqa: E402
-from reference.spec import PARAM_NAMES, Config, xor_data  # noqa: E402
+from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, xor_data  # noqa: E402
 
 NAME = "jax"
 GRADIENT_SOURCE = "jax.value_and_grad"
@@ -50,15 +50,17 @@ def _loss(params, X, y):
     return mse(forward(params, X)["A2"], y)
 
 
-def _summed_loss(params, X, y):
+def _summed_loss(params, X, y, convention):
     # States in a batch are independent, so the gradient of the sum is each state's
-    # own gradient: one grad call serves one state or a batch of them.
+    # own gradient: one grad call serves one state or a batch of them. The convention's
+    # loss is GRAD_SCALE × the MSE (½·Σ(ŷ − y)² = N/2 · MSE); the MSE is what is logged.
     loss = _loss(params, X, y)
-    return jnp.sum(loss), loss
+    return GRAD_SCALE[convention] * jnp.sum(loss), loss
 
 
-def loss_and_grads(params, X, y):
-    (_, loss), grads = jax.value_and_grad(_summed_loss, has_aux=True)(params, X, y)
+def loss_and_grads(params, X, y, convention: str = "mse"):
+    """The logged MSE and the gradient of the ``convention`` loss."""
+    (_, loss), grads = jax.value_and_grad(_summed_loss, has_aux=True)(params, X, y, convention)
     return loss, grads
 
 
@@ -81,8 +83,12 @@ def adam_moments(g, m, v, cfg: Config):
 
 
 def adam_delta(m, v, t, cfg: Config):
-    """lr · m̂ / (√v̂ + ε) for the 1-based step t."""
+    """The step subtracted from θ at the 1-based step t, in the form ``cfg.adam``."""
+    if cfg.adam == "seed":  # the article's constant denominators
+        return cfg.lr * (m / (1.0 - cfg.beta1)) / (sqrt(v / (1.0 - cfg.beta2)) + cfg.eps)
     bc1, bc2 = bias_corrections(t, cfg, m)
+    if cfg.adam == "epshat":  # ε̂ added to √v, the corrections folded into the step size
+        return cfg.lr * bc2**0.5 / bc1 * m / (sqrt(v) + cfg.eps)
     return cfg.lr * (m / bc1) / (sqrt(v / bc2) + cfg.eps)
 
 
@@ -96,7 +102,7 @@ def adam_step(params, grads, state, cfg: Config):
 
 
 def train_step(params, state, X, y, cfg: Config):
-    loss, grads = loss_and_grads(params, X, y)
+    loss, grads = loss_and_grads(params, X, y, cfg.grad)
     params, state = adam_step(params, grads, state, cfg)
     return params, state, loss
 
@@ -188,10 +194,45 @@ def train_optax(cfg: Config, params0, every: int = 1, device: str = "cpu", timin
 
     def run(params):
         def step(p, opt_state):
-            loss, grads = loss_and_grads(p, X, y)
+            loss, grads = loss_and_grads(p, X, y, cfg.grad)
             updates, opt_state = optimizer.update(grads, opt_state, p)
             return optax.apply_updates(p, updates), opt_state, loss
 
         return _scan_training(step, params, optimizer.init(params), cfg.epochs, every)
+
+    return _run_compiled(run, cfg, params0, device, timings)
+
+
+def train_keras(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
+    """Optional reference row for the ``epshat`` form: the same gradients, stepped by
+    Keras 3's ``keras.optimizers.Adam`` (ε̂ added to √v) through its stateless API, in
+    one compiled scan. Needs Keras on its JAX backend."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    try:
+        import keras
+    except ImportError as exc:
+        import backends
+
+        raise backends.BackendUnavailable(f"keras row unavailable: cannot import keras ({exc})") from exc
+    if keras.backend.backend() != "jax":
+        import backends
+
+        raise backends.BackendUnavailable(f"keras row needs KERAS_BACKEND=jax, not {keras.backend.backend()}")
+    keras.config.set_floatx(cfg.dtype)
+    X, y = _data(cfg)
+    variables = [keras.Variable(np.asarray(params0[k], dtype=cfg.dtype), dtype=cfg.dtype) for k in PARAM_NAMES]
+    optimizer = keras.optimizers.Adam(learning_rate=cfg.lr, beta_1=cfg.beta1, beta_2=cfg.beta2, epsilon=cfg.eps)
+    optimizer.build(variables)
+
+    def run(params):
+        def step(p, opt_vars):
+            loss, grads = loss_and_grads(p, X, y, cfg.grad)
+            new, opt_vars = optimizer.stateless_apply(opt_vars, [grads[k] for k in PARAM_NAMES],
+                                                      [p[k] for k in PARAM_NAMES])
+            return dict(zip(PARAM_NAMES, new)), opt_vars, loss
+
+        return _scan_training(step, params, [v.value for v in optimizer.variables], cfg.epochs, every)
 
     return _run_compiled(run, cfg, params0, device, timings)

@@ -86,7 +86,7 @@ def adam_moments(g, m, v, cfg: Config):
 
 
 def adam_delta(m, v, t, cfg: Config):
-    return spec.adam_delta(m, v, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
+    return spec.adam_delta(m, v, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.adam)
 
 
 def adam_init(params):
@@ -104,7 +104,7 @@ def adam_step(params, grads, state, cfg: Config):
 
 
 def train_step(params, state, X, y, cfg: Config):
-    loss, grads = loss_and_grads(params, X, y)
+    loss, grads = loss_and_grads(params, X, y, cfg.grad)
     params, state = adam_step(params, grads, state, cfg)
     return params, state, loss
 
@@ -136,7 +136,7 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
         states["m"], states["v"] = np.zeros_like(history), np.zeros_like(history)
     row = 0
     for t in range(1, cfg.epochs + 1):
-        loss, grads = loss_and_grads(params, X, y)
+        loss, grads = loss_and_grads(params, X, y, cfg.grad)
         for k in PARAM_NAMES:
             grad_views[k][...] = grads[k]
         m, v = adam_moments(grad, m, v, cfg)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from reference.adam import AdamState
-from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, flatten_params, param_shapes, xor_data
+from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, checkpoint_epochs, flatten_params, param_shapes, xor_data
 
 NAME = "torch"
 GRADIENT_SOURCE = "torch autograd"
@@ -54,12 +54,13 @@ def mse(A2, y):
     return torch.mean((A2 - y) ** 2, dim=(-2, -1))
 
 
-def loss_and_grads(params, X, y):
+def loss_and_grads(params, X, y, convention: str = "mse"):
+    """The logged MSE and the gradient of the ``convention`` loss (GRAD_SCALE × MSE)."""
     leaves = {k: params[k].detach().requires_grad_(True) for k in PARAM_NAMES}
     with torch.enable_grad():
         loss = mse(forward(leaves, X)["A2"], y)
         # Independent states in a batch: the gradient of the sum is each one's own.
-        grads = torch.autograd.grad(loss.sum(), [leaves[k] for k in PARAM_NAMES])
+        grads = torch.autograd.grad(GRAD_SCALE[convention] * loss.sum(), [leaves[k] for k in PARAM_NAMES])
     return loss.detach(), dict(zip(PARAM_NAMES, grads))
 
 
@@ -87,8 +88,12 @@ def adam_moments(g, m, v, cfg: Config):
 
 
 def adam_delta(m, v, t, cfg: Config):
-    """lr · m̂ / (√v̂ + ε) for the 1-based step t."""
+    """The step subtracted from θ at the 1-based step t, in the form ``cfg.adam``."""
+    if cfg.adam == "seed":  # the article's constant denominators
+        return cfg.lr * (m / (1.0 - cfg.beta1)) / (sqrt(v / (1.0 - cfg.beta2)) + cfg.eps)
     bc1, bc2 = bias_corrections(t, cfg, m)
+    if cfg.adam == "epshat":  # ε̂ added to √v, the corrections folded into the step size
+        return cfg.lr * bc2**0.5 / bc1 * m / (sqrt(v) + cfg.eps)
     return cfg.lr * (m / bc1) / (sqrt(v / bc2) + cfg.eps)
 
 
@@ -103,7 +108,7 @@ def adam_step(params, grads, state, cfg: Config):
 
 
 def train_step(params, state, X, y, cfg: Config):
-    loss, grads = loss_and_grads(params, X, y)
+    loss, grads = loss_and_grads(params, X, y, cfg.grad)
     params, state = adam_step(params, grads, state, cfg)
     return params, state, loss
 
@@ -140,6 +145,13 @@ def _flat_loss(theta, X, y, hidden: int):
     return torch.nn.functional.mse_loss(A2, y)
 
 
+def _differentiated(loss, convention: str):
+    """The scalar autograd differentiates: the convention's loss, summed over a batch."""
+    total = loss if loss.dim() == 0 else loss.sum()
+    scale = GRAD_SCALE[convention]
+    return total if scale == 1.0 else scale * total
+
+
 def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
     """Fast path of ``train_step``: autograd through views of one flat leaf, Adam as a
     few in-place whole-buffer ops (the same equations), records kept on the device and
@@ -150,13 +162,16 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     row = 0
     for t in range(1, cfg.epochs + 1):
         loss = _flat_loss(theta, X, y, cfg.hidden)
-        (g,) = torch.autograd.grad(loss if loss.dim() == 0 else loss.sum(), theta)
+        (g,) = torch.autograd.grad(_differentiated(loss, cfg.grad), theta)
         with torch.no_grad():
             m.mul_(cfg.beta1).add_(g, alpha=1.0 - cfg.beta1)
             v.mul_(cfg.beta2).addcmul_(g, g, value=1.0 - cfg.beta2)
-            bc1, bc2 = 1.0 - cfg.beta1**t, 1.0 - cfg.beta2**t
-            v_hat_sqrt = v.div(bc2).sqrt_()
-            theta.addcdiv_(m, v_hat_sqrt.add_(cfg.eps), value=-cfg.lr / bc1)
+            if cfg.adam == "paper":  # in place: the default form is the one timed
+                bc1, bc2 = 1.0 - cfg.beta1**t, 1.0 - cfg.beta2**t
+                v_hat_sqrt = v.div(bc2).sqrt_()
+                theta.addcdiv_(m, v_hat_sqrt.add_(cfg.eps), value=-cfg.lr / bc1)
+            else:
+                theta.sub_(adam_delta(m, v, t, cfg))
             if t in kept:
                 losses[row] = loss
                 history[row + 1] = theta
@@ -175,7 +190,7 @@ def train_torch_optim(cfg: Config, params0, every: int = 1, device: str = "cpu",
     for t in range(1, cfg.epochs + 1):
         optimizer.zero_grad(set_to_none=True)
         loss = _flat_loss(theta, X, y, cfg.hidden)
-        (loss if loss.dim() == 0 else loss.sum()).backward()
+        _differentiated(loss, cfg.grad).backward()
         optimizer.step()
         if t in kept:
             with torch.no_grad():

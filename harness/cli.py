@@ -19,7 +19,7 @@ import numpy as np
 from harness.faults import FAULTS
 from harness.files import OutputError, check_writable_dir, check_writable_file
 from harness.rows import DEFAULT_ROWS, ROWS
-from reference.spec import DTYPES, Config
+from reference.spec import ADAM_FORMS, DTYPES, GRAD_CONVENTIONS, Config
 
 EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE = 0, 1, 2
 DEFAULTS = Config()
@@ -84,8 +84,31 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=DTYPES, default=DEFAULTS.dtype, help="floating-point type of every row (default %(default)s)")
 
 
-def config_from(args) -> Config:
-    return Config(hidden=args.hidden, lr=args.lr, epochs=args.epochs, seed=args.seed, dtype=args.dtype)
+RECIPES = {"seed": {"adam": "seed", "grad": "half-sse"}}  # lr, epochs, init: the defaults are the article's
+
+
+def add_adam_options(parser: argparse.ArgumentParser) -> None:
+    """Which Adam and which gradient; the default run and the sweep take them."""
+    parser.add_argument("--adam", choices=ADAM_FORMS, default=None,
+                        help="Adam form: paper (Kingma & Ba, as torch.optim and optax; default), epshat (ε̂ added "
+                        "to √v, as Keras 3, TensorFlow and the ゼロから作る textbook), seed (the article's constant "
+                        "bias correction)")
+    parser.add_argument("--grad", choices=GRAD_CONVENTIONS, default=None,
+                        help="gradient of: mse (the logged loss; default) or half-sse (½·Σ(ŷ − y)², the article's "
+                        "derivation); the logged loss is the MSE either way")
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                        help="seed: the whole article (seed-form Adam, half-sse gradient, lr 0.001, 20000 epochs, "
+                        "np.random.seed(seed) then randn)")
+
+
+def config_from(args, parser=None) -> Config:
+    adam, grad = getattr(args, "adam", None), getattr(args, "grad", None)
+    recipe = RECIPES.get(getattr(args, "recipe", None), {})
+    for name, given in (("adam", adam), ("grad", grad)):
+        if recipe and given is not None and given != recipe[name]:
+            parser.error(f"argument --{name}: --recipe {args.recipe} uses --{name} {recipe[name]}, not {given}")
+    return Config(hidden=args.hidden, lr=args.lr, epochs=args.epochs, seed=args.seed, dtype=args.dtype,
+                  adam=adam or recipe.get("adam", DEFAULTS.adam), grad=grad or recipe.get("grad", DEFAULTS.grad))
 
 
 def default_jobs() -> int:
@@ -109,11 +132,13 @@ def run_parser() -> argparse.ArgumentParser:
         + ". exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage",
     )
     add_problem_options(parser)
+    add_adam_options(parser)
     add_execution_options(parser)
     parser.add_argument(
         "--backends", type=row_list, default=None, metavar="ROWS",
-        help=f"comma-separated rows to run, the first is the reference (default: {','.join(DEFAULT_ROWS)}, "
-        "skipping rows whose framework is not installed)",
+        help=f"comma-separated rows to run, the first is the reference (default for the paper form: "
+        f"{','.join(DEFAULT_ROWS)}; for epshat: numpy,jax,torch,keras; for seed: numpy,jax,torch; rows whose "
+        "framework is not installed are skipped)",
     )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--save", metavar="FILE.npz", help="write every row's loss and parameter trajectory")
@@ -126,13 +151,18 @@ def run_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def select_rows(requested, parser, device: str = "cpu") -> tuple[list[str], dict]:
+def select_rows(requested, parser, device: str = "cpu", adam: str = "paper") -> tuple[list[str], dict]:
     """Rows to run and rows skipped (name -> reason). A requested row that cannot run
     is a usage error; a default row whose framework is missing is skipped. A device
-    that is not here is a usage error."""
-    from harness.rows import device_problem, unavailable_reason
+    that is not here is a usage error. The default rows are those implementing ``adam``."""
+    from harness.rows import device_problem, rows_for, unavailable_reason
 
-    names = requested or list(DEFAULT_ROWS)
+    if requested:
+        wrong_form = [n for n in requested if adam not in ROWS[n].forms]
+        if wrong_form:
+            parser.error(f"row {wrong_form[0]} implements Adam in the {'/'.join(ROWS[wrong_form[0]].forms)} form "
+                         f"only, not {adam}")
+    names = requested or list(rows_for(adam))
     reasons = {n: unavailable_reason(n) for n in names}
     missing = {n: r for n, r in reasons.items() if r}
     if requested and missing:
@@ -199,9 +229,9 @@ def parse_faults(specs, names, cfg, parser) -> dict:
 def default_run(argv) -> int:
     parser = run_parser()
     args = parser.parse_args(argv)
-    cfg = config_from(args)
+    cfg = config_from(args, parser)
     outputs = check_outputs(parser, args, folders=("plot", "replay_dir"))
-    names, skipped = select_rows(args.backends, parser, args.device)
+    names, skipped = select_rows(args.backends, parser, args.device, cfg.adam)
     faults = parse_faults(args.inject, names, cfg, parser)
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)
@@ -308,6 +338,7 @@ def sweep(argv) -> int:
         epilog="exit status: 0 every seed agrees in every pair, 1 some seed disagrees, 2 bad usage",
     )
     add_problem_options(parser)
+    add_adam_options(parser)
     add_execution_options(parser)
     parser.add_argument("--seeds", type=positive_int, default=100, help="how many seeds (default %(default)s)")
     parser.add_argument("--first-seed", type=seed_int, default=0, help="seeds run from this one up (default %(default)s)")
@@ -320,13 +351,11 @@ def sweep(argv) -> int:
     args = parser.parse_args(argv)
     if args.first_seed + args.seeds > 2**32:
         parser.error("argument --seeds: seeds past 2**32 - 1 do not exist")
-    cfg = config_from(args)
+    cfg = config_from(args, parser)
     outputs = check_outputs(parser, args, files=("json",), folders=("plot",))
-    names, skipped = select_rows(args.backends, parser, args.device)
+    names, skipped = select_rows(args.backends, parser, args.device, cfg.adam)
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)
-
-    import numpy as np
 
     from harness.environment import environment
     from harness.progress import Progress
@@ -453,8 +482,33 @@ def replay(argv) -> int:
     return EXIT_AGREE if passed else EXIT_DISAGREE
 
 
+def flavors(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="compare.py flavors",
+        description="Run every Adam form (paper, epshat, seed; the seed form with both gradient conventions) "
+        "from one initial state and compare final loss, when XOR is solved, step size and parameter gap.",
+    )
+    add_problem_options(parser)
+    parser.add_argument("--json", metavar="FILE", help="write the table as JSON")
+    parser.add_argument("--plot", metavar="DIR", help="loss curves overlaid and decision regions side by side")
+    args = parser.parse_args(argv)
+    cfg = config_from(args, parser)
+    outputs = check_outputs(parser, args, files=("json",), folders=("plot",))
+    from harness.environment import environment
+    from harness.flavors import plot_flavors, render_flavors, run_flavors
+
+    result = run_flavors(cfg)
+    print(render_flavors(result))
+    failed = write_outputs(
+        outputs,
+        json_data=lambda: {k: v for k, v in result.items() if not k.startswith("_")} | {"environment": environment()},
+        plots=lambda folder: plot_flavors(result, folder),
+    )
+    return EXIT_AGREE if failed is None else failed
+
+
 # subcommand name -> function(argv) -> exit status; later issues add theirs here
-COMMANDS = {"bench": bench, "sweep": sweep, "grads": grads, "replay": replay}
+COMMANDS = {"bench": bench, "sweep": sweep, "grads": grads, "replay": replay, "flavors": flavors}
 
 
 def main(argv=None) -> int:

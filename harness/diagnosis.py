@@ -65,7 +65,7 @@ def diagnosis(agreement, errors: dict | None) -> str:
     if not agreement.passed:
         if errors:
             return "rounding amplified by training (lockstep at rounding level)"
-        return "trajectories part (no lockstep: it needs the numpy row)"
+        return "trajectories part (no lockstep for this pair)"
     return "agree"
 
 

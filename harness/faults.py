@@ -58,8 +58,8 @@ def _missing_2_over_n(module, original):
         return lambda params, X, y, convention="mse": original(params, X, y, "half-sse")
     scale = N_SAMPLES / 2  # autodiff of ½·Σ(ŷ − y)² instead of the mean: N/2 times the gradient
 
-    def loss_and_grads(params, X, y):
-        loss, grads = original(params, X, y)
+    def loss_and_grads(params, X, y, convention="mse"):
+        loss, grads = original(params, X, y, convention)
         return loss, {k: scale * g for k, g in grads.items()}
 
     return loss_and_grads

@@ -25,7 +25,7 @@ import numpy as np
 
 import backends
 from reference.adam import AdamState
-from reference.spec import PARAM_NAMES, Config, flatten_params, unflatten_params, xor_data
+from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, flatten_params, unflatten_params, xor_data
 
 PHASES = ("forward", "loss", "grads", "m", "v", "update", "params")
 K_LOCKSTEP = 8.0
@@ -61,7 +61,7 @@ def states_from_history(cfg: Config, params: np.ndarray, m: np.ndarray, v: np.nd
 def _hand_phases(module, cfg: Config, params, state, X, y) -> dict:
     """One step written out phase by phase with the backend's own functions."""
     forward = module.forward(params, X)
-    loss, grads = module.loss_and_grads(params, X, y)
+    loss, grads = module.loss_and_grads(params, X, y, cfg.grad)
     t = state.t + 1
     m, v, update, new = {}, {}, {}, {}
     for k in PARAM_NAMES:
@@ -110,7 +110,7 @@ def torch_optim_phases(cfg: Config, states: States) -> dict:
     params, state, X, y = _to_backend(module, states, cfg.dtype)
     with torch.no_grad():
         forward = module.forward(params, X)
-    loss, grads = module.loss_and_grads(params, X, y)
+    loss, grads = module.loss_and_grads(params, X, y, cfg.grad)
     flat = lambda tree: torch.from_numpy(np.ascontiguousarray(flatten_params(  # noqa: E731
         {k: module.to_numpy(tree[k]) for k in PARAM_NAMES})))
     theta, m, v, g = flat(params).clone(), flat(state.m).clone(), flat(state.v).clone(), flat(grads)
@@ -144,7 +144,7 @@ def optax_phases(cfg: Config, states: States) -> dict:
     @jax.jit
     def phases(params, m, v, count):
         forward = module.forward(params, X)
-        loss, grads = module.loss_and_grads(params, X, y)
+        loss, grads = module.loss_and_grads(params, X, y, cfg.grad)
         adam_state = template[0]._replace(count=count, mu=m, nu=v)
         updates, new_state = jax.vmap(optimizer.update)(grads, (adam_state, *template[1:]), params)
         return {"forward": forward, "loss": {"loss": loss}, "grads": grads,
@@ -188,8 +188,9 @@ def rounding_scales(ref: dict, states: States, cfg: Config) -> dict:
     s2, s1 = A2 * (1 - A2), A1 * (1 - A1)
     e_s2 = np.abs(1 - 2 * A2) * e_A2 + 3 * s2
     e_s1 = np.abs(1 - 2 * A1) * e_A1 + 3 * s1
-    dZ2 = (2.0 / n) * err * s2
-    e_dZ2 = (2.0 / n) * (e_err * s2 + np.abs(err) * e_s2) + 2 * np.abs(dZ2)
+    out_scale = 2.0 / n * GRAD_SCALE[cfg.grad]
+    dZ2 = out_scale * err * s2
+    e_dZ2 = out_scale * (e_err * s2 + np.abs(err) * e_s2) + 2 * np.abs(dZ2)
     dA1 = dZ2 @ tr(f64(states.params["W2"]))
     e_dA1 = e_dZ2 @ tr(W2) + np.abs(dA1)
     dZ1 = dA1 * s1
@@ -204,6 +205,18 @@ def rounding_scales(ref: dict, states: States, cfg: Config) -> dict:
     u = float(np.finfo(cfg.dtype).eps)
     t = f64(states.t) + 1
     bc1, bc2 = 1 - cfg.beta1**t, 1 - cfg.beta2**t
+    # β^t formed in the dtype carries ~t·u/2 relative error from rounding β itself
+    e_bc1, e_bc2 = t * cfg.beta1**t / 2 + 1, t * cfg.beta2**t / 2 + 1
+    # Every form is  Δ = pre · (m/a1) / (√(v/a2) + ε)  (reference.adam), with
+    # paper: a = the bias corrections; seed: the constants 1 − β; epshat: a2 = 1 and
+    # pre = lr·√bc2. (relative errors of a1, a2 and pre, in units of u)
+    if cfg.adam == "seed":
+        a1, a2, pre, rel_a1, rel_a2, rel_pre = 1 - cfg.beta1, 1 - cfg.beta2, cfg.lr, 1.0, 1.0, 0.0
+    elif cfg.adam == "epshat":
+        a1, a2, pre = bc1, 1.0, cfg.lr * np.sqrt(bc2)
+        rel_a1, rel_a2, rel_pre = e_bc1 / bc1, 0.0, e_bc2 / (2 * bc2) + 1
+    else:
+        a1, a2, pre, rel_a1, rel_a2, rel_pre = bc1, bc2, cfg.lr, e_bc1 / bc1, e_bc2 / bc2, 0.0
     for name in ("m", "v", "update", "params"):
         e[name] = {}
     for k in PARAM_NAMES:
@@ -212,16 +225,14 @@ def rounding_scales(ref: dict, states: States, cfg: Config) -> dict:
         m, v = f64(ref["m"][k]), f64(ref["v"][k])
         e_m = (1 - cfg.beta1) * e_g + 2 * (cfg.beta1 * m0 + (1 - cfg.beta1) * np.abs(g)) + np.abs(m)
         e_v = (1 - cfg.beta2) * 2 * np.abs(g) * e_g + 2 * (cfg.beta2 * v0 + (1 - cfg.beta2) * g * g) + v
-        m_hat, v_hat = m / bc1, v / bc2
-        # β^t formed in the dtype carries ~t·u/2 relative error from rounding β itself
-        e_bc1, e_bc2 = t * cfg.beta1**t / 2 + 1, t * cfg.beta2**t / 2 + 1
-        e_mh = e_m / bc1 + np.abs(m_hat) * (1 + e_bc1 / bc1)
-        e_vh = e_v / bc2 + v_hat * (1 + e_bc2 / bc2)
+        m_hat, v_hat = m / a1, v / a2
+        e_mh = e_m / a1 + np.abs(m_hat) * (1 + rel_a1)
+        e_vh = e_v / a2 + v_hat * (1 + rel_a2)
         s = np.sqrt(v_hat)
         e_s = e_vh / (2 * np.maximum(s, np.sqrt(u * e_vh) + 1e-300)) + s
         d = s + cfg.eps
-        delta = cfg.lr * np.abs(m_hat) / d
-        e_delta = cfg.lr * (e_mh / d + np.abs(m_hat) * e_s / d**2) + 2 * delta
+        delta = pre * np.abs(m_hat) / d
+        e_delta = pre * (e_mh / d + np.abs(m_hat) * e_s / d**2) + (2 + rel_pre) * delta
         e["m"][k], e["v"][k], e["update"][k] = e_m, e_v, e_delta
         e["params"][k] = e_delta + np.abs(f64(ref["params"][k]))
     return e

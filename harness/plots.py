@@ -30,21 +30,27 @@ def _save(fig, path):
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
 
 
-def decision_figure(traj, hidden: int, path) -> None:
-    plt = _pyplot()
+def draw_decision_regions(ax, final_flat, hidden: int, title: str) -> None:
+    """The seed article's figure on ``ax``: regions where the rounded output is 0 or 1,
+    on a 0.01 grid over [−0.5, 1.5]², and the four points by class."""
     X, y = xor_data("float64")
     axis = np.arange(-0.5, 1.5, GRID_STEP)
     x1, x2 = np.meshgrid(axis, axis)
-    params = unflatten_params(traj.params[-1].astype(np.float64), hidden)
+    params = unflatten_params(np.asarray(final_flat, dtype=np.float64), hidden)
     regions = np.round(predict(params, np.c_[x1.ravel(), x2.ravel()])).reshape(x1.shape)
-    fig, ax = plt.subplots(figsize=(5, 5))
     ax.contourf(x1, x2, regions, levels=1, colors=CLASS_COLOURS)
     for cls, colour in ((1, "r"), (0, "g")):
         mask = y[:, 0] == cls
         ax.scatter(X[mask, 0], X[mask, 1], color=colour, label=f"class {cls}")
-    ax.set(xlabel="x1", ylabel="x2", title=f"XOR decision regions: {traj.name}")
+    ax.set(xlabel="x1", ylabel="x2", title=title)
     ax.legend(loc="best")
     ax.grid(True)
+
+
+def decision_figure(traj, hidden: int, path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    draw_decision_regions(ax, traj.params[-1], hidden, f"XOR decision regions: {traj.name}")
     _save(fig, path)
     plt.close(fig)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import backends
-from reference.spec import Config, initial_params
+from reference.spec import ADAM_FORMS, Config, initial_params
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class Row:
     implementation: str     # what the row is, for the table
     kind: str               # "hand backprop", "autodiff" or "library"
     requires: tuple = ()    # importable modules the row needs
+    forms: tuple = ADAM_FORMS  # the Adam forms (Config.adam) it implements
+    lockstep: bool = True   # whether it can step from a given state (lockstep, replay)
 
 
 ROWS = {
@@ -30,11 +32,20 @@ ROWS = {
         Row("numpy", "numpy", "train", "hand backprop + hand Adam", "hand backprop", ("numpy",)),
         Row("jax", "jax", "train", "jax.value_and_grad + hand Adam, jit", "autodiff", ("jax",)),
         Row("torch", "torch", "train", "torch autograd + hand Adam", "autodiff", ("torch",)),
-        Row("torch.optim", "torch", "train_torch_optim", "torch autograd + torch.optim.Adam", "library", ("torch",)),
-        Row("optax", "jax", "train_optax", "jax.value_and_grad + optax.adam", "library", ("jax", "optax")),
+        Row("torch.optim", "torch", "train_torch_optim", "torch autograd + torch.optim.Adam", "library", ("torch",),
+            forms=("paper",)),
+        Row("optax", "jax", "train_optax", "jax.value_and_grad + optax.adam", "library", ("jax", "optax"),
+            forms=("paper",)),
+        Row("keras", "jax", "train_keras", "jax.value_and_grad + keras Adam", "library", ("jax", "keras"),
+            forms=("epshat",), lockstep=False),
     )
 }
-DEFAULT_ROWS = tuple(ROWS)
+DEFAULT_ROWS = ("numpy", "jax", "torch", "torch.optim", "optax")  # the paper form's rows
+
+
+def rows_for(adam: str) -> tuple:
+    """The rows that implement Adam form ``adam``, numpy first."""
+    return tuple(name for name, row in ROWS.items() if adam in row.forms)
 
 
 @dataclass
@@ -129,7 +140,7 @@ def _guarded(function, *args):
 
 
 # Longest first, so that the slowest row never starts last when rows run in parallel.
-EXPECTED_COST = {"torch.optim": 5, "torch": 4, "numpy": 3, "jax": 2, "optax": 1}
+EXPECTED_COST = {"torch.optim": 5, "torch": 4, "numpy": 3, "jax": 2, "optax": 1, "keras": 1}
 
 
 class Workers:

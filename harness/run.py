@@ -11,7 +11,7 @@ import numpy as np
 from harness.agreement import (compare_all, gaps_per_record, one_ulp_perturbations, perturbation_envelope)
 from harness.diagnosis import diagnosis, first_divergence, lockstep_summary
 from harness.lockstep import lockstep_row, states_from_history
-from harness.rows import EXPECTED_COST, Workers, run_row
+from harness.rows import EXPECTED_COST, ROWS, Workers, run_row
 from reference.spec import Config, initial_params
 
 
@@ -68,7 +68,7 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
                 if key == "numpy":  # its states are in: every other row's lockstep can start
                     states = states_from_history(cfg, result.params, result.states["m"], result.states["v"])
                     for other in ordered:
-                        if other != "numpy":
+                        if other != "numpy" and ROWS[other].lockstep:
                             workers.submit(("lockstep", other), lockstep_row, other, cfg, states, faults)
     lockstep = {n: lockstep[n] for n in ordered if n in lockstep and n in trajectories}
     trajectories = {n: trajectories[n] for n in names if n in trajectories}

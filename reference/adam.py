@@ -8,8 +8,15 @@ For each parameter θ with gradient g at 1-based step t (state m, v start at zer
     v̂_t = v_t / (1 − β2^t)
     θ_t = θ_{t−1} − lr · m̂_t / (√v̂_t + ε)
 
-The seed article divides by the constants (1 − β1) and (1 − β2) instead of the
-t-dependent bias corrections; that form is not the default here (see shared notes).
+Two other forms are in use, selected by ``Config.adam``:
+
+- ``epshat``, the paper's "efficient" form before its §2.1, as Keras 3, TensorFlow and
+  the ゼロから作るDeep Learning textbook implement it:
+      θ_t = θ_{t−1} − lr·√(1 − β2^t)/(1 − β1^t) · m_t/(√v_t + ε̂)
+  It equals the paper's form with ε_t = ε̂/√(1 − β2^t).
+- ``seed``, the article's: constant denominators (1 − β1) and (1 − β2) where the paper
+  has (1 − β1^t) and (1 − β2^t):
+      θ_t = θ_{t−1} − lr·(m_t/(1 − β1)) / (√(v_t/(1 − β2)) + ε)
 
 Every backend writes these five lines in its own tensor library. The functions below
 are the numpy statement of them, used by the numpy backend and by tests as the spec.
@@ -51,9 +58,13 @@ def adam_moments(g, m, v, beta1: float, beta2: float):
     return m, v
 
 
-def adam_delta(m, v, t, lr: float, beta1: float, beta2: float, eps: float):
-    """The step subtracted from θ: lr · m̂ / (√v̂ + ε)."""
+def adam_delta(m, v, t, lr: float, beta1: float, beta2: float, eps: float, form: str = "paper"):
+    """The step subtracted from θ in the chosen form (module doc)."""
+    if form == "seed":
+        return lr * (m / (1.0 - beta1)) / (np.sqrt(v / (1.0 - beta2)) + eps)
     bc1, bc2 = bias_corrections(t, beta1, beta2, np.asarray(m).dtype)
+    if form == "epshat":
+        return lr * np.sqrt(bc2) / bc1 * m / (np.sqrt(v) + eps)
     m_hat = m / bc1
     v_hat = v / bc2
     return lr * m_hat / (np.sqrt(v_hat) + eps)

@@ -23,6 +23,12 @@ import numpy as np
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 DTYPES = ("float64", "float32")
+ADAM_FORMS = ("paper", "epshat", "seed")   # see reference.adam
+GRAD_CONVENTIONS = ("mse", "half-sse")    # the loss whose gradient drives the update
+N_SAMPLES = 4
+# The gradient of each convention's loss over the gradient of the logged MSE:
+# ½·Σ(ŷ − y)² = (N/2)·MSE.
+GRAD_SCALE = {"mse": 1.0, "half-sse": N_SAMPLES / 2}
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class Config:
     epochs: int = 20000
     seed: int = 0
     dtype: str = "float64"
+    adam: str = "paper"
+    grad: str = "mse"
 
     def __post_init__(self):
         problems = config_problems(self)
@@ -66,6 +74,10 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"eps must be a finite number >= 0, got {cfg.eps!r}")
     if cfg.dtype not in DTYPES:
         problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+    if cfg.adam not in ADAM_FORMS:
+        problems.append(f"adam must be one of {', '.join(ADAM_FORMS)}, got {cfg.adam!r}")
+    if cfg.grad not in GRAD_CONVENTIONS:
+        problems.append(f"grad must be one of {', '.join(GRAD_CONVENTIONS)}, got {cfg.grad!r}")
     return problems
 
 
