@@ -170,17 +170,24 @@ def render_replay(replay: dict, results: dict) -> str:
 
 
 def drift_figure(path, a: str, b: str, gap: np.ndarray, allowed: np.ndarray, lockstep_gap) -> None:
+    """Log-scale: the free-running gap per epoch, the allowed envelope, and the
+    lockstep error of the new params per step (exact zeros are left out: a log axis
+    has no place for them)."""
     from harness.plots import _pyplot, _save
 
     plt = _pyplot()
+    positive = lambda x: np.where(np.asarray(x, dtype=np.float64) > 0, x, np.nan)  # noqa: E731
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    epochs = np.arange(gap.shape[0])
-    floor = 1e-300
-    ax.plot(epochs, np.maximum(gap, floor), label="free-running gap |Δθ|, |Δloss|")
-    ax.plot(epochs, np.broadcast_to(allowed, gap.shape), "--", label="allowed (derived tolerance)")
+    series = [(np.arange(gap.shape[0]), positive(gap), "-", "free-running gap |Δθ|, |Δloss|"),
+              (np.arange(gap.shape[0]), positive(np.broadcast_to(allowed, gap.shape)), "--", "allowed (derived tolerance)")]
     if lockstep_gap is not None:
-        ax.plot(np.arange(1, lockstep_gap.shape[0] + 1), np.maximum(lockstep_gap, floor), ":",
-                label="lockstep |Δθ| after one step")
+        series.append((np.arange(1, lockstep_gap.shape[0] + 1), positive(lockstep_gap), ":",
+                       "lockstep |Δθ| after one step"))
+    for x, values, style, label in series:
+        ax.plot(x, values, style, label=label)
+    finite = np.concatenate([v[np.isfinite(v)] for _, v, _, _ in series])
+    if finite.size:
+        ax.set_ylim(max(finite.min() / 10, 1e-300), finite.max() * 10)
     ax.set_yscale("log")
     ax.set(xlabel="epoch", ylabel="gap", title=f"{a} vs {b}: drift and per-step error")
     ax.legend(loc="best")
