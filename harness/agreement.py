@@ -1,8 +1,8 @@
 """Do two trajectories agree? Largest gaps, first epoch over tolerance, margin.
 
-Two tolerances live here. The default run derives its tolerance from the problem
-(``perturbation_envelope``, below); the fixed rule that follows is what the sweep (which
-keeps no per-epoch states) and the golden regression test use.
+Two tolerances live here. The default run and the sweep derive theirs from the problem
+(``perturbation_envelope``, below); the fixed rule that follows is what the golden
+regression test and runs whose reference row is not numpy use.
 
 The fixed rule, and why it has this form
 ----------------------------------------
@@ -168,17 +168,18 @@ def one_ulp_perturbations(params0: dict, seed: int, directions: int = ENVELOPE_D
 
 def perturbation_envelope(reference, perturbed: list) -> np.ndarray:
     """Per record, the largest gap (|Δθ| or |Δloss|) between the reference run and any
-    run from one-ULP-perturbed initial weights, made non-decreasing over epochs."""
-    gap = np.zeros(reference.params.shape[0])
+    run from one-ULP-perturbed initial weights, made non-decreasing over epochs (records
+    on the first axis; a batch of runs keeps its axis)."""
+    gap = np.zeros(reference.params.shape[:-1])
     for other in perturbed:
         gap = np.maximum(gap, gaps_per_record(reference, other)[2])
-    return np.maximum.accumulate(gap)
+    return np.maximum.accumulate(gap, axis=0)
 
 
 def envelope_tolerance(envelope: np.ndarray, dtype: str, scale: float):
     """Allowed gap per record: K_ENVELOPE × the envelope, never below K_ENVELOPE ULPs of
     the parameters' scale (the floor where the envelope is zero)."""
-    floor = float(np.finfo(dtype).eps) * max(1.0, scale)
+    floor = float(np.finfo(dtype).eps) * np.maximum(1.0, scale)  # scale: one, or one per run
     allowed = K_ENVELOPE * np.maximum(envelope, floor)
     source = f"{K_ENVELOPE:g} × the envelope of {ENVELOPE_DIRECTIONS} one-ULP perturbations"
     if np.all(envelope <= floor):

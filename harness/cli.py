@@ -359,28 +359,36 @@ def sweep(argv) -> int:
 
     from harness.environment import environment
     from harness.progress import Progress
-    from harness.rows import run_rows
-    from harness.sweep import batch_params, default_every, peak_memory_mib, plot_sweep, render_sweep, summarize
+    from harness.rows import EXPECTED_COST, Workers, run_row
+    from harness.sweep import (batch_params, default_every, peak_memory_mib, perturbed_starts, plot_sweep,
+                               render_sweep, summarize)
 
     started = time.perf_counter()
     every = args.every or default_every(cfg.epochs)
     seeds = np.arange(args.first_seed, args.first_seed + args.seeds)
     params0 = batch_params(seeds, cfg.hidden, cfg.dtype)
-    progress = Progress(len(names), "rows trained")
-    trajectories = {}
-    for name, result in run_rows(names, cfg, params0, every=every, device=args.device, jobs=args.jobs):
-        if isinstance(result, str):
-            progress.close()
-            if args.backends:
-                print(f"compare.py: error: {result}", file=sys.stderr)
-                return EXIT_USAGE
-            print(f"notice: skipping: {result}", file=sys.stderr)
-            continue
-        trajectories[name] = result
-        progress.advance(name)
+    tasks = [(n, run_row, (n, cfg, params0, every, args.device)) for n in sorted(names, key=lambda n: -EXPECTED_COST.get(n, 0))]
+    if names[0] == "numpy":  # each seed's perturbation envelope: one more numpy batch, the largest task: first
+        tasks.insert(0, (("perturbed",), run_row, ("numpy", cfg, perturbed_starts(params0, args.first_seed), every)))
+    progress = Progress(len(tasks), "runs trained")
+    trajectories, perturbed = {}, None
+    with Workers(min(args.jobs, len(tasks))) as workers:
+        for key, result in workers.run(tasks):
+            if isinstance(result, str):
+                progress.close()
+                if args.backends:
+                    print(f"compare.py: error: {result}", file=sys.stderr)
+                    return EXIT_USAGE
+                print(f"notice: skipping: {result}", file=sys.stderr)
+                continue
+            if isinstance(key, tuple):
+                perturbed = result
+            else:
+                trajectories[key] = result
+            progress.advance(key if isinstance(key, str) else "envelope")
     progress.close()
     trajectories = {n: trajectories[n] for n in names if n in trajectories}
-    summary = summarize(cfg, seeds, every, trajectories)
+    summary = summarize(cfg, seeds, every, trajectories, perturbed)
     summary["seconds"] = time.perf_counter() - started
     summary["peak_memory_mib"] = peak_memory_mib()
     print(render_sweep(summary))

@@ -186,13 +186,3 @@ class Workers:
         for key, function, args in tasks:
             self.submit(key, function, *args)
         yield from self.results()
-
-
-def run_rows(names, cfg: Config, params0=None, every: int = 1, device: str = "cpu", jobs: int = 1):
-    """Run rows, ``jobs`` processes at a time; yields (name, Trajectory or the reason the
-    row's framework failed to import) as each finishes."""
-    if params0 is None:
-        params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
-    ordered = sorted(names, key=lambda n: -EXPECTED_COST.get(n, 0))
-    with Workers(min(jobs, len(names))) as workers:
-        yield from workers.run([(n, run_row, (n, cfg, params0, every, device)) for n in ordered])

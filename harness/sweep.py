@@ -6,16 +6,21 @@ and optax.adam are element-wise, so a batch of flat parameter vectors is a batch
 independent runs). Only checkpoints every K epochs are kept, so memory grows with
 seeds × epochs / K, not seeds × epochs.
 
-Per seed and pair the comparison uses the fixed tolerance rule of harness.agreement with
-that seed's own scale, applied at every checkpoint.
+Per seed and pair, the drift is compared at every checkpoint with K_ENVELOPE × that
+seed's own perturbation envelope (the numpy row rerun from every seed's initial weights
+moved by one ULP in a few directions, all as one more batch), as in the default run;
+without the numpy row as reference, with the fixed rule. There is no lockstep here: it
+needs per-epoch states, and the sweep keeps checkpoints.
 """
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 
-from harness.agreement import gaps_per_record, tolerance, trajectory_scale
+from harness.agreement import (ENVELOPE_DIRECTIONS, K_ENVELOPE, envelope_tolerance, gaps_per_record,
+                               one_ulp_perturbations, perturbation_envelope, tolerance, trajectory_scale)
 from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, initial_params, unflatten_params, xor_data
 
 QUANTILES = {"median": 0.5, "p99": 0.99, "max": 1.0}
@@ -44,11 +49,31 @@ def final_outputs(traj, cfg: Config) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-(hidden @ p["W2"] + p["b2"]))))[..., 0]
 
 
-def pair_summary(ref, other, cfg: Config, recorded_epochs: np.ndarray, seeds: np.ndarray, ref_solved) -> dict:
+def perturbed_starts(params0: dict, seed: int) -> dict:
+    """Every seed's initial weights moved by one ULP in ENVELOPE_DIRECTIONS random
+    directions, as one batch: direction d holds seeds [d·N, (d + 1)·N)."""
+    starts = one_ulp_perturbations(params0, seed)
+    return {k: np.concatenate([s[k] for s in starts]) for k in params0}
+
+
+def seed_envelopes(reference, perturbed, n_seeds: int) -> np.ndarray:
+    """(records, seeds): each seed's perturbation envelope (harness.agreement)."""
+    runs = [SimpleNamespace(params=perturbed.params[:, d * n_seeds:(d + 1) * n_seeds],
+                            loss=perturbed.loss[:, d * n_seeds:(d + 1) * n_seeds])
+            for d in range(perturbed.params.shape[1] // n_seeds)]
+    return perturbation_envelope(reference, runs)
+
+
+def pair_summary(ref, other, cfg: Config, recorded_epochs: np.ndarray, seeds: np.ndarray, ref_solved,
+                 envelope=None) -> dict:
+    """Per seed: the fixed rule, or K_ENVELOPE × that seed's envelope when one is given."""
     scale = trajectory_scale(ref.params, axis=1)                  # per seed
-    tol = tolerance(cfg.dtype, cfg.epochs, scale)
+    if envelope is None:
+        tol = np.broadcast_to(tolerance(cfg.dtype, cfg.epochs, scale), ref.params.shape[:2])
+    else:
+        tol = envelope_tolerance(envelope, cfg.dtype, scale)[0]
     param_gap, loss_gap, per_record = gaps_per_record(ref, other)  # (records, seeds)
-    over = per_record > tol[None, :]
+    over = per_record > tol
     passed = ~over.any(axis=0)
     largest = per_record.max(axis=0)
     failing = []
@@ -59,21 +84,26 @@ def pair_summary(ref, other, cfg: Config, recorded_epochs: np.ndarray, seeds: np
             "first_checkpoint_over_tolerance": int(recorded_epochs[first]),
             "max_abs_param_diff": float(param_gap[:, i].max()),
             "max_abs_loss_diff": float(loss_gap[:, i].max()),
-            "tolerance": float(tol[i]), "margin": float(largest[i] / tol[i]),
+            "tolerance": float(tol[-1, i]), "margin": float((per_record[:, i] / tol[:, i]).max()),
             "reference_final_loss": float(ref.loss[-1, i]), "reference_solved": bool(ref_solved[i]),
         })
     return {
         "a": ref.name, "b": other.name,
         "seeds_agree": int(passed.sum()),
         "largest_gap": quantiles(largest),
-        "margin": quantiles(largest / tol),
+        "margin": quantiles((per_record / tol).max(axis=0)),
         "failing": failing,
         "_largest": largest, "_passed": passed,
     }
 
 
-def summarize(cfg: Config, seeds: np.ndarray, every: int, trajectories: dict) -> dict:
+def summarize(cfg: Config, seeds: np.ndarray, every: int, trajectories: dict, perturbed=None) -> dict:
+    """``perturbed``: the reference (numpy) row's run from ``perturbed_starts``; with it
+    each seed is judged against its own perturbation envelope, else by the fixed rule."""
     names = list(trajectories)
+    envelope = None
+    if perturbed is not None and names and names[0] == "numpy":
+        envelope = seed_envelopes(trajectories["numpy"], perturbed, len(seeds))
     recorded = np.concatenate([[0], checkpoint_epochs(cfg.epochs, every)])
     rows, solved_by_row = {}, {}
     for name, traj in trajectories.items():
@@ -86,14 +116,16 @@ def summarize(cfg: Config, seeds: np.ndarray, every: int, trajectories: dict) ->
             "solved_share": float(solved.mean()),
             "final_loss": quantiles(traj.loss[-1]) | {"p90": float(np.quantile(traj.loss[-1], 0.9))},
         }
-    pairs = [pair_summary(trajectories[names[0]], trajectories[n], cfg, recorded, seeds, solved_by_row[names[0]])
-             for n in names[1:]]
+    pairs = [pair_summary(trajectories[names[0]], trajectories[n], cfg, recorded, seeds, solved_by_row[names[0]],
+                          envelope) for n in names[1:]]
     all_agree = np.logical_and.reduce([p["_passed"] for p in pairs]) if pairs else np.ones(len(seeds), bool)
     largest = np.max([p["_largest"] for p in pairs], axis=0) if pairs else np.zeros(len(seeds))
     return {
         "config": cfg.to_dict(),
         "seeds": {"first": int(seeds[0]), "count": int(len(seeds))},
         "every": every,
+        "tolerance_rule": (f"{K_ENVELOPE:g} × each seed's envelope of {ENVELOPE_DIRECTIONS} one-ULP perturbations"
+                           if envelope is not None else "fixed rule: 4·u·√E·max(1, the seed's largest |θ|)"),
         "rows": rows,
         "pairs": [{k: v for k, v in p.items() if not k.startswith("_")} for p in pairs],
         "seeds_agree_in_every_pair": int(all_agree.sum()),
@@ -109,7 +141,7 @@ def render_sweep(summary: dict, max_failing: int = 10) -> str:
     lines = [
         f"sweep: seeds {seeds['first']}..{seeds['first'] + seeds['count'] - 1} ({seeds['count']}), "
         f"{cfg['epochs']} epochs, {cfg['dtype']}, lr {cfg['lr']:g}, hidden {cfg['hidden']}, "
-        f"compared every {summary['every']} epochs",
+        f"compared every {summary['every']} epochs; tolerance: {summary['tolerance_rule']}",
         "",
         f"{'row':<12} {'XOR solved':>10} {'final loss median':>18} {'p90':>10} {'max':>10} {'seconds':>8} {'seed-epochs/s':>14}",
     ]
@@ -130,7 +162,8 @@ def render_sweep(summary: dict, max_failing: int = 10) -> str:
     if failing_seeds:
         unsolved = sum(not f["reference_solved"] for f in failing_seeds.values())
         lines.append(f"{len(failing_seeds)} seeds part from the reference; in {unsolved} of them the reference row "
-                     "never solved XOR (training stalled on a plateau, where small differences grow instead of decaying)")
+                     "never solved XOR (training stalled on a plateau, where small differences grow instead of decaying); "
+                     "run one alone for lockstep")
     for f in summary["failing"][:max_failing]:
         lines.append(
             f"  seed {f['seed']}: {f['a']} vs {f['b']} first over tolerance by epoch "

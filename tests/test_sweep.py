@@ -88,3 +88,21 @@ def test_progress_bar_only_on_a_terminal():
         bar.close()
     assert quiet.getvalue() == ""
     assert "2/2 rows" in shown.getvalue() and shown.getvalue().endswith("\n")
+
+
+def test_summary_judges_each_seed_by_its_own_perturbation_envelope():
+    cfg = Config(epochs=400)
+    ref = _batch_trajectory("numpy")
+    perturbed = Trajectory("numpy", np.tile(ref.loss, (1, 3)), np.tile(ref.params, (1, 3, 1)), seconds=1.0)
+    for d in range(3):  # seed 0 is sensitive: its perturbed runs part by 1e-6 from checkpoint 2
+        perturbed.params[2:, d * 3 + 0, 4] += 1e-6
+    other = _batch_trajectory("jax")
+    other.params[3:, 0, 7] += 1e-5   # 10× seed 0's envelope: inside 64×
+    other.params[3:, 1, 7] += 1e-10  # seed 1 is not sensitive: far outside its floor
+    summary = summarize(cfg, np.array([0, 1, 2]), 100, {"numpy": ref, "jax": other}, perturbed)
+    assert "envelope" in summary["tolerance_rule"]
+    assert [f["seed"] for f in summary["failing"]] == [1]
+    assert summary["failing"][0]["first_checkpoint_over_tolerance"] == 300
+    assert summary["pairs"][0]["margin"]["max"] > 1e3
+    fixed = summarize(cfg, np.array([0, 1, 2]), 100, {"numpy": ref, "jax": other})
+    assert sorted(f["seed"] for f in fixed["failing"]) == [0, 1] and fixed["tolerance_rule"].startswith("fixed")
