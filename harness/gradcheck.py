@@ -38,17 +38,16 @@ import mpmath
 import numpy as np
 
 from harness import oracle
-from reference.spec import PARAM_NAMES, Config, initial_params, param_shapes, unflatten_params, xor_data
+from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, initial_params, param_shapes, unflatten_params, xor_data
 
 K_ROUNDING = 4.0
 K_FD = 4.0
-N_SAMPLES = 4
 SATURATION_FACTORS = (8.0, 25.0)
 TAYLOR_STEPS = tuple(10.0 ** -k for k in np.linspace(2, 5, 7))
 CONVENTIONS = {  # name -> its gradient divided by the MSE's gradient
     "mean squared error": 1.0,
-    "½·Σ(ŷ − y)²": N_SAMPLES / 2,
-    "Σ(ŷ − y)²": float(N_SAMPLES),
+    "½·Σ(ŷ − y)²": GRAD_SCALE["half-sse"],
+    "Σ(ŷ − y)²": 2 * GRAD_SCALE["half-sse"],
 }
 
 
@@ -192,15 +191,18 @@ def tensor_errors(g: np.ndarray, truth, dtype: str):
     return err, err / ulp, truth_array
 
 
-def allowed_error(source: str, dtype: str, point_params: dict, truth: OracleValues, k: str) -> np.ndarray:
+def allowed_errors(source: str, dtype: str, point_params: dict, truth: OracleValues) -> dict:
+    """The allowed |g − oracle| per element of every tensor (module doc)."""
     if source == "finite differences":
-        return K_FD * finite_difference_error_estimate(point_params, dtype, truth)[k]
-    return K_ROUNDING * float(np.finfo(dtype).eps) * truth.size[k]
+        estimate = finite_difference_error_estimate(point_params, dtype, truth)
+        return {k: K_FD * estimate[k] for k in PARAM_NAMES}
+    return {k: K_ROUNDING * float(np.finfo(dtype).eps) * truth.size[k] for k in PARAM_NAMES}
 
 
 def judge(source: str, grads: dict, truth: OracleValues, point_params: dict, dtype: str, hidden: int) -> dict:
     """Per tensor: shape check, largest relative error, ULPs, error/allowed, passed."""
     out = {}
+    allowed_by_tensor = allowed_errors(source, dtype, point_params, truth)
     for k, shape in param_shapes(hidden).items():
         g = np.asarray(grads[k])
         if g.shape != shape:
@@ -208,7 +210,7 @@ def judge(source: str, grads: dict, truth: OracleValues, point_params: dict, dty
                       "max_rel_error_vs_oracle": None, "max_ulp_vs_oracle": None, "max_error_over_allowed": None}
             continue
         err, ulps, truth_array = tensor_errors(g, truth.grad[k], dtype)
-        allowed = allowed_error(source, dtype, point_params, truth, k)
+        allowed = allowed_by_tensor[k]
         scale = np.abs(truth_array).max()
         ratio = np.where(allowed > 0, err / np.where(allowed > 0, allowed, 1), np.where(err > 0, np.inf, 0.0))
         out[k] = {
