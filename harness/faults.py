@@ -11,10 +11,9 @@ from dataclasses import replace
 import numpy as np
 
 import backends
-from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, flatten_params, xor_data
+from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, checkpoint_epochs, flatten_params, xor_data
 
 INJECTABLE_ROWS = ("numpy", "jax", "torch")
-N_SAMPLES = 4
 
 
 def _delta(kind):
@@ -56,7 +55,7 @@ def _float32_moments(module, original):
 def _missing_2_over_n(module, original):
     if module.NAME == "numpy":  # the hand derivation without the 2/N of the mean
         return lambda params, X, y, convention="mse": original(params, X, y, "half-sse")
-    scale = N_SAMPLES / 2  # autodiff of ½·Σ(ŷ − y)² instead of the mean: N/2 times the gradient
+    scale = GRAD_SCALE["half-sse"]  # autodiff of ½·Σ(ŷ − y)² instead of the mean: N/2 times the gradient
 
     def loss_and_grads(params, X, y, convention="mse"):
         loss, grads = original(params, X, y, convention)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import backends
+from harness.agreement import elementwise_gap
 from reference.adam import AdamState
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, flatten_params, unflatten_params, xor_data
 
@@ -260,8 +261,6 @@ class PhaseError:
 def phase_errors(ref: dict, other: dict, scales: dict, states: States, dtype: str) -> dict:
     """Per phase: the worst error at the scale of its terms and where, and the earliest
     epoch where it exceeds K_LOCKSTEP."""
-    from harness.agreement import elementwise_gap
-
     u = float(np.finfo(dtype).eps)
     out = {}
     for phase in PHASES:
@@ -321,8 +320,6 @@ def lockstep_row(name: str, cfg: Config, states: States, faults: dict | None = N
     with injected(ROWS[name].backend, faults.get(name)):
         other = row_phases(name, cfg, states)
     errors = phase_errors(ref, other, scales, states, cfg.dtype)
-    from harness.agreement import elementwise_gap
-
     params_gap = np.max([elementwise_gap(np.asarray(ref["params"][k], np.float64),
                                          np.asarray(other["params"][k], np.float64)).reshape(len(states.epochs), -1).max(axis=1)
                          for k in PARAM_NAMES], axis=0)
