@@ -173,9 +173,9 @@ def drift_figure(path, a: str, b: str, gap: np.ndarray, allowed: np.ndarray, loc
     """Log-scale: the free-running gap per epoch, the allowed envelope, and the
     lockstep error of the new params per step (exact zeros are left out: a log axis
     has no place for them)."""
-    from harness.plots import _pyplot, _save
+    from harness.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     positive = lambda x: np.where(np.asarray(x, dtype=np.float64) > 0, x, np.nan)  # noqa: E731
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = [(np.arange(gap.shape[0]), positive(gap), "-", "free-running gap |Δθ|, |Δloss|"),
@@ -192,5 +192,5 @@ def drift_figure(path, a: str, b: str, gap: np.ndarray, allowed: np.ndarray, loc
     ax.set(xlabel="epoch", ylabel="gap", title=f"{a} vs {b}: drift and per-step error")
     ax.legend(loc="best")
     ax.grid(True, which="both", alpha=0.4)
-    _save(fig, Path(path))
+    save_figure(fig, Path(path))
     plt.close(fig)

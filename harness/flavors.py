@@ -85,9 +85,9 @@ def render_flavors(result: dict) -> str:
 def plot_flavors(result: dict, folder) -> list:
     from pathlib import Path
 
-    from harness.plots import _pyplot, _save, draw_decision_regions
+    from harness.plots import draw_decision_regions, pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     runs = result["_runs"]
@@ -100,12 +100,12 @@ def plot_flavors(result: dict, folder) -> list:
     ax.legend(loc="best")
     ax.grid(True, which="both", alpha=0.4)
     written = [folder / "flavors_loss.png"]
-    _save(fig, written[-1])
+    save_figure(fig, written[-1])
     plt.close(fig)
     fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4.5))
     for ax, ((adam, grad), run) in zip(np.atleast_1d(axes), runs.items()):
         draw_decision_regions(ax, run.params[-1], hidden, flavor_label(adam, grad))
     written.append(folder / "flavors_decision_regions.png")
-    _save(fig, written[-1])
+    save_figure(fig, written[-1])
     plt.close(fig)
     return written

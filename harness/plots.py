@@ -15,7 +15,7 @@ def predict(params: dict, inputs: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-(hidden @ params["W2"] + params["b2"]))))[:, 0]
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,7 +24,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path):
+def save_figure(fig, path):
     from harness.files import write_atomic
 
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
@@ -48,25 +48,25 @@ def draw_decision_regions(ax, final_flat, hidden: int, title: str) -> None:
 
 
 def decision_figure(traj, hidden: int, path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     draw_decision_regions(ax, traj.params[-1], hidden, f"XOR decision regions: {traj.name}")
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
 def loss_figure(traj, path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(np.arange(1, traj.epochs + 1), traj.loss)
     ax.set(xlabel="epoch", ylabel="MSE", title=f"training loss: {traj.name}")
     ax.grid(True)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
 def overlay_figure(trajectories: dict, path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = ("-", "--", ":", "-.")
     for i, traj in enumerate(trajectories.values()):
@@ -75,7 +75,7 @@ def overlay_figure(trajectories: dict, path) -> None:
     ax.set(xlabel="epoch", ylabel="MSE (log scale)", title="training loss, all rows")
     ax.legend(loc="best")
     ax.grid(True, which="both", alpha=0.4)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

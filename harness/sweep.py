@@ -191,9 +191,9 @@ def peak_memory_mib() -> dict:
 def plot_sweep(summary: dict, trajectories: dict, folder) -> list:
     from pathlib import Path
 
-    from harness.plots import _pyplot, _save
+    from harness.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -204,7 +204,7 @@ def plot_sweep(summary: dict, trajectories: dict, folder) -> list:
     ax.set(xlabel="log10 largest |Δθ| or |Δloss| per seed", ylabel="seeds", title="gap to the reference row")
     ax.legend(loc="best")
     written.append(folder / "sweep_gaps.png")
-    _save(fig, written[-1])
+    save_figure(fig, written[-1])
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, traj in trajectories.items():
@@ -212,6 +212,6 @@ def plot_sweep(summary: dict, trajectories: dict, folder) -> list:
     ax.set(xlabel="log10 final MSE", ylabel="seeds", title="final loss per row")
     ax.legend(loc="best")
     written.append(folder / "sweep_final_loss.png")
-    _save(fig, written[-1])
+    save_figure(fig, written[-1])
     plt.close(fig)
     return written
