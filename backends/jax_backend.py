@@ -1,5 +1,6 @@
-"""JAX backend: gradients by ``jax.value_and_grad``, Adam written with jnp, training
-compiled as one ``lax.scan`` over epochs. Also the ``optax.adam`` reference row.
+"""JAX backend: gradients by ``jax.value_and_grad``, every optimizer of
+``reference.optimizers`` written with jnp, training compiled as one ``lax.scan`` over
+epochs. Also the optax reference row (``optax_optimizer``).
 
 float64 must really be float64: x64 is switched on before any array is made, and
 ``train`` checks the dtype that comes out.
@@ -15,7 +16,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from reference.adam import AdamState  # noqa: E402
+from reference import optimizers  # noqa: E402
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, xor_data  # noqa: E402
 
 NAME = "jax"
@@ -64,11 +65,6 @@ def loss_and_grads(params, X, y, convention: str = "mse"):
     return loss, grads
 
 
-def adam_init(params):
-    zeros = {k: jnp.zeros_like(params[k]) for k in PARAM_NAMES}
-    return AdamState(m=zeros, v=dict(zeros), t=0)
-
-
 def bias_corrections(t, cfg: Config, like):
     """(1 − β1^t, 1 − β2^t) in the dtype of ``like``; t may be traced or an array."""
     t = jnp.asarray(t, like.dtype)
@@ -92,18 +88,76 @@ def adam_delta(m, v, t, cfg: Config):
     return cfg.lr * (m / bc1) / (sqrt(v / bc2) + cfg.eps)
 
 
-def adam_step(params, grads, state, cfg: Config):
-    t = state.t + 1
-    new_params, m, v = {}, {}, {}
-    for k in PARAM_NAMES:
-        m[k], v[k] = adam_moments(grads[k], state.m[k], state.v[k], cfg)
-        new_params[k] = params[k] - adam_delta(m[k], v[k], t, cfg)
-    return new_params, AdamState(m=m, v=v, t=t)
+# The rest of the lineage (reference.optimizers), each rule written again in jnp:
+# element-wise (g, slots, θ, t, cfg) -> (Δ, new slots).
+
+def _sgd(g, slots, theta, t, cfg):
+    return cfg.lr * g, {}
+
+
+def _momentum(g, slots, theta, t, cfg):
+    buf = cfg.momentum * slots["buf"] + g
+    return cfg.lr * buf, {"buf": buf}
+
+
+def _nesterov(g, slots, theta, t, cfg):
+    buf = cfg.momentum * slots["buf"] + g
+    return cfg.lr * (g + cfg.momentum * buf), {"buf": buf}
+
+
+def _adagrad(g, slots, theta, t, cfg):
+    total = slots["sum"] + g * g
+    return cfg.lr * g / (sqrt(total) + cfg.eps), {"sum": total}
+
+
+def _rmsprop(g, slots, theta, t, cfg):
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    return cfg.lr * g / (sqrt(v) + cfg.eps), {"v": v}
+
+
+def _adadelta(g, slots, theta, t, cfg):
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    d = sqrt(slots["u"] + cfg.eps) / sqrt(v + cfg.eps) * g
+    u = cfg.rho * slots["u"] + (1.0 - cfg.rho) * (d * d)
+    return cfg.lr * d, {"v": v, "u": u}
+
+
+def _adam(g, slots, theta, t, cfg):
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    return adam_delta(m, v, t, cfg), {"m": m, "v": v}
+
+
+def _adamw(g, slots, theta, t, cfg):  # decoupled decay, from θ before the step
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    bc1, bc2 = bias_corrections(t, cfg, m)
+    return cfg.lr * ((m / bc1) / (sqrt(v / bc2) + cfg.eps) + cfg.weight_decay * theta), {"m": m, "v": v}
+
+
+def _amsgrad(g, slots, theta, t, cfg):  # the maximum of the raw v, corrected afterwards
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    vmax = jnp.maximum(slots["vmax"], v)
+    bc1, bc2 = bias_corrections(t, cfg, m)
+    return cfg.lr * (m / bc1) / (sqrt(vmax / bc2) + cfg.eps), {"m": m, "v": v, "vmax": vmax}
+
+
+UPDATES = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad": _adagrad, "rmsprop": _rmsprop,
+           "adadelta": _adadelta, "adam": _adam, "adamw": _adamw, "amsgrad": _amsgrad}
+
+
+def optimizer_init(params, cfg: Config):
+    spec = optimizers.OPTIMIZERS[cfg.optimizer]
+    slots = {s: {k: jnp.full_like(params[k], optimizers.initial_slot(cfg.optimizer, s, cfg)) for k in PARAM_NAMES}
+             for s in spec.state_slots}
+    return optimizers.OptimizerState(slots=slots, t=0)
+
+
+def optimizer_step(params, grads, state, cfg: Config):
+    return optimizers.apply_update(UPDATES[cfg.optimizer], params, grads, state, cfg)
 
 
 def train_step(params, state, X, y, cfg: Config):
     loss, grads = loss_and_grads(params, X, y, cfg.grad)
-    params, state = adam_step(params, grads, state, cfg)
+    params, state = optimizer_step(params, grads, state, cfg)
     return params, state, loss
 
 
@@ -180,17 +234,38 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
 
     def run(params):
         step = lambda p, s: train_step(p, s, X, y, cfg)  # noqa: E731
-        return _scan_training(step, params, adam_init(params), cfg.epochs, every)
+        return _scan_training(step, params, optimizer_init(params, cfg), cfg.epochs, every)
 
     return _run_compiled(run, cfg, params0, device, timings)
 
 
+def optax_optimizer(cfg: Config):
+    """The optax transformation configured to compute ``cfg.optimizer`` as the spec
+    does (``reference.optimizers.OPTAX``; the two it cannot: ``LIBRARY_GAPS``)."""
+    import optax
+
+    name = cfg.optimizer
+    if name in ("sgd", "momentum", "nesterov"):
+        return optax.sgd(cfg.lr, momentum=None if name == "sgd" else cfg.momentum, nesterov=name == "nesterov")
+    if name == "adagrad":
+        return optax.adagrad(cfg.lr, initial_accumulator_value=cfg.initial_accumulator, eps=cfg.eps)
+    if name == "rmsprop":
+        return optax.rmsprop(cfg.lr, decay=cfg.rho, eps=cfg.eps, eps_in_sqrt=False)
+    if name == "adadelta":  # learning_rate=None would apply no −lr: the step would climb
+        return optax.adadelta(learning_rate=cfg.lr, rho=cfg.rho, eps=cfg.eps)
+    if name == "adamw":
+        return optax.adamw(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if name == "amsgrad":
+        return optax.amsgrad(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+    return optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+
+
 def train_optax(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
-    """Reference row: the same gradients, stepped by ``optax.adam``."""
+    """Reference row: the same gradients, stepped by the matching optax optimizer."""
     import optax
 
     X, y = _data(cfg)
-    optimizer = optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+    optimizer = optax_optimizer(cfg)
 
     def run(params):
         def step(p, opt_state):

@@ -1,4 +1,5 @@
-"""numpy backend: hand-derived backpropagation, Adam as written in ``reference.adam``.
+"""numpy backend: hand-derived backpropagation, the optimizers as written in
+``reference.adam`` and ``reference.optimizers``.
 
 Each local derivative sits beside the forward line it differentiates. All functions
 broadcast over leading axes, so a batch of parameter sets (B, 2, H), … trains at once.
@@ -8,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference import adam as spec
+from reference import optimizers
 from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, flatten_params, unflatten_params, xor_data
 
 NAME = "numpy"
@@ -89,23 +91,28 @@ def adam_delta(m, v, t, cfg: Config):
     return spec.adam_delta(m, v, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.adam)
 
 
-def adam_init(params):
-    zeros = {k: np.zeros_like(params[k]) for k in PARAM_NAMES}
-    return spec.AdamState(m=zeros, v=dict(zeros), t=0)
+def _adam(g, slots, theta, t, cfg: Config):
+    # through this module's adam_moments and adam_delta, so that a planted fault in
+    # either reaches every path that steps Adam
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    return adam_delta(m, v, t, cfg), {"m": m, "v": v}
 
 
-def adam_step(params, grads, state, cfg: Config):
-    t = state.t + 1
-    new_params, m, v = {}, {}, {}
-    for k in PARAM_NAMES:
-        m[k], v[k] = adam_moments(grads[k], state.m[k], state.v[k], cfg)
-        new_params[k] = params[k] - adam_delta(m[k], v[k], t, cfg)
-    return new_params, spec.AdamState(m=m, v=v, t=t)
+# optimizer -> element-wise rule (g, slots, θ, t, cfg) -> (Δ, new slots)
+UPDATES = dict(optimizers.UPDATES, adam=_adam)
+
+
+def optimizer_init(params, cfg: Config):
+    return optimizers.init_state({k: np.asarray(params[k]) for k in PARAM_NAMES}, cfg)
+
+
+def optimizer_step(params, grads, state, cfg: Config):
+    return optimizers.apply_update(UPDATES[cfg.optimizer], params, grads, state, cfg)
 
 
 def train_step(params, state, X, y, cfg: Config):
     loss, grads = loss_and_grads(params, X, y, cfg.grad)
-    params, state = adam_step(params, grads, state, cfg)
+    params, state = optimizer_step(params, grads, state, cfg)
     return params, state, loss
 
 
@@ -115,11 +122,12 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
 
     Returns the loss logged at each checkpoint epoch (``checkpoint_epochs(epochs,
     every)``) and the flat params: row 0 the initial ones, row i those after checkpoint i.
-    Given a dict ``states``, also records Adam's flat m and v the same way (keys "m",
-    "v"), so any recorded step can be run again from its exact state.
+    Given a dict ``states``, also records the optimizer's flat state slots the same way
+    (keys: the slot names, "m" and "v" for Adam), so any recorded step can be run again
+    from its exact state.
 
-    The fast path of ``train_step``: the same hand gradients, then Adam as whole-buffer
-    operations on one flat vector of params, m and v, with the matrices as views of it.
+    The fast path of ``train_step``: the same hand gradients, then the optimizer's rule
+    on whole flat buffers of params and state, with the matrices as views of them.
     """
     check_device(device)
     X, y = xor_data(cfg.dtype)
@@ -127,24 +135,33 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     params = unflatten_params(theta, cfg.hidden)  # views: updating theta updates them
     grad = np.empty_like(theta)
     grad_views = unflatten_params(grad, cfg.hidden)
-    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    update = UPDATES[cfg.optimizer]
+    slots = {s: np.full_like(theta, value) for s, value in _initial_slots(cfg).items()}
     kept = checkpoint_epochs(cfg.epochs, every)
     losses = np.empty((kept.size, *theta.shape[:-1]), dtype=cfg.dtype)
     history = np.empty((kept.size + 1, *theta.shape), dtype=cfg.dtype)
     history[0] = theta
     if states is not None:
-        states["m"], states["v"] = np.zeros_like(history), np.zeros_like(history)
+        for s, buffer in slots.items():
+            states[s] = np.empty_like(history)
+            states[s][0] = buffer
     row = 0
     for t in range(1, cfg.epochs + 1):
         loss, grads = loss_and_grads(params, X, y, cfg.grad)
         for k in PARAM_NAMES:
             grad_views[k][...] = grads[k]
-        m, v = adam_moments(grad, m, v, cfg)
-        theta -= adam_delta(m, v, t, cfg)
+        delta, slots = update(grad, slots, theta, t, cfg)
+        theta -= delta
         if t == kept[row]:
             losses[row] = loss
             history[row + 1] = theta
             if states is not None:
-                states["m"][row + 1], states["v"][row + 1] = m, v
+                for s, buffer in slots.items():
+                    states[s][row + 1] = buffer
             row += 1
     return losses, history
+
+
+def _initial_slots(cfg: Config) -> dict:
+    spec_ = optimizers.OPTIMIZERS[cfg.optimizer]
+    return {s: optimizers.initial_slot(cfg.optimizer, s, cfg) for s in spec_.state_slots}

@@ -1,5 +1,5 @@
-"""PyTorch backend: gradients by autograd, Adam written by hand with tensor ops.
-Also the ``torch.optim.Adam`` reference row.
+"""PyTorch backend: gradients by autograd, every optimizer of ``reference.optimizers``
+written by hand with tensor ops. Also the torch.optim reference row (``torch_optimizer``).
 
 Training records into preallocated tensors and converts to numpy once at the end, so
 no epoch waits on a host round trip.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reference.adam import AdamState
+from reference import optimizers
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, checkpoint_epochs, flatten_params, param_shapes, xor_data
 
 NAME = "torch"
@@ -64,11 +64,6 @@ def loss_and_grads(params, X, y, convention: str = "mse"):
     return loss.detach(), dict(zip(PARAM_NAMES, grads))
 
 
-def adam_init(params):
-    zeros = {k: torch.zeros_like(params[k]) for k in PARAM_NAMES}
-    return AdamState(m=zeros, v=dict(zeros), t=0)
-
-
 def bias_corrections(t, cfg: Config, like):
     """(1 − β1^t, 1 − β2^t), computed in double as torch.optim does: Python floats for
     one step count, tensors of ``like``'s dtype for a batch of step counts."""
@@ -97,19 +92,77 @@ def adam_delta(m, v, t, cfg: Config):
     return cfg.lr * (m / bc1) / (sqrt(v / bc2) + cfg.eps)
 
 
-def adam_step(params, grads, state, cfg: Config):
-    t = state.t + 1
-    new_params, m, v = {}, {}, {}
+# The rest of the lineage (reference.optimizers), each rule written again with torch
+# ops: element-wise (g, slots, θ, t, cfg) -> (Δ, new slots).
+
+def _sgd(g, slots, theta, t, cfg):
+    return cfg.lr * g, {}
+
+
+def _momentum(g, slots, theta, t, cfg):
+    buf = cfg.momentum * slots["buf"] + g
+    return cfg.lr * buf, {"buf": buf}
+
+
+def _nesterov(g, slots, theta, t, cfg):
+    buf = cfg.momentum * slots["buf"] + g
+    return cfg.lr * (g + cfg.momentum * buf), {"buf": buf}
+
+
+def _adagrad(g, slots, theta, t, cfg):
+    total = slots["sum"] + g * g
+    return cfg.lr * g / (sqrt(total) + cfg.eps), {"sum": total}
+
+
+def _rmsprop(g, slots, theta, t, cfg):
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    return cfg.lr * g / (sqrt(v) + cfg.eps), {"v": v}
+
+
+def _adadelta(g, slots, theta, t, cfg):
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    d = sqrt(slots["u"] + cfg.eps) / sqrt(v + cfg.eps) * g
+    u = cfg.rho * slots["u"] + (1.0 - cfg.rho) * (d * d)
+    return cfg.lr * d, {"v": v, "u": u}
+
+
+def _adam(g, slots, theta, t, cfg):
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    return adam_delta(m, v, t, cfg), {"m": m, "v": v}
+
+
+def _adamw(g, slots, theta, t, cfg):  # decoupled decay, from θ before the step
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    bc1, bc2 = bias_corrections(t, cfg, m)
+    return cfg.lr * ((m / bc1) / (sqrt(v / bc2) + cfg.eps) + cfg.weight_decay * theta), {"m": m, "v": v}
+
+
+def _amsgrad(g, slots, theta, t, cfg):  # the maximum of the raw v, corrected afterwards
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    vmax = torch.maximum(slots["vmax"], v)
+    bc1, bc2 = bias_corrections(t, cfg, m)
+    return cfg.lr * (m / bc1) / (sqrt(vmax / bc2) + cfg.eps), {"m": m, "v": v, "vmax": vmax}
+
+
+UPDATES = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad": _adagrad, "rmsprop": _rmsprop,
+           "adadelta": _adadelta, "adam": _adam, "adamw": _adamw, "amsgrad": _amsgrad}
+
+
+def optimizer_init(params, cfg: Config):
+    spec = optimizers.OPTIMIZERS[cfg.optimizer]
+    slots = {s: {k: torch.full_like(params[k], optimizers.initial_slot(cfg.optimizer, s, cfg)) for k in PARAM_NAMES}
+             for s in spec.state_slots}
+    return optimizers.OptimizerState(slots=slots, t=0)
+
+
+def optimizer_step(params, grads, state, cfg: Config):
     with torch.no_grad():
-        for k in PARAM_NAMES:
-            m[k], v[k] = adam_moments(grads[k], state.m[k], state.v[k], cfg)
-            new_params[k] = params[k] - adam_delta(m[k], v[k], t, cfg)
-    return new_params, AdamState(m=m, v=v, t=t)
+        return optimizers.apply_update(UPDATES[cfg.optimizer], params, grads, state, cfg)
 
 
 def train_step(params, state, X, y, cfg: Config):
     loss, grads = loss_and_grads(params, X, y, cfg.grad)
-    params, state = adam_step(params, grads, state, cfg)
+    params, state = optimizer_step(params, grads, state, cfg)
     return params, state, loss
 
 
@@ -153,25 +206,30 @@ def _differentiated(loss, convention: str):
 
 
 def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
-    """Fast path of ``train_step``: autograd through views of one flat leaf, Adam as a
-    few in-place whole-buffer ops (the same equations), records kept on the device and
-    copied to the host once at the end."""
+    """Fast path of ``train_step``: autograd through views of one flat leaf, the
+    optimizer's rule on whole flat buffers (Adam as a few in-place ops: the same
+    equations), records kept on the device and copied to the host once at the end."""
     X, y, theta, kept, losses, history = _setup(cfg, params0, every, device)
     theta.requires_grad_(True)
-    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    update = UPDATES[cfg.optimizer]
+    slots = {s: torch.full_like(theta, optimizers.initial_slot(cfg.optimizer, s, cfg)).detach()
+             for s in optimizers.OPTIMIZERS[cfg.optimizer].state_slots}
+    in_place_adam = cfg.optimizer == "adam" and cfg.adam == "paper"  # the default is the one timed
     row = 0
     for t in range(1, cfg.epochs + 1):
         loss = _flat_loss(theta, X, y, cfg.hidden)
         (g,) = torch.autograd.grad(_differentiated(loss, cfg.grad), theta)
         with torch.no_grad():
-            m.mul_(cfg.beta1).add_(g, alpha=1.0 - cfg.beta1)
-            v.mul_(cfg.beta2).addcmul_(g, g, value=1.0 - cfg.beta2)
-            if cfg.adam == "paper":  # in place: the default form is the one timed
+            if in_place_adam:
+                m, v = slots["m"], slots["v"]
+                m.mul_(cfg.beta1).add_(g, alpha=1.0 - cfg.beta1)
+                v.mul_(cfg.beta2).addcmul_(g, g, value=1.0 - cfg.beta2)
                 bc1, bc2 = 1.0 - cfg.beta1**t, 1.0 - cfg.beta2**t
                 v_hat_sqrt = v.div(bc2).sqrt_()
                 theta.addcdiv_(m, v_hat_sqrt.add_(cfg.eps), value=-cfg.lr / bc1)
             else:
-                theta.sub_(adam_delta(m, v, t, cfg))
+                delta, slots = update(g, slots, theta, t, cfg)
+                theta.sub_(delta)
             if t in kept:
                 losses[row] = loss
                 history[row + 1] = theta
@@ -179,13 +237,34 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     return losses.cpu().numpy(), history.cpu().numpy()
 
 
+def torch_optimizer(cfg: Config, params):
+    """The torch.optim optimizer configured to compute ``cfg.optimizer`` as the spec
+    does (``reference.optimizers.TORCH_OPTIM``)."""
+    name = cfg.optimizer
+    if name in ("sgd", "momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.0 if name == "sgd" else cfg.momentum,
+                               dampening=0.0, nesterov=name == "nesterov")
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=cfg.lr, lr_decay=0.0, initial_accumulator_value=cfg.initial_accumulator,
+                                   eps=cfg.eps)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rho, eps=cfg.eps, momentum=0.0, centered=False)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=cfg.lr, rho=cfg.rho, eps=cfg.eps)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                 weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                            amsgrad=name == "amsgrad")
+
+
 def train_torch_optim(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
-    """Reference row: autograd gradients stepped by ``torch.optim.Adam`` on one flat
-    leaf (Adam is element-wise, so this is the same optimizer as four leaves, and a
-    batch of flat vectors is a batch of independent runs)."""
+    """Reference row: autograd gradients stepped by the matching torch.optim optimizer on
+    one flat leaf (every rule is element-wise, so this is the same optimizer as four
+    leaves, and a batch of flat vectors is a batch of independent runs)."""
     X, y, theta, kept, losses, history = _setup(cfg, params0, every, device)
     theta.requires_grad_(True)
-    optimizer = torch.optim.Adam([theta], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    optimizer = torch_optimizer(cfg, [theta])
     row = 0
     for t in range(1, cfg.epochs + 1):
         optimizer.zero_grad(set_to_none=True)

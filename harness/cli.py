@@ -19,6 +19,7 @@ import numpy as np
 from harness.faults import FAULTS
 from harness.files import OutputError, check_writable_dir, check_writable_file
 from harness.rows import DEFAULT_ROWS, ROWS
+from reference.optimizers import OPTIMIZERS
 from reference.spec import ADAM_FORMS, DTYPES, GRAD_CONVENTIONS, Config
 
 EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE = 0, 1, 2
@@ -53,12 +54,19 @@ def seed_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
+def finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
@@ -79,7 +87,8 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     """Options that define the training problem; later subcommands share them."""
     parser.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, help="training epochs (default %(default)s)")
     parser.add_argument("--seed", type=seed_int, default=DEFAULTS.seed, help="initial-weight seed (default %(default)s)")
-    parser.add_argument("--lr", type=positive_float, default=DEFAULTS.lr, help="Adam learning rate (default %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="learning rate (default: the optimizer's, 0.001 for Adam)")
     parser.add_argument("--hidden", type=positive_int, default=DEFAULTS.hidden, help="hidden units (default %(default)s)")
     parser.add_argument("--dtype", choices=DTYPES, default=DEFAULTS.dtype, help="floating-point type of every row (default %(default)s)")
 
@@ -87,8 +96,33 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
 RECIPES = {"seed": {"adam": "seed", "grad": "half-sse"}}  # lr, epochs, init: the defaults are the article's
 
 
+def _defaults_text(hyper: str) -> str:
+    users = {name: o.defaults[hyper] for name, o in OPTIMIZERS.items() if hyper in o.defaults}
+    values = {}
+    for name, value in users.items():
+        values.setdefault(value, []).append(name)
+    return "; ".join(f"{'/'.join(names)} {value:g}" for value, names in values.items())
+
+
 def add_adam_options(parser: argparse.ArgumentParser) -> None:
-    """Which Adam and which gradient; the default run and the sweep take them."""
+    """Which optimizer, its hyperparameters, which Adam form and which gradient; the
+    default run and the sweep take them."""
+    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam",
+                        help="the optimizer every row steps with (default %(default)s; equations and library "
+                        "mapping in the README). lr defaults: " + _defaults_text("lr"))
+    hyper = parser.add_argument_group("optimizer hyperparameters (each only for the optimizers that use it; "
+                                      "defaults are torch.optim's, momentum's 0.9 aside)")
+    hyper.add_argument("--momentum", type=finite_float, default=None,
+                       help="μ in [0, 1) for momentum and nesterov (default 0.9)")
+    hyper.add_argument("--rho", type=finite_float, default=None,
+                       help="decay ρ in [0, 1) of the squared-gradient average (" + _defaults_text("rho") + ")")
+    hyper.add_argument("--beta1", type=finite_float, default=None, help="β1 in [0, 1) (adam/adamw/amsgrad 0.9)")
+    hyper.add_argument("--beta2", type=finite_float, default=None, help="β2 in [0, 1) (adam/adamw/amsgrad 0.999)")
+    hyper.add_argument("--eps", type=finite_float, default=None, help="ε >= 0 (" + _defaults_text("eps") + ")")
+    hyper.add_argument("--weight-decay", type=finite_float, default=None,
+                       help="decoupled weight decay λ >= 0 for adamw (default 0.01)")
+    hyper.add_argument("--initial-accumulator", type=finite_float, default=None,
+                       help="adagrad's starting sum of squares a0 >= 0 (default 0, torch's; optax's default is 0.1)")
     parser.add_argument("--adam", choices=ADAM_FORMS, default=None,
                         help="Adam form: paper (Kingma & Ba, as torch.optim and optax; default), epshat (ε̂ added "
                         "to √v, as Keras 3, TensorFlow and the ゼロから作る textbook), seed (the article's constant "
@@ -101,14 +135,30 @@ def add_adam_options(parser: argparse.ArgumentParser) -> None:
                         "np.random.seed(seed) then randn)")
 
 
+HYPER_OPTIONS = ("momentum", "rho", "beta1", "beta2", "eps", "weight_decay", "initial_accumulator")
+
+
 def config_from(args, parser=None) -> Config:
     adam, grad = getattr(args, "adam", None), getattr(args, "grad", None)
+    optimizer = getattr(args, "optimizer", "adam")
     recipe = RECIPES.get(getattr(args, "recipe", None), {})
     for name, given in (("adam", adam), ("grad", grad)):
         if recipe and given is not None and given != recipe[name]:
             parser.error(f"argument --{name}: --recipe {args.recipe} uses --{name} {recipe[name]}, not {given}")
-    return Config(hidden=args.hidden, lr=args.lr, epochs=args.epochs, seed=args.seed, dtype=args.dtype,
-                  adam=adam or recipe.get("adam", DEFAULTS.adam), grad=grad or recipe.get("grad", DEFAULTS.grad))
+    if recipe and optimizer != "adam":
+        parser.error(f"argument --recipe: the {args.recipe} recipe is Adam's, not {optimizer}'s")
+    hyper = {name: getattr(args, name) for name in HYPER_OPTIONS if getattr(args, name, None) is not None}
+    for name in hyper:
+        if name not in OPTIMIZERS[optimizer].defaults:
+            parser.error(f"argument --{name.replace('_', '-')}: does not apply to --optimizer {optimizer}")
+    if adam not in (None, "paper") and optimizer != "adam":
+        parser.error(f"argument --adam: the Adam forms apply to --optimizer adam, not {optimizer}")
+    try:
+        return Config(hidden=args.hidden, lr=args.lr, epochs=args.epochs, seed=args.seed, dtype=args.dtype,
+                      adam=adam or recipe.get("adam", DEFAULTS.adam), grad=grad or recipe.get("grad", DEFAULTS.grad),
+                      optimizer=optimizer, **hyper)
+    except ValueError as exc:  # a hyperparameter out of its range
+        parser.error(str(exc))
 
 
 def default_jobs() -> int:
@@ -126,8 +176,8 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="compare.py",
-        description="Train the 2-H-1 sigmoid XOR network with Adam in every row (numpy, jax, torch, "
-        "torch.optim, optax) from the same initial weights and report whether their trajectories agree.",
+        description="Train the 2-H-1 sigmoid XOR network with Adam (or --optimizer) in every row (numpy, jax, "
+        "torch, torch.optim, optax) from the same initial weights and report whether their trajectories agree.",
         epilog="subcommands: " + ", ".join(f"compare.py {c} --help" for c in COMMANDS)
         + ". exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage",
     )
@@ -136,8 +186,8 @@ def run_parser() -> argparse.ArgumentParser:
     add_execution_options(parser)
     parser.add_argument(
         "--backends", type=row_list, default=None, metavar="ROWS",
-        help=f"comma-separated rows to run, the first is the reference (default for the paper form: "
-        f"{','.join(DEFAULT_ROWS)}; for epshat: numpy,jax,torch,keras; for seed: numpy,jax,torch; rows whose "
+        help=f"comma-separated rows to run, the first is the reference (default for every optimizer and Adam's paper "
+        f"form: {','.join(DEFAULT_ROWS)}; for epshat: numpy,jax,torch,keras; for seed: numpy,jax,torch; rows whose "
         "framework is not installed are skipped)",
     )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -151,18 +201,21 @@ def run_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def select_rows(requested, parser, device: str = "cpu", adam: str = "paper") -> tuple[list[str], dict]:
+def select_rows(requested, parser, device: str = "cpu", cfg: Config = DEFAULTS) -> tuple[list[str], dict]:
     """Rows to run and rows skipped (name -> reason). A requested row that cannot run
     is a usage error; a default row whose framework is missing is skipped. A device
-    that is not here is a usage error. The default rows are those implementing ``adam``."""
+    that is not here is a usage error. The default rows are those implementing
+    ``cfg``'s optimizer (and Adam form)."""
     from harness.rows import device_problem, rows_for, unavailable_reason
 
     if requested:
-        wrong_form = [n for n in requested if adam not in ROWS[n].forms]
-        if wrong_form:
-            parser.error(f"row {wrong_form[0]} implements Adam in the {'/'.join(ROWS[wrong_form[0]].forms)} form "
-                         f"only, not {adam}")
-    names = requested or list(rows_for(adam))
+        wrong = [ROWS[n] for n in requested if not ROWS[n].implements(cfg)]
+        if wrong and cfg.optimizer not in wrong[0].optimizers:
+            parser.error(f"row {wrong[0].name} implements {'/'.join(wrong[0].optimizers)} only, not {cfg.optimizer}")
+        if wrong:
+            parser.error(f"row {wrong[0].name} implements Adam in the {'/'.join(wrong[0].forms)} form "
+                         f"only, not {cfg.adam}")
+    names = requested or list(rows_for(cfg))
     reasons = {n: unavailable_reason(n) for n in names}
     missing = {n: r for n, r in reasons.items() if r}
     if requested and missing:
@@ -231,7 +284,7 @@ def default_run(argv) -> int:
     args = parser.parse_args(argv)
     cfg = config_from(args, parser)
     outputs = check_outputs(parser, args, folders=("plot", "replay_dir"))
-    names, skipped = select_rows(args.backends, parser, args.device, cfg.adam)
+    names, skipped = select_rows(args.backends, parser, args.device, cfg)
     faults = parse_faults(args.inject, names, cfg, parser)
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)
@@ -272,7 +325,7 @@ def write_replays(results, folder, env) -> dict:
     paths = {}
     for p in results.pairs:
         div = p.get("first_divergence")
-        if not div or div["epoch"] < 1:
+        if not div or div["epoch"] < 1 or p.get("explained"):
             continue
         Path(folder).mkdir(parents=True, exist_ok=True)
         path = Path(folder) / f"replay_{p['b']}_epoch{div['epoch']}.npz"
@@ -314,7 +367,7 @@ def bench(argv) -> int:
                         help="skip timing whole runs of python compare.py and of the seed-style script")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     args = parser.parse_args(argv)
-    cfg = config_from(args)
+    cfg = config_from(args, parser)
     outputs = check_outputs(parser, args, files=("json",), folders=())
     names, skipped = select_rows(args.backends, parser)
     for reason in skipped.values():
@@ -353,7 +406,7 @@ def sweep(argv) -> int:
         parser.error("argument --seeds: seeds past 2**32 - 1 do not exist")
     cfg = config_from(args, parser)
     outputs = check_outputs(parser, args, files=("json",), folders=("plot",))
-    names, skipped = select_rows(args.backends, parser, args.device, cfg.adam)
+    names, skipped = select_rows(args.backends, parser, args.device, cfg)
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)
 
@@ -428,7 +481,7 @@ def grads(argv) -> int:
                         help="check built-in wrong hand gradients instead: each must be caught")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     args = parser.parse_args(argv)
-    cfg = config_from(args)
+    cfg = config_from(args, parser)
     outputs = check_outputs(parser, args, files=("json",), folders=())
 
     from harness import gradcheck
@@ -468,7 +521,7 @@ def replay(argv) -> int:
         record = read_replay(args.file)
     except ReplayError as exc:
         parser.error(str(exc))
-    names, skipped = select_rows(args.backends, parser)
+    names, skipped = select_rows(args.backends, parser, cfg=record["config"])
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)
     from harness.lockstep import lockstep_row

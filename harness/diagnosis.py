@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.lockstep import K_LOCKSTEP, PHASES, States, first_failing
+from harness.lockstep import K_LOCKSTEP, PHASES, States, first_failing, phases_for
+from reference.optimizers import NON_NEGATIVE_SLOTS, OPTIMIZERS
 from reference.spec import PARAM_NAMES, Config, n_params, unflatten_params
 
-REPLAY_KEYS = ("params", "m", "v", "t", "epoch", "config", "environment", "faults", "pair", "phase")
+# and one array per optimizer state slot (m and v for Adam), named as the slot
+REPLAY_KEYS = ("params", "t", "epoch", "config", "environment", "faults", "pair", "phase")
 
 
 def lockstep_summary(errors: dict) -> dict:
@@ -88,13 +90,14 @@ def paragraph(a: str, b: str, div: dict, replay_path) -> str:
 # --- replay files ------------------------------------------------------------------------------
 
 def write_replay(path, cfg: Config, reference, epoch: int, pair, phase: str, faults: dict, env: dict) -> None:
-    """The numpy row's exact state just before ``epoch`` (params, m, v, t), with the
-    config, the environment and the planted faults, so the step can be run again."""
+    """The numpy row's exact state just before ``epoch`` (params, the optimizer's slots,
+    t), with the config, the environment and the planted faults, so the step can be
+    run again."""
     from harness.files import write_npz
 
     before = epoch - 1
     write_npz(path, {
-        "params": reference.params[before], "m": reference.states["m"][before], "v": reference.states["v"][before],
+        "params": reference.params[before], **{s: history[before] for s, history in reference.states.items()},
         "t": np.array(before, dtype=np.int64), "epoch": np.array(epoch, dtype=np.int64),
         "config": np.array(json.dumps(cfg.to_dict())), "environment": np.array(json.dumps(env)),
         "faults": np.array(json.dumps(faults)), "pair": np.array(",".join(pair)), "phase": np.array(phase),
@@ -123,14 +126,19 @@ def read_replay(path) -> dict:
     except (ValueError, TypeError) as exc:
         raise ReplayError(f"{path}: bad config or faults: {exc}") from None
     n = n_params(cfg.hidden)
-    for key in ("params", "m", "v"):
+    slots = OPTIMIZERS[cfg.optimizer].state_slots
+    missing = [s for s in slots if s not in record]
+    if missing:
+        raise ReplayError(f"{path}: missing the {cfg.optimizer} state {', '.join(missing)}")
+    for key in ("params", *slots):
         array = record[key]
         if array.shape != (n,) or array.dtype.kind != "f":
             raise ReplayError(f"{path}: {key} should be {n} floats, got shape {array.shape} of {array.dtype}")
         if not np.all(np.isfinite(array)):
             raise ReplayError(f"{path}: {key} holds non-finite values")
-    if np.any(record["v"] < 0):
-        raise ReplayError(f"{path}: v holds negative values")
+    for key in slots:
+        if key in NON_NEGATIVE_SLOTS and np.any(record[key] < 0):
+            raise ReplayError(f"{path}: {key} holds negative values")
     t, epoch = record["t"], record["epoch"]
     if t.shape != () or t.dtype.kind != "i" or int(t) < 0 or epoch.shape != () or int(epoch) != int(t) + 1:
         raise ReplayError(f"{path}: t must be a whole number >= 0 and epoch t + 1")
@@ -139,8 +147,7 @@ def read_replay(path) -> dict:
     return {"config": cfg, "faults": faults, "pair": str(record["pair"]).split(","), "phase": str(record["phase"]),
             "states": States(
                 params=unflatten_params(record["params"].astype(cfg.dtype)[None], cfg.hidden),
-                m=unflatten_params(record["m"].astype(cfg.dtype)[None], cfg.hidden),
-                v=unflatten_params(record["v"].astype(cfg.dtype)[None], cfg.hidden),
+                slots={s: unflatten_params(record[s].astype(cfg.dtype)[None], cfg.hidden) for s in slots},
                 t=np.array([[[int(t)]]], dtype=np.int64), epochs=np.array([int(epoch)])),
             "environment": json.loads(str(record["environment"]))}
 
@@ -152,10 +159,10 @@ def render_replay(replay: dict, results: dict) -> str:
              + (f"; planted: {', '.join(f'{r}:{f}' for r, f in replay['faults'].items())}" if replay["faults"] else ""),
              f"recorded for {' vs '.join(replay['pair'])}, first parting in phase {replay['phase']}", "",
              f"error against numpy in ULPs at the scale of each value's terms (allowed {K_LOCKSTEP:g}):",
-             f"{'row':<12} " + " ".join(f"{p:>9}" for p in PHASES)]
+             f"{'row':<12} " + " ".join(f"{p:>9}" for p in phases_for(cfg))]
     for name, errors in results.items():
         cells = [f"{errors[p].max_ulp:9.3g}" + ("!" if not errors[p].passed else " ") if p in errors else f"{'n/a':>9} "
-                 for p in PHASES]
+                 for p in phases_for(cfg)]
         lines.append(f"{name:<12} " + "".join(cells))
     failing = {n: first_failing(e) for n, e in results.items()}
     failing = {n: f for n, f in failing.items() if f is not None}

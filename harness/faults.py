@@ -131,6 +131,11 @@ def problem(row: str, fault: str, cfg: Config) -> str | None:
         return f"row {row!r} does not take injected faults (only {', '.join(INJECTABLE_ROWS)}: the others are libraries)"
     if fault == "float32-moments" and cfg.dtype != "float64":
         return "float32-moments needs --dtype float64"
+    phase = FAULTS[fault][0]
+    if phase == "update" and cfg.optimizer != "adam":
+        return f"{fault} is a mistake in Adam's step, not in {cfg.optimizer}'s (faults in the gradient apply to every optimizer)"
+    if phase == "m" and cfg.optimizer not in ("adam", "adamw", "amsgrad"):
+        return f"{fault} is a mistake in Adam's moments, not in {cfg.optimizer}'s (faults in the gradient apply to every optimizer)"
     return None
 
 
@@ -140,7 +145,7 @@ def readable_train(module):
     def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings=None, states=None):
         X, y = (module.to_backend(a) for a in xor_data(cfg.dtype))
         params = {k: module.to_backend(params0[k], cfg.dtype) for k in PARAM_NAMES}
-        state = module.adam_init(params)
+        state = module.optimizer_init(params, cfg)
         kept = set(checkpoint_epochs(cfg.epochs, every).tolist())
         losses, history = [], [flatten_params(params0).astype(cfg.dtype)]
         for t in range(1, cfg.epochs + 1):

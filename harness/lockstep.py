@@ -25,33 +25,37 @@ import numpy as np
 
 import backends
 from harness.agreement import elementwise_gap
-from reference.adam import AdamState
+from reference.optimizers import OPTIMIZERS, OptimizerState
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, flatten_params, unflatten_params, xor_data
 
-PHASES = ("forward", "loss", "grads", "m", "v", "update", "params")
+# Every phase any optimizer has, in the order a step computes them; each optimizer's
+# phases (``phases_for``) are a subsequence of it.
+PHASES = ("forward", "loss", "grads", "buf", "sum", "m", "v", "vmax", "update", "u", "params")
 K_LOCKSTEP = 8.0
+
+
+def phases_for(cfg: Config) -> tuple:
+    return ("forward", "loss", "grads", *OPTIMIZERS[cfg.optimizer].phases, "params")
 
 
 @dataclass
 class States:
-    """A batch of Adam states: the state before each recorded step (numpy arrays)."""
+    """A batch of optimizer states: the state before each recorded step (numpy arrays)."""
 
     params: dict           # each (E, r, c)
-    m: dict
-    v: dict
+    slots: dict            # slot name -> mapping like params
     t: np.ndarray          # (E, 1, 1) steps taken before this one
     epochs: np.ndarray     # (E,) the 1-based epoch each step is
 
 
-def states_from_history(cfg: Config, params: np.ndarray, m: np.ndarray, v: np.ndarray, epochs=None) -> States:
+def states_from_history(cfg: Config, params: np.ndarray, slots: dict, epochs=None) -> States:
     """The states before epochs 1..E (or the given 1-based ``epochs``) from flat
-    histories whose row e is the state after epoch e."""
+    histories (params, and each optimizer slot) whose row e is the state after epoch e."""
     epochs = np.arange(1, params.shape[0]) if epochs is None else np.asarray(epochs)
     before = epochs - 1
     return States(
         params=unflatten_params(params[before], cfg.hidden),
-        m=unflatten_params(m[before], cfg.hidden),
-        v=unflatten_params(v[before], cfg.hidden),
+        slots={s: unflatten_params(slots[s][before], cfg.hidden) for s in OPTIMIZERS[cfg.optimizer].state_slots},
         t=before.reshape(-1, 1, 1).astype(np.int64),
         epochs=epochs,
     )
@@ -63,22 +67,24 @@ def _hand_phases(module, cfg: Config, params, state, X, y) -> dict:
     """One step written out phase by phase with the backend's own functions."""
     forward = module.forward(params, X)
     loss, grads = module.loss_and_grads(params, X, y, cfg.grad)
+    update_rule = module.UPDATES[cfg.optimizer]
     t = state.t + 1
-    m, v, update, new = {}, {}, {}, {}
+    slots = {s: {} for s in state.slots}
+    update, new = {}, {}
     for k in PARAM_NAMES:
-        m[k], v[k] = module.adam_moments(grads[k], state.m[k], state.v[k], cfg)
-        update[k] = module.adam_delta(m[k], v[k], t, cfg)
+        update[k], new_slots = update_rule(grads[k], {s: state.slots[s][k] for s in state.slots}, params[k], t, cfg)
         new[k] = params[k] - update[k]
-    return {"forward": forward, "loss": {"loss": loss}, "grads": grads, "m": m, "v": v, "update": update, "params": new}
+        for s, value in new_slots.items():
+            slots[s][k] = value
+    return {"forward": forward, "loss": {"loss": loss}, "grads": grads, **slots, "update": update, "params": new}
 
 
 def _to_backend(module, states: States, dtype: str):
     params = {k: module.to_backend(states.params[k], dtype) for k in PARAM_NAMES}
-    m = {k: module.to_backend(states.m[k], dtype) for k in PARAM_NAMES}
-    v = {k: module.to_backend(states.v[k], dtype) for k in PARAM_NAMES}
+    slots = {s: {k: module.to_backend(tree[k], dtype) for k in PARAM_NAMES} for s, tree in states.slots.items()}
     t = module.to_backend(states.t, np.int64)
     X, y = (module.to_backend(a) for a in xor_data(dtype))
-    return params, AdamState(m=m, v=v, t=t), X, y
+    return params, OptimizerState(slots=slots, t=t), X, y
 
 
 def _numpy_tree(module, tree) -> dict:
@@ -101,10 +107,23 @@ def hand_row_phases(backend: str, cfg: Config, states: States) -> dict:
     return _numpy_tree(module, _hand_phases(module, cfg, params, state, X, y))
 
 
+# torch.optim's per-parameter state entries for each slot
+TORCH_STATE_KEYS = {"buf": "momentum_buffer", "sum": "sum", "m": "exp_avg", "vmax": "max_exp_avg_sq"}
+TORCH_V_KEY = {"rmsprop": "square_avg", "adadelta": "square_avg"}  # else exp_avg_sq
+TORCH_U_KEY = "acc_delta"
+
+
+def torch_state_key(cfg: Config, slot: str) -> str:
+    if slot == "v":
+        return TORCH_V_KEY.get(cfg.optimizer, "exp_avg_sq")
+    return TORCH_U_KEY if slot == "u" else TORCH_STATE_KEYS[slot]
+
+
 def torch_optim_phases(cfg: Config, states: States) -> dict:
-    """The torch row's forward pass and gradients, then ``torch.optim.Adam`` stepping one
-    flat parameter per recorded epoch, each given the numpy row's step count, m and v.
-    torch.optim does not expose its step, so the update phase is not observable."""
+    """The torch row's forward pass and gradients, then the torch.optim optimizer
+    stepping one flat parameter per recorded epoch, each given the numpy row's step
+    count and state. torch.optim does not expose its step, so the update phase is not
+    observable; its state updates in place, into views of the batch read back here."""
     module = backends.load("torch")  # first: a missing torch is BackendUnavailable, not a crash
     import torch
 
@@ -114,21 +133,69 @@ def torch_optim_phases(cfg: Config, states: States) -> dict:
     loss, grads = module.loss_and_grads(params, X, y, cfg.grad)
     flat = lambda tree: torch.from_numpy(np.ascontiguousarray(flatten_params(  # noqa: E731
         {k: module.to_numpy(tree[k]) for k in PARAM_NAMES})))
-    theta, m, v, g = flat(params).clone(), flat(state.m).clone(), flat(state.v).clone(), flat(grads)
+    theta, g = flat(params).clone(), flat(grads)
+    slots = {s: flat(tree).clone() for s, tree in state.slots.items()}
     leaves = list(theta.unbind(0))  # views of theta: the optimizer's in-place steps land there
-    optimizer = torch.optim.Adam(leaves, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    optimizer = module.torch_optimizer(cfg, leaves)
     for i, leaf in enumerate(leaves):
         leaf.grad = g[i]
-        optimizer.state[leaf] = {"step": torch.tensor(float(states.t[i, 0, 0])), "exp_avg": m[i], "exp_avg_sq": v[i]}
+        entry = {torch_state_key(cfg, s): slots[s][i] for s in slots}
+        if cfg.optimizer not in ("sgd", "momentum", "nesterov"):
+            entry["step"] = torch.tensor(float(states.t[i, 0, 0]))
+        optimizer.state[leaf] = entry
     optimizer.step()
     unflat = lambda x: unflatten_params(x.numpy(), cfg.hidden)  # noqa: E731
     tree = _numpy_tree(module, {"forward": forward, "loss": {"loss": loss}, "grads": grads})
-    return tree | {"m": unflat(m), "v": unflat(v), "params": unflat(theta)}
+    return tree | {s: unflat(x) for s, x in slots.items()} | {"params": unflat(theta)}
+
+
+# optax state fields -> the spec's slot names ("count" is t)
+OPTAX_FIELDS = {"trace": "buf", "sum_of_squares": "sum", "mu": "m", "nu": "v", "e_g": "v", "e_x": "u", "nu_max": "vmax"}
+
+
+def fill_optax_state(node, slots: dict, count, batch: int | None = None):
+    """optax's state tree with each known field replaced by the spec's slot (or step
+    count); any other leaf broadcast along the batch axis when there is one."""
+    import jax
+    import jax.numpy as jnp
+
+    fields = getattr(node, "_fields", None)
+    if fields is not None:
+        values = {}
+        for f in fields:
+            if f == "count":
+                values[f] = jnp.asarray(count).astype(getattr(node, f).dtype)
+            elif f in OPTAX_FIELDS:
+                values[f] = slots[OPTAX_FIELDS[f]]
+            else:
+                values[f] = fill_optax_state(getattr(node, f), slots, count, batch)
+        return node._replace(**values)
+    if isinstance(node, tuple):
+        return tuple(fill_optax_state(n, slots, count, batch) for n in node)
+    if batch is None:
+        return node
+    return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (batch, *jnp.shape(leaf))), node)
+
+
+def optax_slots(node) -> dict:
+    """The spec's slots read back from an optax state tree."""
+    found = {}
+    fields = getattr(node, "_fields", None)
+    if fields is not None:
+        for f in fields:
+            if f in OPTAX_FIELDS:
+                found[OPTAX_FIELDS[f]] = getattr(node, f)
+            else:
+                found |= optax_slots(getattr(node, f))
+    elif isinstance(node, tuple):
+        for n in node:
+            found |= optax_slots(n)
+    return found
 
 
 def optax_phases(cfg: Config, states: States) -> dict:
-    """The JAX row's forward pass and gradients, then ``optax.adam``'s update vmapped over
-    the recorded epochs, each given the numpy row's step count, m and v."""
+    """The JAX row's forward pass and gradients, then the optax optimizer's update
+    vmapped over the recorded epochs, each given the numpy row's step count and state."""
     module = backends.load("jax")  # first: a missing framework is BackendUnavailable, not a crash
     import jax
     import jax.numpy as jnp
@@ -138,21 +205,22 @@ def optax_phases(cfg: Config, states: States) -> dict:
     except ImportError as exc:
         raise backends.BackendUnavailable(f"optax row unavailable: cannot import optax ({exc})") from exc
     params, state, X, y = _to_backend(module, states, cfg.dtype)
-    optimizer = optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+    optimizer = module.optax_optimizer(cfg)
     template = optimizer.init({k: params[k][0] for k in PARAM_NAMES})
-    count = jnp.asarray(states.t.ravel(), dtype=template[0].count.dtype)
+    count = jnp.asarray(states.t.ravel())
+    batch = len(states.epochs)
 
     @jax.jit
-    def phases(params, m, v, count):
+    def phases(params, slots, count):
         forward = module.forward(params, X)
         loss, grads = module.loss_and_grads(params, X, y, cfg.grad)
-        adam_state = template[0]._replace(count=count, mu=m, nu=v)
-        updates, new_state = jax.vmap(optimizer.update)(grads, (adam_state, *template[1:]), params)
-        return {"forward": forward, "loss": {"loss": loss}, "grads": grads,
-                "m": new_state[0].mu, "v": new_state[0].nu,
+        opt_state = fill_optax_state(template, slots, count, batch)
+        updates, new_state = jax.vmap(optimizer.update)(grads, opt_state, params)
+        new_slots = {s: x for s, x in optax_slots(new_state).items() if s in slots}
+        return {"forward": forward, "loss": {"loss": loss}, "grads": grads, **new_slots,
                 "update": {k: -updates[k] for k in PARAM_NAMES}, "params": optax.apply_updates(params, updates)}
 
-    return _numpy_tree(module, phases(params, state.m, state.v, count))
+    return _numpy_tree(module, phases(params, state.slots, count))
 
 
 def row_phases(name: str, cfg: Config, states: States) -> dict:
@@ -204,38 +272,107 @@ def rounding_scales(ref: dict, states: States, cfg: Config) -> dict:
     }
 
     u = float(np.finfo(cfg.dtype).eps)
+    e |= _optimizer_scales(cfg, ref, states, e["grads"], u)
+    for k in PARAM_NAMES:
+        e["params"][k] = e["update"][k] + np.abs(f64(ref["params"][k]))
+        if cfg.optimizer == "adamw":  # torch.optim rounds θ·(1 − lr·λ) and its factor first
+            e["params"][k] = e["params"][k] + np.abs(f64(states.params[k]))
+    return e
+
+
+def _ema_scale(beta, old, new_term, e_new_term, value):
+    """Bound of β·old + (1 − β)·term, old exact (a recorded state), term off by
+    e_new_term: the term's error, and a rounding of each product and of the sum."""
+    return (1 - beta) * e_new_term + 2 * (beta * np.abs(old) + (1 - beta) * np.abs(new_term)) + np.abs(value)
+
+
+def _sqrt_scale(x, e_x, u):
+    """Bound of √x given x's bound (first order; near x = 0 the root's slope is capped
+    where x's own error leaves it undetermined)."""
+    root = np.sqrt(np.maximum(x, 0))
+    return e_x / (2 * np.maximum(root, np.sqrt(u * e_x) + 1e-300)) + root
+
+
+def _ratio_scale(pre, num, e_num, den_arg, e_den_arg, eps, rel_pre, u):
+    """Bound of Δ = pre·num/(√den_arg + ε) (pre a number with relative error rel_pre)."""
+    d = np.sqrt(den_arg) + eps
+    delta = pre * np.abs(num) / d
+    e_s = _sqrt_scale(den_arg, e_den_arg, u)
+    return pre * (e_num / d + np.abs(num) * e_s / d**2) + (2 + rel_pre) * delta
+
+
+def _optimizer_scales(cfg: Config, ref: dict, states: States, e_grads: dict, u: float) -> dict:
+    """Bounds of the optimizer's slots and of the step Δ, per tensor."""
+    f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    name = cfg.optimizer
+    out = {phase: {} for phase in (*OPTIMIZERS[name].state_slots, "update", "params")}
     t = f64(states.t) + 1
+    for k in PARAM_NAMES:
+        g, e_g = f64(ref["grads"][k]), e_grads[k]
+        old = {s: f64(states.slots[s][k]) for s in states.slots}
+        new = {s: f64(ref[s][k]) for s in states.slots}
+        e_sq = 2 * np.abs(g) * e_g + g * g  # of g²
+        e = {}
+        if name == "sgd":
+            e["update"] = cfg.lr * e_g + np.abs(cfg.lr * g)
+        elif name in ("momentum", "nesterov"):
+            e["buf"] = e_g + 2 * cfg.momentum * np.abs(old["buf"]) + np.abs(new["buf"])
+            direction, e_direction = new["buf"], e["buf"]
+            if name == "nesterov":
+                direction = g + cfg.momentum * new["buf"]
+                e_direction = e_g + cfg.momentum * e["buf"] + cfg.momentum * np.abs(new["buf"]) + np.abs(direction)
+            e["update"] = cfg.lr * e_direction + np.abs(cfg.lr * direction)
+        elif name == "adagrad":
+            e["sum"] = e_sq + new["sum"]
+            e["update"] = _ratio_scale(cfg.lr, g, e_g, new["sum"], e["sum"], cfg.eps, 0.0, u)
+        elif name == "rmsprop":
+            e["v"] = _ema_scale(cfg.rho, old["v"], g * g, e_sq, new["v"])
+            e["update"] = _ratio_scale(cfg.lr, g, e_g, new["v"], e["v"], cfg.eps, 0.0, u)
+        elif name == "adadelta":
+            e["v"] = _ema_scale(cfg.rho, old["v"], g * g, e_sq, new["v"])
+            a, b = old["u"] + cfg.eps, new["v"] + cfg.eps
+            ratio = np.sqrt(a) / np.sqrt(b)
+            e_ratio = ratio * (0.5 + (e["v"] + b) / (2 * b) + 3)  # a rounded once; b off by e_v, rounded; 3 ops
+            d = ratio * g
+            e_d = ratio * e_g + np.abs(g) * e_ratio + np.abs(d)
+            e["u"] = _ema_scale(cfg.rho, old["u"], d * d, 2 * np.abs(d) * e_d + d * d, new["u"])
+            e["update"] = cfg.lr * e_d + np.abs(cfg.lr * d)
+        else:  # the Adam family
+            e |= _adam_scales(cfg, g, e_g, old, new, t, u)
+            if name == "adamw":
+                decay = cfg.lr * cfg.weight_decay * np.abs(f64(states.params[k]))
+                e["update"] = e["update"] + 2 * decay + np.abs(f64(ref["update"][k]))
+        for phase, value in e.items():
+            out[phase][k] = value
+    return out
+
+
+def _adam_scales(cfg: Config, g, e_g, old: dict, new: dict, t, u) -> dict:
     bc1, bc2 = 1 - cfg.beta1**t, 1 - cfg.beta2**t
     # β^t formed in the dtype carries ~t·u/2 relative error from rounding β itself
     e_bc1, e_bc2 = t * cfg.beta1**t / 2 + 1, t * cfg.beta2**t / 2 + 1
     # Every form is  Δ = pre · (m/a1) / (√(v/a2) + ε)  (reference.adam), with
     # paper: a = the bias corrections; seed: the constants 1 − β; epshat: a2 = 1 and
     # pre = lr·√bc2. (relative errors of a1, a2 and pre, in units of u)
-    if cfg.adam == "seed":
+    form = cfg.adam if cfg.optimizer == "adam" else "paper"
+    if form == "seed":
         a1, a2, pre, rel_a1, rel_a2, rel_pre = 1 - cfg.beta1, 1 - cfg.beta2, cfg.lr, 1.0, 1.0, 0.0
-    elif cfg.adam == "epshat":
+    elif form == "epshat":
         a1, a2, pre = bc1, 1.0, cfg.lr * np.sqrt(bc2)
         rel_a1, rel_a2, rel_pre = e_bc1 / bc1, 0.0, e_bc2 / (2 * bc2) + 1
     else:
         a1, a2, pre, rel_a1, rel_a2, rel_pre = bc1, bc2, cfg.lr, e_bc1 / bc1, e_bc2 / bc2, 0.0
-    for name in ("m", "v", "update", "params"):
-        e[name] = {}
-    for k in PARAM_NAMES:
-        g, e_g = f64(ref["grads"][k]), e["grads"][k]
-        m0, v0 = np.abs(f64(states.m[k])), f64(states.v[k])
-        m, v = f64(ref["m"][k]), f64(ref["v"][k])
-        e_m = (1 - cfg.beta1) * e_g + 2 * (cfg.beta1 * m0 + (1 - cfg.beta1) * np.abs(g)) + np.abs(m)
-        e_v = (1 - cfg.beta2) * 2 * np.abs(g) * e_g + 2 * (cfg.beta2 * v0 + (1 - cfg.beta2) * g * g) + v
-        m_hat, v_hat = m / a1, v / a2
-        e_mh = e_m / a1 + np.abs(m_hat) * (1 + rel_a1)
-        e_vh = e_v / a2 + v_hat * (1 + rel_a2)
-        s = np.sqrt(v_hat)
-        e_s = e_vh / (2 * np.maximum(s, np.sqrt(u * e_vh) + 1e-300)) + s
-        d = s + cfg.eps
-        delta = pre * np.abs(m_hat) / d
-        e_delta = pre * (e_mh / d + np.abs(m_hat) * e_s / d**2) + (2 + rel_pre) * delta
-        e["m"][k], e["v"][k], e["update"][k] = e_m, e_v, e_delta
-        e["params"][k] = e_delta + np.abs(f64(ref["params"][k]))
+    e = {"m": _ema_scale(cfg.beta1, old["m"], g, e_g, new["m"]),
+         "v": _ema_scale(cfg.beta2, old["v"], g * g, 2 * np.abs(g) * e_g, new["v"])}
+    v_used, e_v_used = new["v"], e["v"]
+    if cfg.optimizer == "amsgrad":  # the max is exact; it is off by the v it picks
+        e["vmax"] = e["v"]
+        v_used = new["vmax"]
+    m_hat = new["m"] / a1
+    e_mh = e["m"] / a1 + np.abs(m_hat) * (1 + rel_a1)
+    v_hat = v_used / a2
+    e_vh = e_v_used / a2 + v_hat * (1 + rel_a2)
+    e["update"] = _ratio_scale(pre, m_hat, e_mh, v_hat, e_vh, cfg.eps, rel_pre, u)
     return e
 
 

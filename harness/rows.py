@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import backends
+from reference.optimizers import LIBRARY_GAPS, OPTAX, OPTIMIZERS, TORCH_OPTIM
 from reference.spec import ADAM_FORMS, Config, initial_params
 
 
@@ -24,28 +25,46 @@ class Row:
     requires: tuple = ()    # importable modules the row needs
     forms: tuple = ADAM_FORMS  # the Adam forms (Config.adam) it implements
     lockstep: bool = True   # whether it can step from a given state (lockstep, replay)
+    optimizers: tuple = tuple(OPTIMIZERS)  # the optimizers (Config.optimizer) it implements
+    library: dict | None = None  # optimizer -> the library call, for library rows
+
+    def implements(self, cfg: Config) -> bool:
+        return cfg.optimizer in self.optimizers and (cfg.optimizer != "adam" or cfg.adam in self.forms)
+
+    def describe(self, cfg: Config) -> str:
+        """What the row computes for ``cfg``, for the table."""
+        if self.library is not None:
+            return f"{self.implementation} + {self.library[cfg.optimizer]}"
+        title = "Adam" if cfg.optimizer == "adam" else OPTIMIZERS[cfg.optimizer].title
+        return f"{self.implementation} + hand {title}" + (", jit" if self.backend == "jax" else "")
 
 
 ROWS = {
     row.name: row
     for row in (
-        Row("numpy", "numpy", "train", "hand backprop + hand Adam", "hand backprop", ("numpy",)),
-        Row("jax", "jax", "train", "jax.value_and_grad + hand Adam, jit", "autodiff", ("jax",)),
-        Row("torch", "torch", "train", "torch autograd + hand Adam", "autodiff", ("torch",)),
-        Row("torch.optim", "torch", "train_torch_optim", "torch autograd + torch.optim.Adam", "library", ("torch",),
-            forms=("paper",)),
-        Row("optax", "jax", "train_optax", "jax.value_and_grad + optax.adam", "library", ("jax", "optax"),
-            forms=("paper",)),
-        Row("keras", "jax", "train_keras", "jax.value_and_grad + keras Adam", "library", ("jax", "keras"),
-            forms=("epshat",), lockstep=False),
+        Row("numpy", "numpy", "train", "hand backprop", "hand backprop", ("numpy",)),
+        Row("jax", "jax", "train", "jax.value_and_grad", "autodiff", ("jax",)),
+        Row("torch", "torch", "train", "torch autograd", "autodiff", ("torch",)),
+        Row("torch.optim", "torch", "train_torch_optim", "torch autograd", "library", ("torch",),
+            forms=("paper",), library={k: f"torch.optim.{v}" for k, v in TORCH_OPTIM.items()}),
+        Row("optax", "jax", "train_optax", "jax.value_and_grad", "library", ("jax", "optax"),
+            forms=("paper",), library={k: f"optax.{v}" for k, v in OPTAX.items()}),
+        Row("keras", "jax", "train_keras", "jax.value_and_grad", "library", ("jax", "keras"),
+            forms=("epshat",), lockstep=False, optimizers=("adam",), library={"adam": "keras Adam"}),
     )
 }
 DEFAULT_ROWS = ("numpy", "jax", "torch", "torch.optim", "optax")  # the paper form's rows
 
 
-def rows_for(adam: str) -> tuple:
-    """The rows that implement Adam form ``adam``, numpy first."""
-    return tuple(name for name, row in ROWS.items() if adam in row.forms)
+def rows_for(cfg: Config) -> tuple:
+    """The rows that implement ``cfg``'s optimizer (and Adam form), numpy first."""
+    return tuple(name for name, row in ROWS.items() if row.implements(cfg))
+
+
+def expected_gap(name: str, cfg: Config) -> tuple | None:
+    """(first differing phase, why) when row ``name`` is known not to compute ``cfg``'s
+    spec (a library that cannot express it), or None."""
+    return LIBRARY_GAPS.get((name, cfg.optimizer))
 
 
 @dataclass

@@ -9,7 +9,8 @@ Loss, logged every epoch *before* the update, as the seed article does:
 
     L = mean over the 4 samples of (A2 − y)²
 
-The optimizer is Adam as in Kingma & Ba, Algorithm 1 (see ``reference.adam``).
+The optimizer is Adam as in Kingma & Ba, Algorithm 1 (see ``reference.adam``) unless
+``Config.optimizer`` names another of the lineage (``reference.optimizers``).
 
 A flat view of the parameters is W1, b1, W2, b2 in that order, each row-major:
 4·H + 1 numbers, 17 at the default H = 4.
@@ -33,31 +34,55 @@ GRAD_SCALE = {"mse": 1.0, "half-sse": N_SAMPLES / 2}
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that defines one training run. Defaults are the seed article's."""
+    """Everything that defines one training run. Defaults are the seed article's.
+
+    The hyperparameters (lr … initial_accumulator) left at None take the optimizer's
+    defaults (``reference.optimizers``); those the optimizer does not use stay None,
+    and setting one of them is an error.
+    """
 
     hidden: int = 4
-    lr: float = 0.001
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
+    lr: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    eps: float | None = None
     epochs: int = 20000
     seed: int = 0
     dtype: str = "float64"
     adam: str = "paper"
     grad: str = "mse"
+    optimizer: str = "adam"
+    momentum: float | None = None
+    rho: float | None = None
+    weight_decay: float | None = None
+    initial_accumulator: float | None = None
 
     def __post_init__(self):
+        from reference.optimizers import OPTIMIZERS
+
+        if self.optimizer in OPTIMIZERS:
+            for name, value in OPTIMIZERS[self.optimizer].defaults.items():
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
         problems = config_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def config_problems(cfg: Config) -> list[str]:
     """Why a config cannot be run, one phrase per problem (empty when it can)."""
+    from reference.optimizers import HYPERPARAMETERS, OPTIMIZERS
+
     problems = []
+    if cfg.optimizer not in OPTIMIZERS:
+        return [f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}"]
+    uses = OPTIMIZERS[cfg.optimizer].defaults
+    for name in HYPERPARAMETERS:
+        if name not in uses and getattr(cfg, name) is not None:
+            problems.append(f"{name} does not apply to the {cfg.optimizer} optimizer")
     if not _is_int(cfg.hidden) or cfg.hidden < 1:
         problems.append(f"hidden must be a whole number >= 1, got {cfg.hidden!r}")
     if not _is_int(cfg.epochs) or cfg.epochs < 1:
@@ -66,16 +91,22 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"seed must be a whole number in [0, 2**32), got {cfg.seed!r}")
     if not _is_finite(cfg.lr) or cfg.lr <= 0:
         problems.append(f"lr must be a finite number > 0, got {cfg.lr!r}")
-    for name in ("beta1", "beta2"):
+    for name in ("beta1", "beta2", "momentum", "rho"):
         value = getattr(cfg, name)
-        if not _is_finite(value) or not 0 <= value < 1:
+        if name in uses and (not _is_finite(value) or not 0 <= value < 1):
             problems.append(f"{name} must be in [0, 1), got {value!r}")
-    if not _is_finite(cfg.eps) or cfg.eps < 0:
-        problems.append(f"eps must be a finite number >= 0, got {cfg.eps!r}")
+    for name in ("eps", "weight_decay", "initial_accumulator"):
+        value = getattr(cfg, name)
+        if name in uses and (not _is_finite(value) or value < 0):
+            problems.append(f"{name} must be a finite number >= 0, got {value!r}")
+    if cfg.optimizer == "adadelta" and _is_finite(cfg.eps) and cfg.eps <= 0:
+        problems.append("eps must be > 0 for adadelta (its first steps are √ε/√(v + ε)·g: with ε = 0 it never moves)")
     if cfg.dtype not in DTYPES:
         problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
     if cfg.adam not in ADAM_FORMS:
         problems.append(f"adam must be one of {', '.join(ADAM_FORMS)}, got {cfg.adam!r}")
+    elif cfg.adam != "paper" and cfg.optimizer != "adam":
+        problems.append(f"the Adam form {cfg.adam!r} applies to the adam optimizer only, not {cfg.optimizer}")
     if cfg.grad not in GRAD_CONVENTIONS:
         problems.append(f"grad must be one of {', '.join(GRAD_CONVENTIONS)}, got {cfg.grad!r}")
     return problems

@@ -7,7 +7,8 @@ from reference.spec import PARAM_NAMES, Config, initial_params, unflatten_params
 from tests.conftest import BACKEND_NAMES, load_backend, ulp_tolerance
 
 INTERFACE = ("NAME", "GRADIENT_SOURCE", "to_backend", "to_numpy", "forward", "mse",
-             "loss_and_grads", "adam_init", "adam_step", "train_step", "check_device", "train")
+             "loss_and_grads", "adam_moments", "adam_delta", "UPDATES", "optimizer_init", "optimizer_step",
+             "train_step", "check_device", "train")
 
 
 @pytest.mark.parametrize("name", BACKEND_NAMES)
@@ -16,6 +17,9 @@ def test_backend_implements_the_interface(name):
     missing = [f for f in INTERFACE if not hasattr(module, f)]
     assert not missing, f"{name} lacks {missing}"
     assert module.NAME == name
+    from reference.optimizers import OPTIMIZERS
+
+    assert set(module.UPDATES) == set(OPTIMIZERS)
 
 
 def _points(numpy_trajectory):
@@ -66,8 +70,8 @@ def test_train_step_on_a_batch_equals_each_state_alone(name):
     X, y = (module.to_backend(a) for a in xor_data())
     singles = [_to(module, initial_params(s)) for s in range(3)]
     batch = {k: module.to_backend(np.stack([initial_params(s)[k] for s in range(3)])) for k in PARAM_NAMES}
-    batch_state = module.adam_init(batch)
-    single_states = [module.adam_init(p) for p in singles]
+    batch_state = module.optimizer_init(batch, cfg)
+    single_states = [module.optimizer_init(p, cfg) for p in singles]
     for _ in range(cfg.epochs):
         batch, batch_state, batch_loss = module.train_step(batch, batch_state, X, y, cfg)
         for i in range(3):
@@ -103,7 +107,7 @@ def test_fast_training_loop_equals_the_readable_step(name, dtype):
     X, y = (module.to_backend(a) for a in xor_data(dtype))
     params0 = initial_params(2, dtype=dtype)
     params = {k: module.to_backend(v) for k, v in params0.items()}
-    state = module.adam_init(params)
+    state = module.optimizer_init(params, cfg)
     readable_loss, readable_flat = [], [np.concatenate([params0[k].ravel() for k in PARAM_NAMES])]
     for _ in range(cfg.epochs):
         params, state, loss = module.train_step(params, state, X, y, cfg)
