@@ -145,14 +145,27 @@ def compare_all(trajectories: dict, dtype: str, envelope=None) -> list[Agreement
 
 # --- the tolerance from the problem itself -------------------------------------------------------
 # Rerun the reference row from its initial weights moved by one ULP in a few random
-# directions; the gaps to the unperturbed run, made non-decreasing, are the envelope of
-# how much this problem amplifies rounding by each epoch. Rows may drift K_ENVELOPE times
-# that. Measured (seeds 0-5, six plateau seeds, lr 0.05 and 0.1, both dtypes, 20000
-# epochs): rows' gap / envelope at most 10 in float64 and 15.5 in float32, so 64 leaves
-# 4× headroom. Where the envelope is huge (chaotic training) free-running sees little
-# and the lockstep check carries the verdict.
+# directions, and move every parameter by u·|θ| up or down at random after every step
+# (``numpy_backend.train(nudge_seed=...)``): a model of another correct row, whose
+# rounding differs a little at every step, not only at the start. The gaps to the
+# unperturbed run, made non-decreasing, are the envelope of how much this problem
+# amplifies rounding by each epoch; rows may drift K_ENVELOPE times that.
+#
+# Why every step: a perturbation of the start alone misses amplification that begins
+# later. RMSprop at lr 0.02, hidden 1, seed 138 (found by tests/test_properties.py): its
+# normalised step turns the rounding noise of a gradient near zero into a step of
+# ±lr/√(1 − ρ), and rows whose every step agrees to 0.5 ULP part by 1.5e-2 at epoch
+# 590, 410 × the start-only envelope's 64× allowance; the nudged envelope is 7.5e-2.
+#
+# Measured (every optimizer at its defaults, seeds 0-3, both dtypes, lr ×10 at seed 5,
+# 20000 epochs; jax, optax and torch.optim against numpy): rows' gap / envelope at most
+# 1.1 where training is regular and 4.4 where it is chaotic (RMSprop seeds 1 and 2,
+# gaps of 1e-2), so 16 leaves 3.6× headroom. At the default config this allows 5.3e-12
+# where the start-only envelope allowed 7.4e-13 (it needed K = 64: its ratios reached
+# 15.5). Where the envelope is huge (chaotic training) free-running sees little and the
+# lockstep check carries the verdict. Excluded from the ratios: the known library gaps.
 
-K_ENVELOPE = 64.0
+K_ENVELOPE = 16.0
 ENVELOPE_DIRECTIONS = 3
 
 
@@ -168,8 +181,8 @@ def one_ulp_perturbations(params0: dict, seed: int, directions: int = ENVELOPE_D
 
 def perturbation_envelope(reference, perturbed: list) -> np.ndarray:
     """Per record, the largest gap (|Δθ| or |Δloss|) between the reference run and any
-    run from one-ULP-perturbed initial weights, made non-decreasing over epochs (records
-    on the first axis; a batch of runs keeps its axis)."""
+    perturbed run, made non-decreasing over epochs (records on the first axis; a batch
+    of runs keeps its axis)."""
     gap = np.zeros(reference.params.shape[:-1])
     for other in perturbed:
         gap = np.maximum(gap, gaps_per_record(reference, other)[2])
@@ -181,7 +194,7 @@ def envelope_tolerance(envelope: np.ndarray, dtype: str, scale: float):
     the parameters' scale (the floor where the envelope is zero)."""
     floor = float(np.finfo(dtype).eps) * np.maximum(1.0, scale)  # scale: one, or one per run
     allowed = K_ENVELOPE * np.maximum(envelope, floor)
-    source = f"{K_ENVELOPE:g} × the envelope of {ENVELOPE_DIRECTIONS} one-ULP perturbations"
+    source = f"{K_ENVELOPE:g} × the envelope of {ENVELOPE_DIRECTIONS} runs nudged by one ULP at the start and every step"
     if np.all(envelope <= floor):
         source = f"floor: {K_ENVELOPE:g} ULPs of the parameters' scale (the envelope stayed below it)"
     return allowed, source

@@ -422,7 +422,8 @@ def sweep(argv) -> int:
     params0 = batch_params(seeds, cfg.hidden, cfg.dtype)
     tasks = [(n, run_row, (n, cfg, params0, every, args.device)) for n in sorted(names, key=lambda n: -EXPECTED_COST.get(n, 0))]
     if names[0] == "numpy":  # each seed's perturbation envelope: one more numpy batch, the largest task: first
-        tasks.insert(0, (("perturbed",), run_row, ("numpy", cfg, perturbed_starts(params0, args.first_seed), every)))
+        tasks.insert(0, (("perturbed",), run_row, ("numpy", cfg, perturbed_starts(params0, args.first_seed), every,
+                                                   "cpu", None, False, args.first_seed)))
     progress = Progress(len(tasks), "runs trained")
     trajectories, perturbed = {}, None
     with Workers(min(args.jobs, len(tasks))) as workers:

@@ -122,10 +122,11 @@ def device_problem(name: str, device: str) -> str | None:
 
 
 def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = "cpu",
-            fault: str | None = None, record_states: bool = False) -> Trajectory:
+            fault: str | None = None, record_states: bool = False, nudge_seed: int | None = None) -> Trajectory:
     """Train row ``name`` from ``params0`` (default: the config's initial weights),
     recording every ``every`` epochs (the last always), with ``fault`` planted if given.
-    ``record_states`` (numpy only) also keeps Adam's m and v for lockstep and replay."""
+    numpy only: ``record_states`` also keeps the optimizer's state for lockstep and
+    replay; ``nudge_seed`` moves θ by ~one ULP at random after every step (the envelope)."""
     from harness.faults import injected
 
     row = ROWS[name]
@@ -134,6 +135,8 @@ def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = 
     timings, extra = {}, {}
     if record_states:
         extra["states"] = {}
+    if nudge_seed is not None:
+        extra["nudge_seed"] = nudge_seed
     with injected(row.backend, fault):
         train = getattr(backends.load(row.backend), row.train_function)
         start = time.perf_counter()

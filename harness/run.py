@@ -42,10 +42,10 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
     ordered = sorted(names, key=lambda n: (n != "numpy", -EXPECTED_COST.get(n, 0)))
     with_numpy = "numpy" in names
     tasks = [(n, run_row, (n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
-    if with_numpy:  # the perturbed starts train as one batch: one task, ~1.2× one run
+    if with_numpy:  # the perturbed runs train as one batch: one task, ~1.2× one run
         starts = one_ulp_perturbations(params0, cfg.seed)
         batch = {k: np.stack([p[k] for p in starts]) for k in params0}
-        tasks.append((("perturbed",), run_row, ("numpy", cfg, batch, 1, "cpu", faults.get("numpy"))))
+        tasks.append((("perturbed",), run_row, ("numpy", cfg, batch, 1, "cpu", faults.get("numpy"), False, cfg.seed)))
     trajectories, perturbed, skipped, lockstep = {}, [], {}, {}
     lockstep_seconds = 0.0
     with Workers(min(jobs, len(tasks))) as workers:

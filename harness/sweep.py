@@ -8,7 +8,8 @@ seeds × epochs / K, not seeds × epochs.
 
 Per seed and pair, the drift is compared at every checkpoint with K_ENVELOPE × that
 seed's own perturbation envelope (the numpy row rerun from every seed's initial weights
-moved by one ULP in a few directions, all as one more batch), as in the default run;
+moved by one ULP in a few directions and nudged by one ULP after every step, all as one
+more batch), as in the default run;
 without the numpy row as reference, with the fixed rule. There is no lockstep here: it
 needs per-epoch states, and the sweep keeps checkpoints.
 """
@@ -52,7 +53,8 @@ def final_outputs(traj, cfg: Config) -> np.ndarray:
 
 def perturbed_starts(params0: dict, seed: int) -> dict:
     """Every seed's initial weights moved by one ULP in ENVELOPE_DIRECTIONS random
-    directions, as one batch: direction d holds seeds [d·N, (d + 1)·N)."""
+    directions, as one batch: direction d holds seeds [d·N, (d + 1)·N) (trained with a
+    nudge after every step, ``run_row(..., nudge_seed=...)``)."""
     starts = one_ulp_perturbations(params0, seed)
     return {k: np.concatenate([s[k] for s in starts]) for k in params0}
 
@@ -130,7 +132,8 @@ def summarize(cfg: Config, seeds: np.ndarray, every: int, trajectories: dict, pe
         "config": cfg.to_dict(),
         "seeds": {"first": int(seeds[0]), "count": int(len(seeds))},
         "every": every,
-        "tolerance_rule": (f"{K_ENVELOPE:g} × each seed's envelope of {ENVELOPE_DIRECTIONS} one-ULP perturbations"
+        "tolerance_rule": (f"{K_ENVELOPE:g} × each seed's envelope of {ENVELOPE_DIRECTIONS} runs perturbed by one ULP "
+                           "at the start and after every step"
                            if envelope is not None else "fixed rule: 4·u·√E·max(1, the seed's largest |θ|)"),
         "rows": rows,
         "pairs": [{k: v for k, v in p.items() if not k.startswith("_")} for p in pairs],

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness import faults
-from harness.agreement import envelope_tolerance, one_ulp_perturbations, perturbation_envelope
+from harness.agreement import K_ENVELOPE, envelope_tolerance, one_ulp_perturbations, perturbation_envelope
 from harness.diagnosis import ReplayError, read_replay, write_replay
 from harness.lockstep import K_LOCKSTEP, lockstep_row, phases_for, states_from_history
 from harness.rows import DEFAULT_ROWS, run_row, unavailable_reason
@@ -104,9 +104,9 @@ def test_envelope_is_non_decreasing_and_sets_the_tolerance():
     envelope = perturbation_envelope(ref, runs)
     assert envelope.shape == (3001,) and np.all(np.diff(envelope) >= 0) and envelope[-1] > 0
     allowed, source = envelope_tolerance(envelope, "float64", 5.0)
-    assert np.all(allowed >= 64 * np.finfo(float).eps * 5.0) and "64" in source
+    assert np.all(allowed >= K_ENVELOPE * np.finfo(float).eps * 5.0) and f"{K_ENVELOPE:g} ×" in source
     allowed_zero, source_zero = envelope_tolerance(np.zeros(10), "float64", 5.0)
-    assert np.allclose(allowed_zero, 64 * np.finfo(float).eps * 5.0) and source_zero.startswith("floor")
+    assert np.allclose(allowed_zero, K_ENVELOPE * np.finfo(float).eps * 5.0) and source_zero.startswith("floor")
 
 
 def test_chaotic_seed_at_the_default_config_now_agrees():
