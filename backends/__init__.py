@@ -8,9 +8,12 @@ The interface every backend module implements (``harness.interface`` checks it):
     mse(A2, y) -> loss (per state when batched)
     loss_and_grads(params, X, y, convention="mse") -> (logged MSE, gradient of the
         convention's loss: "mse" or "half-sse")
-    adam_init(params) -> AdamState(m, v, t)
-    adam_moments(g, m, v, cfg) -> (m, v);  adam_delta(m, v, t, cfg) -> the step, in
-        the form cfg.adam;  adam_step(params, grads, state, cfg) -> (params, state)
+    UPDATES: optimizer name -> its element-wise rule, written in the framework:
+        rule(g, slots, θ, t, cfg) -> (Δ, new slots), θ_t = θ − Δ (reference.optimizers)
+    optimizer_init(params, cfg) -> OptimizerState(slots, t)   (slots: name -> mapping)
+    optimizer_step(params, grads, state, cfg) -> (params, state)
+    adam_moments(g, m, v, cfg) -> (m, v);  adam_delta(m, v, t, cfg) -> Adam's step in
+        the form cfg.adam;  bias_corrections(t, cfg, like)   (Adam's pieces: faults swap them)
     train_step(params, state, X, y, cfg) -> (params, state, loss)
     check_device(device)                raises RuntimeError when ``device`` is not here
     train(cfg, params0, every=1, device="cpu", timings=None)

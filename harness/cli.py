@@ -195,7 +195,8 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
     parser.add_argument("--inject", action="append", metavar="ROW:FAULT",
                         help="plant a fault in one row (numpy, jax or torch) to see the harness catch it; faults: "
-                        + ", ".join(FAULTS) + " (repeatable, one per row)")
+                        + ", ".join(FAULTS) + " (repeatable, one per row; each fault belongs to the optimizers "
+                        "it names, Adam's to adam, the two gradient faults to every optimizer)")
     parser.add_argument("--replay-dir", default=".", metavar="DIR",
                         help="where a failing pair's replay file goes (default: the current folder)")
     return parser
@@ -569,8 +570,61 @@ def flavors(argv) -> int:
     return EXIT_AGREE if failed is None else failed
 
 
+def lineage(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="compare.py lineage",
+        description="Train every optimizer (" + ", ".join(OPTIMIZERS) + ") from the same initial weights, each at "
+        "its conventional default hyperparameters, in every row; one table of final loss, the epoch XOR is "
+        "solved from, agreement across rows and µs/epoch.",
+        epilog="exit status: 0 every optimizer agrees across its rows (known library differences aside), "
+        "1 otherwise, 2 bad usage",
+    )
+    parser.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, help="training epochs (default %(default)s)")
+    parser.add_argument("--seed", type=seed_int, default=DEFAULTS.seed, help="initial-weight seed (default %(default)s)")
+    parser.add_argument("--hidden", type=positive_int, default=DEFAULTS.hidden, help="hidden units (default %(default)s)")
+    parser.add_argument("--dtype", choices=DTYPES, default=DEFAULTS.dtype, help="floating-point type (default %(default)s)")
+    parser.add_argument("--grad", choices=GRAD_CONVENTIONS, default=DEFAULTS.grad,
+                        help="gradient of: mse or half-sse (default %(default)s)")
+    add_execution_options(parser)
+    parser.add_argument("--backends", type=row_list, default=None, metavar="ROWS",
+                        help=f"rows to run, the first is the reference (default: {','.join(DEFAULT_ROWS)}, "
+                        "those installed)")
+    parser.add_argument("--json", metavar="FILE", help="write the table as JSON")
+    parser.add_argument("--plot", metavar="DIR", help="loss curves overlaid and a grid of decision regions")
+    args = parser.parse_args(argv)
+    base = Config(hidden=args.hidden, epochs=args.epochs, seed=args.seed, dtype=args.dtype, grad=args.grad)
+    outputs = check_outputs(parser, args, files=("json",), folders=("plot",))
+    from harness.lineage import available_rows, plot_lineage, render_lineage, run_lineage
+
+    if args.backends and any(not set(ROWS[n].optimizers) >= set(OPTIMIZERS) for n in args.backends):
+        wrong = next(n for n in args.backends if not set(ROWS[n].optimizers) >= set(OPTIMIZERS))
+        parser.error(f"row {wrong} implements {'/'.join(ROWS[wrong].optimizers)} only, not the whole lineage")
+    names, skipped = available_rows(args.backends)
+    if args.backends and skipped:
+        parser.error(next(iter(skipped.values())))
+    if not names:
+        parser.error("no row can run: none of the frameworks is installed")
+    for reason in skipped.values():
+        print(f"notice: skipping: {reason}", file=sys.stderr)
+    from harness.environment import environment
+    from harness.run import stderr_progress
+
+    result = run_lineage(base, names, args.jobs, args.device, progress=stderr_progress)
+    for reason in result["skipped"].values():
+        print(f"notice: skipping: {reason}", file=sys.stderr)
+    print(render_lineage(result))
+    failed = write_outputs(
+        outputs,
+        json_data=lambda: {k: v for k, v in result.items() if not k.startswith("_")} | {"environment": environment()},
+        plots=lambda folder: plot_lineage(result, folder),
+    )
+    if failed is not None:
+        return failed
+    return EXIT_AGREE if result["passed"] else EXIT_DISAGREE
+
+
 # subcommand name -> function(argv) -> exit status; later issues add theirs here
-COMMANDS = {"bench": bench, "sweep": sweep, "grads": grads, "replay": replay, "flavors": flavors}
+COMMANDS = {"bench": bench, "sweep": sweep, "grads": grads, "replay": replay, "flavors": flavors, "lineage": lineage}
 
 
 def main(argv=None) -> int:

@@ -155,7 +155,7 @@ def read_replay(path) -> dict:
 def render_replay(replay: dict, results: dict) -> str:
     cfg = replay["config"]
     lines = [f"replay of epoch {int(replay['states'].epochs[0])} from the numpy row's state "
-             f"(t = {int(replay['states'].t.ravel()[0])}), {cfg.dtype}, seed {cfg.seed}, lr {cfg.lr:g}"
+             f"(t = {int(replay['states'].t.ravel()[0])}), {cfg.optimizer}, {cfg.dtype}, seed {cfg.seed}, lr {cfg.lr:g}"
              + (f"; planted: {', '.join(f'{r}:{f}' for r, f in replay['faults'].items())}" if replay["faults"] else ""),
              f"recorded for {' vs '.join(replay['pair'])}, first parting in phase {replay['phase']}", "",
              f"error against numpy in ULPs at the scale of each value's terms (allowed {K_LOCKSTEP:g}):",

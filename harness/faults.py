@@ -103,6 +103,57 @@ def _sigmoid_grad_at_activation(module, original):
     return Sigmoid.apply
 
 
+def _maximum(module):
+    if module.NAME == "torch":
+        return module.torch.maximum
+    if module.NAME == "jax":
+        return module.jnp.maximum
+    return np.maximum
+
+
+def _wrong_rule(optimizer: str, kind: str):
+    """A mistake in one optimizer's rule, written with the backend's own sqrt (and
+    maximum): the factory replaces that entry of the backend's UPDATES."""
+    def make(module, original):
+        sqrt = module.sqrt
+
+        def nesterov(g, slots, theta, t, cfg):  # the plain heavy-ball step, no look-ahead
+            buf = cfg.momentum * slots["buf"] + g
+            return cfg.lr * buf, {"buf": buf}
+
+        def momentum(g, slots, theta, t, cfg):  # the buffer as an average, (1 − μ)·g: dampening μ
+            buf = cfg.momentum * slots["buf"] + (1.0 - cfg.momentum) * g
+            return cfg.lr * buf, {"buf": buf}
+
+        def rmsprop(g, slots, theta, t, cfg):  # ε inside the root (optax's default)
+            v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+            return cfg.lr * g / sqrt(v + cfg.eps), {"v": v}
+
+        def adadelta(g, slots, theta, t, cfg):  # no ε in the numerator: √u/√(v + ε) never leaves 0
+            v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+            d = sqrt(slots["u"]) / sqrt(v + cfg.eps) * g
+            u = cfg.rho * slots["u"] + (1.0 - cfg.rho) * (d * d)
+            return cfg.lr * d, {"v": v, "u": u}
+
+        def adamw(g, slots, theta, t, cfg):  # L2 in the gradient (coupled), not decoupled decay
+            g = g + cfg.weight_decay * theta
+            m, v = module.adam_moments(g, slots["m"], slots["v"], cfg)
+            bc1, bc2 = module.bias_corrections(t, cfg, m)
+            return cfg.lr * (m / bc1) / (sqrt(v / bc2) + cfg.eps), {"m": m, "v": v}
+
+        def amsgrad(g, slots, theta, t, cfg):  # the maximum of the bias-corrected v̂ (optax's)
+            m, v = module.adam_moments(g, slots["m"], slots["v"], cfg)
+            bc1, bc2 = module.bias_corrections(t, cfg, m)
+            vmax = _maximum(module)(slots["vmax"], v / bc2)
+            return cfg.lr * (m / bc1) / (sqrt(vmax) + cfg.eps), {"m": m, "v": v, "vmax": vmax}
+
+        wrong = {"nesterov": nesterov, "momentum": momentum, "rmsprop": rmsprop, "adadelta": adadelta,
+                 "adamw": adamw, "amsgrad": amsgrad}[optimizer]
+        return dict(original, **{optimizer: wrong})
+
+    return {"UPDATES": make}
+
+
 # fault -> (the phase it first corrupts, {module attribute: factory(module, original)})
 FAULTS = {
     "eps-inside-sqrt": ("update", _delta("eps-inside-sqrt")),
@@ -113,6 +164,21 @@ FAULTS = {
     "sigmoid-grad-at-activation": ("grads", {}),  # the attribute depends on the backend
     "grad-missing-2-over-n": ("grads", {"loss_and_grads": _missing_2_over_n}),
     "float32-moments": ("m", {"adam_moments": _float32_moments}),
+    "nesterov-without-lookahead": ("update", _wrong_rule("nesterov", "no look-ahead")),
+    "momentum-dampened": ("buf", _wrong_rule("momentum", "dampening")),
+    "rmsprop-eps-inside-sqrt": ("update", _wrong_rule("rmsprop", "eps inside")),
+    "adadelta-no-eps-in-numerator": ("update", _wrong_rule("adadelta", "no eps")),
+    "adamw-coupled-decay": ("m", _wrong_rule("adamw", "coupled")),
+    "amsgrad-max-of-vhat": ("vmax", _wrong_rule("amsgrad", "v-hat")),
+}
+ADAM_FAMILY = ("adam", "adamw", "amsgrad")
+# fault -> the optimizers whose step it can be planted in (a gradient fault: any)
+FAULT_OPTIMIZERS = {
+    "eps-inside-sqrt": ("adam",), "bias-correction-off-by-one": ("adam",), "no-bias-correction": ("adam",),
+    "seed-bias-correction": ("adam",), "beta1-beta2-swapped": ADAM_FAMILY, "float32-moments": ADAM_FAMILY,
+    "nesterov-without-lookahead": ("nesterov",), "momentum-dampened": ("momentum",),
+    "rmsprop-eps-inside-sqrt": ("rmsprop",), "adadelta-no-eps-in-numerator": ("adadelta",),
+    "adamw-coupled-decay": ("adamw",), "amsgrad-max-of-vhat": ("amsgrad",),
 }
 
 
@@ -131,11 +197,9 @@ def problem(row: str, fault: str, cfg: Config) -> str | None:
         return f"row {row!r} does not take injected faults (only {', '.join(INJECTABLE_ROWS)}: the others are libraries)"
     if fault == "float32-moments" and cfg.dtype != "float64":
         return "float32-moments needs --dtype float64"
-    phase = FAULTS[fault][0]
-    if phase == "update" and cfg.optimizer != "adam":
-        return f"{fault} is a mistake in Adam's step, not in {cfg.optimizer}'s (faults in the gradient apply to every optimizer)"
-    if phase == "m" and cfg.optimizer not in ("adam", "adamw", "amsgrad"):
-        return f"{fault} is a mistake in Adam's moments, not in {cfg.optimizer}'s (faults in the gradient apply to every optimizer)"
+    if cfg.optimizer not in FAULT_OPTIMIZERS.get(fault, (cfg.optimizer,)):
+        return (f"{fault} is a mistake in the {'/'.join(FAULT_OPTIMIZERS[fault])} step, not in {cfg.optimizer}'s "
+                "(the gradient faults apply to every optimizer)")
     return None
 
 

@@ -410,7 +410,8 @@ def phase_errors(ref: dict, other: dict, scales: dict, states: States, dtype: st
             bound = u * scales[phase][k]
             scaled = np.where(bound > 0, gap / np.where(bound > 0, bound, 1.0), np.where(gap > 0, np.inf, 0.0))
             spacing = np.spacing(np.abs(np.asarray(want, dtype))).astype(np.float64)
-            raw = gap / np.where(spacing > 0, spacing, np.finfo(dtype).smallest_subnormal)
+            with np.errstate(over="ignore"):  # a gap from exactly 0 is infinitely many ULPs of 0
+                raw = gap / np.where(spacing > 0, spacing, np.finfo(dtype).smallest_subnormal)
             position = np.unravel_index(int(np.argmax(scaled)), scaled.shape)
             candidate = (float(scaled.max()), float(raw.max()), k, position, float(want64[position]), float(got64[position]))
             if worst is None or candidate[:2] > worst[:2]:

@@ -127,6 +127,22 @@ BAD_INPUTS = {
     "unknown backend": (["--backends", "numpy,nosuch"], "nosuch"),
     "hidden zero": (["--hidden", "0"], "--hidden"),
     "unknown option": (["--nosuch"], "--nosuch"),
+    "unknown optimizer": (["--optimizer", "adamax"], "--optimizer"),
+    "negative momentum": (["--optimizer", "momentum", "--momentum", "-0.5"], "momentum must be in [0, 1)"),
+    "rho at 1": (["--optimizer", "rmsprop", "--rho", "1"], "rho must be in [0, 1)"),
+    "rho above 1 for adadelta": (["--optimizer", "adadelta", "--rho", "1.5"], "rho must be in [0, 1)"),
+    "negative weight decay": (["--optimizer", "adamw", "--weight-decay", "-0.1"], "weight_decay"),
+    "negative initial accumulator": (["--optimizer", "adagrad", "--initial-accumulator", "-1"], "initial_accumulator"),
+    "adadelta without eps": (["--optimizer", "adadelta", "--eps", "0"], "eps must be > 0 for adadelta"),
+    "beta1 at 1": (["--beta1", "1"], "beta1 must be in [0, 1)"),
+    "momentum for adam": (["--momentum", "0.9"], "--momentum: does not apply to --optimizer adam"),
+    "rho for sgd": (["--optimizer", "sgd", "--rho", "0.9"], "--rho: does not apply"),
+    "adam form for sgd": (["--optimizer", "sgd", "--adam", "seed"], "--adam"),
+    "recipe for rmsprop": (["--optimizer", "rmsprop", "--recipe", "seed"], "--recipe"),
+    "adam fault in rmsprop": (["--optimizer", "rmsprop", "--inject", "numpy:eps-inside-sqrt"], "--inject"),
+    "keras for sgd": (["--optimizer", "sgd", "--backends", "numpy,keras"], "keras"),
+    "lineage with a learning rate": (["lineage", "--lr", "0.1"], "--lr"),
+    "lineage on keras": (["lineage", "--backends", "numpy,keras"], "keras"),
 }
 
 

@@ -52,7 +52,7 @@ EXPECTED_PHASE = {name: phase for name, (phase, _) in faults.FAULTS.items()}
 @pytest.mark.parametrize("row", HAND_ROWS)
 @pytest.mark.parametrize("fault", list(faults.FAULTS))
 def test_every_planted_fault_is_caught_in_its_phase(fault, row):
-    cfg = Config(epochs=60)
+    cfg = Config(optimizer=faults.FAULT_OPTIMIZERS.get(fault, ("adam",))[0], epochs=60)
     results = run_default(cfg, [n for n in ("numpy", "jax", "torch") if n in AVAILABLE], "cpu", 1, {row: fault})
     assert not results.passed
     failing = [p for p in results.pairs if not p["passed"]]

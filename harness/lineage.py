@@ -1,0 +1,179 @@
+"""``python compare.py lineage``: every optimizer of the lineage from the same initial
+weights, each at its conventional defaults, in every row; one table.
+
+Per optimizer the rows are judged as in the default run by their free-running drift
+against numpy (16 × the envelope of runs nudged by one ULP at the start and every step); lockstep is
+left to ``compare.py --optimizer NAME``, which runs it. A known library gap
+(``reference.optimizers.LIBRARY_GAPS``) that shows is reported as expected.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from harness.agreement import K_ENVELOPE, compare_all, one_ulp_perturbations, perturbation_envelope
+from harness.flavors import solved_from
+from harness.rows import EXPECTED_COST, ROWS, Workers, expected_gap, run_row, unavailable_reason
+from harness.run import explain_gap
+from reference.optimizers import OPTIMIZERS
+from reference.spec import Config, initial_params
+
+
+def lineage_config(base: Config, optimizer: str) -> Config:
+    """``base``'s problem (hidden, epochs, seed, dtype, gradient) with ``optimizer`` at
+    its default hyperparameters."""
+    return Config(optimizer=optimizer, hidden=base.hidden, epochs=base.epochs, seed=base.seed, dtype=base.dtype,
+                  grad=base.grad)
+
+
+def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progress=None) -> dict:
+    """Train every optimizer in every row of ``names`` that implements it (numpy first,
+    with its perturbed starts for the envelope), all in one pool of ``jobs`` processes."""
+    progress = progress or (lambda text: None)
+    params0 = initial_params(base.seed, base.hidden, base.dtype)
+    configs = {name: lineage_config(base, name) for name in OPTIMIZERS}
+    tasks = []
+    for name, cfg in configs.items():
+        for row in names:
+            if ROWS[row].implements(cfg):
+                tasks.append(((name, row), run_row, (row, cfg, params0, 1, device)))
+        if names[0] == "numpy":
+            starts = one_ulp_perturbations(params0, cfg.seed)
+            batch = {k: np.stack([p[k] for p in starts]) for k in params0}
+            tasks.append(((name, "perturbed"), run_row, ("numpy", cfg, batch, 1, "cpu", None, False, cfg.seed)))
+    tasks.sort(key=lambda task: -EXPECTED_COST.get(task[0][1], 4))  # the slowest rows first
+    runs, skipped = {}, {}
+    with Workers(min(jobs, len(tasks))) as workers:
+        for (name, row), result in workers.run(tasks):
+            if isinstance(result, str):
+                skipped[row] = result
+                continue
+            runs[(name, row)] = result
+            progress(f"  {name:<9} {row:<12} trained in {result.seconds:6.2f} s")
+    table = {}
+    for name, cfg in configs.items():
+        table[name] = summarize_optimizer(cfg, names, runs)
+    return {"config": {k: v for k, v in base.to_dict().items() if k in ("hidden", "epochs", "seed", "dtype", "grad")},
+            "rows": [n for n in names if n not in skipped], "skipped": skipped, "optimizers": table,
+            "passed": all(entry["passed"] for entry in table.values()),
+            "_runs": {key: run for key, run in runs.items() if key[1] != "perturbed"}}
+
+
+def summarize_optimizer(cfg: Config, names: list, runs: dict) -> dict:
+    name = cfg.optimizer
+    trajectories = {row: runs[(name, row)] for row in names if (name, row) in runs}
+    perturbed = runs.get((name, "perturbed"))
+    envelope = None
+    if perturbed is not None and "numpy" in trajectories:
+        from types import SimpleNamespace
+
+        envelope = perturbation_envelope(trajectories["numpy"], [
+            SimpleNamespace(params=perturbed.params[:, i], loss=perturbed.loss[:, i])
+            for i in range(perturbed.params.shape[1])])
+    pairs = []
+    for agreement in compare_all(trajectories, cfg.dtype, envelope):
+        pair = agreement.to_dict()
+        gap = expected_gap(agreement.b, cfg)
+        if gap:
+            pair |= explain_gap(gap, agreement.passed, None)
+        pairs.append(pair)
+    judged = [p for p in pairs if not p.get("expected")]
+    reference = next(iter(trajectories.values()))
+    return {
+        "title": OPTIMIZERS[name].title,
+        "hyperparameters": {k: getattr(cfg, k) for k in OPTIMIZERS[name].defaults},
+        "reference_row": reference.name,
+        "final_loss": float(reference.loss[-1]),
+        "solved_from_epoch": solved_from(reference.params, cfg.hidden),
+        "largest_gap": max((max(p["max_abs_param_diff"], p["max_abs_loss_diff"]) for p in judged), default=0.0),
+        "margin": max((p["margin"] for p in judged), default=0.0),
+        "tolerance": pairs[0]["tolerance"] if pairs else None,
+        "rows_agree": all(p["passed"] for p in judged),
+        "pairs": pairs,
+        "expected": {p["b"]: p["expected_reason"] for p in pairs if p.get("expected")},
+        "us_per_epoch": {row: t.us_per_epoch for row, t in trajectories.items()},
+        "passed": all(p["passed"] or p.get("explained", False) for p in pairs),
+    }
+
+
+def render_lineage(result: dict) -> str:
+    cfg = result["config"]
+    rows = result["rows"]
+    lines = [f"the optimizer lineage from the same initial weights: XOR 2-{cfg['hidden']}-1, seed {cfg['seed']}, "
+             f"{cfg['epochs']} epochs, {cfg['dtype']}, each optimizer at its defaults (torch.optim's; momentum's μ 0.9)",
+             f"rows: {', '.join(rows)}; agreement: free-running drift against {rows[0]} ({K_ENVELOPE:g} × the envelope of "
+             "runs nudged by one ULP); lockstep: compare.py --optimizer NAME", "",
+             f"{'optimizer':<10} {'hyperparameters':<38} {'final loss':>10} {'solved from':>11} {'largest gap':>11} "
+             f"{'margin':>7} {'rows agree':<10}  µs/epoch " + " / ".join(rows)]
+    notes = []
+    hypers = {name: ", ".join(f"{k} {v:g}" for k, v in entry["hyperparameters"].items())
+              for name, entry in result["optimizers"].items()}
+    width = max(len(h) for h in hypers.values())
+    lines[-1] = lines[-1].replace(f"{'hyperparameters':<38}", f"{'hyperparameters':<{width}}")
+    for name, entry in result["optimizers"].items():
+        hyper = hypers[name]
+        solved = "never" if entry["solved_from_epoch"] is None else str(entry["solved_from_epoch"])
+        expected = entry["expected"]
+        verdict = "yes" if entry["rows_agree"] else "NO"
+        if expected:
+            verdict += "*"
+            shown = [p for p in entry["pairs"] if p.get("expected")]
+            for p in shown:
+                seen = "differs as explained" if p["explained"] else "agrees here" if p["passed"] else "DIFFERS otherwise"
+                notes.append(f"* {name}, {p['b']} ({seen}; max|Δθ| {p['max_abs_param_diff']:.2e}): {p['expected_reason']}")
+        speeds = " / ".join(f"{entry['us_per_epoch'][r]:.1f}" if r in entry["us_per_epoch"] else "-" for r in rows)
+        lines.append(f"{name:<10} {hyper:<{width}} {entry['final_loss']:10.4e} {solved:>11} {entry['largest_gap']:11.2e} "
+                     f"{entry['margin']:7.3f} {verdict:<10}  {speeds}")
+    lines += ["", "largest gap: max |Δθ| or |Δloss| over the pairs not marked *; margin: that over the allowed; "
+              "solved from: the epoch after which the numpy row's rounded outputs are 0 1 1 0 to the end; "
+              "µs/epoch with rows running side by side (compare.py bench times one at a time)"]
+    lines += notes
+    failing = [n for n, e in result["optimizers"].items() if not e["passed"]]
+    lines.append("")
+    lines.append("every optimizer agrees across its rows" + (" (known library differences aside, *)" if notes else "")
+                 if not failing else f"disagreement in: {', '.join(failing)} (run compare.py --optimizer NAME to locate it)")
+    return "\n".join(lines)
+
+
+def plot_lineage(result: dict, folder) -> list:
+    from pathlib import Path
+
+    from harness.plots import draw_decision_regions, pyplot, save_figure
+
+    plt = pyplot()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    hidden = result["config"]["hidden"]
+    reference = result["rows"][0]
+    runs = {name: result["_runs"][(name, reference)] for name in result["optimizers"]
+            if (name, reference) in result["_runs"]}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (name, run) in enumerate(runs.items()):
+        ax.plot(np.arange(1, run.loss.shape[0] + 1), run.loss, ("-", "--", ":")[i // 5 % 3], label=name)
+    ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel="MSE (log scale)", title=f"training loss per optimizer ({reference} row)")
+    ax.legend(loc="best", ncol=2)
+    ax.grid(True, which="both", alpha=0.4)
+    written = [folder / "lineage_loss.png"]
+    save_figure(fig, written[-1])
+    plt.close(fig)
+    columns = 3
+    rows = -(-len(runs) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 4.5 * rows), squeeze=False, layout="constrained")
+    for ax, (name, run) in zip(axes.ravel(), runs.items()):
+        entry = result["optimizers"][name]
+        draw_decision_regions(ax, run.params[-1], hidden, f"{name} (lr {entry['hyperparameters']['lr']:g})")
+    for ax in axes.ravel()[len(runs):]:
+        ax.set_visible(False)
+    written.append(folder / "lineage_decision_regions.png")
+    save_figure(fig, written[-1])
+    plt.close(fig)
+    return written
+
+
+def available_rows(requested) -> tuple[list, dict]:
+    """The rows to run (requested ones, or the default ones whose framework is here)."""
+    from harness.rows import DEFAULT_ROWS
+
+    names = list(requested or DEFAULT_ROWS)
+    reasons = {n: unavailable_reason(n) for n in names}
+    return [n for n in names if not reasons[n]], {n: r for n, r in reasons.items() if r}
