@@ -179,6 +179,20 @@ def one_ulp_perturbations(params0: dict, seed: int, directions: int = ENVELOPE_D
     return out
 
 
+def perturbed_start_batch(params0: dict, seed: int) -> dict:
+    """``one_ulp_perturbations`` stacked along a leading axis: one batch to train (with
+    ``nudge_seed``) as the envelope's runs."""
+    starts = one_ulp_perturbations(params0, seed)
+    return {k: np.stack([p[k] for p in starts]) for k in params0}
+
+
+def runs_of_batch(batch) -> list:
+    """A batched trajectory (records, runs, …) as one trajectory-like object per run."""
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(params=batch.params[:, i], loss=batch.loss[:, i]) for i in range(batch.params.shape[1])]
+
+
 def perturbation_envelope(reference, perturbed: list) -> np.ndarray:
     """Per record, the largest gap (|Δθ| or |Δloss|) between the reference run and any
     perturbed run, made non-decreasing over epochs (records on the first axis; a batch

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.agreement import K_ENVELOPE, compare_all, one_ulp_perturbations, perturbation_envelope
+from harness.agreement import K_ENVELOPE, compare_all, perturbation_envelope, perturbed_start_batch, runs_of_batch
 from harness.flavors import solved_from
 from harness.rows import EXPECTED_COST, ROWS, Workers, expected_gap, run_row, unavailable_reason
 from harness.run import explain_gap
@@ -37,8 +37,7 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
             if ROWS[row].implements(cfg):
                 tasks.append(((name, row), run_row, (row, cfg, params0, 1, device)))
         if names[0] == "numpy":
-            starts = one_ulp_perturbations(params0, cfg.seed)
-            batch = {k: np.stack([p[k] for p in starts]) for k in params0}
+            batch = perturbed_start_batch(params0, cfg.seed)
             tasks.append(((name, "perturbed"), run_row, ("numpy", cfg, batch, 1, "cpu", None, False, cfg.seed)))
     tasks.sort(key=lambda task: -EXPECTED_COST.get(task[0][1], 4))  # the slowest rows first
     runs, skipped = {}, {}
@@ -64,11 +63,7 @@ def summarize_optimizer(cfg: Config, names: list, runs: dict) -> dict:
     perturbed = runs.get((name, "perturbed"))
     envelope = None
     if perturbed is not None and "numpy" in trajectories:
-        from types import SimpleNamespace
-
-        envelope = perturbation_envelope(trajectories["numpy"], [
-            SimpleNamespace(params=perturbed.params[:, i], loss=perturbed.loss[:, i])
-            for i in range(perturbed.params.shape[1])])
+        envelope = perturbation_envelope(trajectories["numpy"], runs_of_batch(perturbed))
     pairs = []
     for agreement in compare_all(trajectories, cfg.dtype, envelope):
         pair = agreement.to_dict()

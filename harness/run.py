@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 
-from harness.agreement import (compare_all, gaps_per_record, one_ulp_perturbations, perturbation_envelope)
+from harness.agreement import compare_all, gaps_per_record, perturbation_envelope, perturbed_start_batch, runs_of_batch
 from harness.diagnosis import diagnosis, first_divergence, lockstep_summary
 from harness.lockstep import first_failing, lockstep_row, states_from_history
 from harness.rows import EXPECTED_COST, ROWS, Workers, expected_gap, run_row
@@ -43,8 +42,7 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
     with_numpy = "numpy" in names
     tasks = [(n, run_row, (n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
     if with_numpy:  # the perturbed runs train as one batch: one task, ~1.2× one run
-        starts = one_ulp_perturbations(params0, cfg.seed)
-        batch = {k: np.stack([p[k] for p in starts]) for k in params0}
+        batch = perturbed_start_batch(params0, cfg.seed)
         tasks.append((("perturbed",), run_row, ("numpy", cfg, batch, 1, "cpu", faults.get("numpy"), False, cfg.seed)))
     trajectories, perturbed, skipped, lockstep = {}, [], {}, {}
     lockstep_seconds = 0.0
@@ -57,8 +55,7 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
                     skipped[key] = result
                     progress(f"notice: skipping: {result}")
             elif isinstance(key, tuple) and key[0] == "perturbed":
-                perturbed = [SimpleNamespace(params=result.params[:, i], loss=result.loss[:, i])
-                             for i in range(result.params.shape[1])]
+                perturbed = runs_of_batch(result)
             elif isinstance(key, tuple):  # ("lockstep", row)
                 lockstep[key[1]] = result
                 lockstep_seconds += result["seconds"]
