@@ -31,15 +31,32 @@ is the whole trajectory. A backend that compiles fills ``timings`` with
 
 Frameworks are imported only when a backend is loaded (``load``), so a missing one
 costs nothing until it is asked for.
+
+A plug-in backend (``compare.py --backend-file FILE.py``, ``load_file``) must define
+REQUIRED; what it leaves out of the rest is filled in from those (``complete``): cpu
+only, the optimizer's state from ``UPDATES``, and a readable training loop over
+``train_step``. Its ``UPDATES`` may hold only some optimizers: the row runs those.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# What every backend module defines; a plug-in must define REQUIRED, the rest of
+# INTERFACE is filled in when it does not.
+REQUIRED = ("NAME", "to_backend", "to_numpy", "forward", "loss_and_grads", "UPDATES")
+INTERFACE = REQUIRED + ("GRADIENT_SOURCE", "sqrt", "check_device", "optimizer_init", "optimizer_step", "train_step",
+                        "train")
 
 MODULES = {
     "numpy": "backends.numpy_backend",
     "jax": "backends.jax_backend",
     "torch": "backends.torch_backend",
+    "octave": "backends.octave_backend",
 }
 
 
@@ -47,8 +64,15 @@ class BackendUnavailable(ImportError):
     """The framework a backend needs is not installed (or fails to import)."""
 
 
+class PluginError(ValueError):
+    """A plug-in backend file that cannot be used; the message is one line."""
+
+
 def load(name: str):
-    """Import backend ``name``; :class:`BackendUnavailable` names what is missing."""
+    """Import backend ``name`` ("file:PATH" for a plug-in); :class:`BackendUnavailable`
+    names what is missing."""
+    if name.startswith("file:"):
+        return load_file(name[len("file:"):])
     try:
         return importlib.import_module(MODULES[name])
     except ImportError as exc:
@@ -56,3 +80,87 @@ def load(name: str):
         if missing.split(".")[0] in ("backends", "reference", "harness"):
             raise  # our own code is broken: that is a bug, not a missing framework
         raise BackendUnavailable(f"{name} backend unavailable: cannot import {missing}") from exc
+
+
+def load_file(path) -> object:
+    """A plug-in backend from a Python file, checked and completed (module doc). The same
+    file loads once per process."""
+    path = Path(path).resolve()
+    key = f"backend_plugin_{abs(hash(str(path)))}"
+    if key in sys.modules:
+        return sys.modules[key]
+    if not path.is_file():
+        raise PluginError(f"{path}: no such file")
+    spec = importlib.util.spec_from_file_location(key, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a plug-in is anyone's code: any failure is its own, in one line
+        raise PluginError(f"{path}: importing it failed: {exc.__class__.__name__}: {exc}") from None
+    missing = [name for name in REQUIRED if not hasattr(module, name)]
+    if missing:
+        raise PluginError(f"{path}: missing {', '.join(missing)} (a backend defines {', '.join(REQUIRED)})")
+    if not isinstance(module.UPDATES, dict) or not module.UPDATES:
+        raise PluginError(f"{path}: UPDATES must map optimizer names to update rules")
+    from reference.optimizers import OPTIMIZERS
+
+    unknown = [name for name in module.UPDATES if name not in OPTIMIZERS]
+    if unknown:
+        raise PluginError(f"{path}: UPDATES names unknown optimizer {unknown[0]!r} (known: {', '.join(OPTIMIZERS)})")
+    complete(module)
+    sys.modules[key] = module
+    return module
+
+
+def complete(module) -> None:
+    """Fill in the optional part of the interface from the required one."""
+    from reference import optimizers
+    from reference.spec import PARAM_NAMES
+
+    def check_device(device: str) -> None:
+        if device != "cpu":
+            raise RuntimeError(f"the {module.NAME} backend runs on the cpu only, not {device!r}")
+
+    def optimizer_init(params, cfg):
+        spec = optimizers.OPTIMIZERS[cfg.optimizer]
+        slots = {s: {k: module.to_backend(np.full(np.shape(module.to_numpy(params[k])),
+                                                  optimizers.initial_slot(cfg.optimizer, s, cfg)), cfg.dtype)
+                     for k in PARAM_NAMES} for s in spec.state_slots}
+        return optimizers.OptimizerState(slots=slots, t=0)
+
+    def optimizer_step(params, grads, state, cfg):
+        return optimizers.apply_update(module.UPDATES[cfg.optimizer], params, grads, state, cfg)
+
+    def train_step(params, state, X, y, cfg):
+        loss, grads = module.loss_and_grads(params, X, y, cfg.grad)
+        params, state = module.optimizer_step(params, grads, state, cfg)
+        return params, state, loss
+
+    defaults = {"GRADIENT_SOURCE": "its own gradients", "sqrt": np.sqrt, "check_device": check_device,
+                "optimizer_init": optimizer_init, "optimizer_step": optimizer_step, "train_step": train_step,
+                "train": readable_train(module)}
+    for name, value in defaults.items():
+        if not hasattr(module, name):
+            setattr(module, name, value)
+
+
+def readable_train(module):
+    """A training loop over the backend's readable ``train_step``, recording what ``train``
+    records (for plug-ins without a fast loop, and for faults that a fast loop would
+    inline away)."""
+    from reference.spec import PARAM_NAMES, checkpoint_epochs, flatten_params, xor_data
+
+    def train(cfg, params0, every: int = 1, device: str = "cpu", timings=None, states=None):
+        X, y = (module.to_backend(a) for a in xor_data(cfg.dtype))
+        params = {k: module.to_backend(params0[k], cfg.dtype) for k in PARAM_NAMES}
+        state = module.optimizer_init(params, cfg)
+        kept = set(checkpoint_epochs(cfg.epochs, every).tolist())
+        losses, history = [], [flatten_params(params0).astype(cfg.dtype)]
+        for t in range(1, cfg.epochs + 1):
+            params, state, loss = module.train_step(params, state, X, y, cfg)
+            if t in kept:
+                losses.append(np.asarray(module.to_numpy(loss), dtype=cfg.dtype))
+                history.append(flatten_params({k: module.to_numpy(params[k]) for k in PARAM_NAMES}).astype(cfg.dtype))
+        return np.array(losses), np.array(history)
+
+    return train

@@ -197,6 +197,13 @@ def run_parser() -> argparse.ArgumentParser:
                         help="plant a fault in one row (numpy, jax or torch) to see the harness catch it; faults: "
                         + ", ".join(FAULTS) + " (repeatable, one per row; each fault belongs to the optimizers "
                         "it names, Adam's to adam, the two gradient faults to every optimizer)")
+    parser.add_argument("--backend-file", action="append", metavar="FILE.py",
+                        help="add a row from your own backend module (the interface in the README; an example in "
+                        "examples/plugin_backend.py), run like the built-in rows, lockstep included (repeatable)")
+    parser.add_argument("--external", action="append", metavar="NAME=FILE",
+                        help="add a row read from a trajectory file another program wrote (CSV: one line per epoch, "
+                        "the loss then the 4H+1 parameters W1, b1, W2, b2 row by row; or npz with loss and params); "
+                        "start it from compare.py init (repeatable)")
     parser.add_argument("--replay-dir", default=".", metavar="DIR",
                         help="where a failing pair's replay file goes (default: the current folder)")
     return parser
@@ -286,7 +293,9 @@ def default_run(argv) -> int:
     cfg = config_from(args, parser)
     outputs = check_outputs(parser, args, folders=("plot", "replay_dir"))
     names, skipped = select_rows(args.backends, parser, args.device, cfg)
+    names += load_plugins(args.backend_file, names, cfg, args.device, parser)
     faults = parse_faults(args.inject, names, cfg, parser)
+    externals = load_externals(args.external, names, cfg, parser)
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)
 
@@ -294,7 +303,7 @@ def default_run(argv) -> int:
     from harness.report import render, results_dict
     from harness.run import run_default, stderr_progress
 
-    results = run_default(cfg, names, args.device, args.jobs, faults, progress=stderr_progress)
+    results = run_default(cfg, names, args.device, args.jobs, faults, progress=stderr_progress, externals=externals)
     if args.backends and results.skipped:
         print(f"compare.py: error: {next(iter(results.skipped.values()))}", file=sys.stderr)
         return EXIT_USAGE
@@ -312,6 +321,53 @@ def default_run(argv) -> int:
     if failed is not None:
         return failed
     return EXIT_AGREE if results.passed else EXIT_DISAGREE
+
+
+def load_plugins(paths, names, cfg: Config, device: str, parser) -> list:
+    """--backend-file values registered as rows (their NAMEs); a file that cannot be a
+    backend, or does not implement the run's optimizer, is a usage error."""
+    import backends
+    from harness.rows import device_problem, register_plugin
+
+    added = []
+    for path in paths or []:
+        try:
+            row = register_plugin(path)
+        except backends.PluginError as exc:
+            parser.error(f"argument --backend-file: {exc}")
+        if row.name in names or row.name in added:
+            parser.error(f"argument --backend-file: {path}: NAME {row.name!r} is taken by another row")
+        if not row.implements(cfg):
+            parser.error(f"argument --backend-file: {path}: its UPDATES have {', '.join(row.optimizers)}"
+                         + ("" if cfg.optimizer in row.optimizers else f", not {cfg.optimizer}")
+                         + ("" if cfg.optimizer != "adam" or cfg.adam in row.forms else f" (Adam form {cfg.adam})"))
+        problem = device_problem(row.name, device)
+        if problem:
+            parser.error(problem)
+        added.append(row.name)
+    return added
+
+
+def load_externals(specs, names, cfg: Config, parser) -> dict:
+    """--external NAME=FILE values as validated trajectories, before any training; a bad
+    one is a usage error naming the file, the line and the problem."""
+    from harness.exchange import ExternalError, load_external, reference_first_step
+    from harness.rows import register_external
+
+    externals = {}
+    for spec in specs or []:
+        name, sep, path = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or not path:
+            parser.error(f"argument --external: expected NAME=FILE, got {spec!r}")
+        if name in names or name in externals or (name in ROWS and ROWS[name].kind != "external"):
+            parser.error(f"argument --external: the name {name!r} is taken by another row")
+        try:
+            externals[name] = load_external(name, path, cfg, reference_first_step(cfg))
+        except ExternalError as exc:
+            parser.error(f"argument --external: {exc}")
+        register_external(name, path)
+    return externals
 
 
 def write_replays(results, folder, env) -> dict:
@@ -408,6 +464,10 @@ def sweep(argv) -> int:
     cfg = config_from(args, parser)
     outputs = check_outputs(parser, args, files=("json",), folders=("plot",))
     names, skipped = select_rows(args.backends, parser, args.device, cfg)
+    single = [n for n in names if not ROWS[n].batched]
+    if args.backends and single:
+        parser.error(f"row {single[0]} trains one run at a time: the sweep needs rows that train a batch")
+    names = [n for n in names if n not in single]
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)
 
@@ -524,6 +584,7 @@ def replay(argv) -> int:
     except ReplayError as exc:
         parser.error(str(exc))
     names, skipped = select_rows(args.backends, parser, cfg=record["config"])
+    names = [n for n in names if ROWS[n].lockstep]  # the step is run again: rows that can step from a state
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)
     from harness.lockstep import lockstep_row
@@ -623,8 +684,42 @@ def lineage(argv) -> int:
     return EXIT_AGREE if result["passed"] else EXIT_DISAGREE
 
 
+def init(argv) -> int:
+    parser = argparse.ArgumentParser(
+        prog="compare.py init",
+        description="Write the exact initial state every row starts from (W1, b1, W2, b2 with their shapes, the flat "
+        "vector in the documented order, the XOR data and the config) for a program in any language.",
+        epilog="formats: json (numbers that read back to the same float64), csv (section,name,row,col,value per line), "
+        "npz (arrays W1, b1, W2, b2, flat, X, y, config). exit status: 0 written, 2 bad usage",
+    )
+    add_problem_options(parser)
+    add_adam_options(parser)
+    parser.add_argument("--format", choices=("json", "csv", "npz"), default=None,
+                        help="file format (default: from the --out suffix)")
+    parser.add_argument("--out", metavar="FILE", required=True, help="where to write it")
+    args = parser.parse_args(argv)
+    cfg = config_from(args, parser)
+    fmt = args.format or {".json": "json", ".csv": "csv", ".npz": "npz"}.get(os.path.splitext(args.out)[1].lower())
+    if fmt is None:
+        parser.error("argument --format: give one (json, csv or npz) or an --out name ending in .json, .csv or .npz")
+    try:
+        path = check_writable_file(args.out)
+    except OutputError as exc:
+        parser.error(str(exc))
+    from harness.exchange import write_init
+
+    try:
+        write_init(path, cfg, fmt)
+    except OSError as exc:
+        print(f"compare.py init: error: cannot write {path}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote the initial state for seed {cfg.seed}, hidden {cfg.hidden} ({fmt}) to {path}")
+    return EXIT_AGREE
+
+
 # subcommand name -> function(argv) -> exit status; later issues add theirs here
-COMMANDS = {"bench": bench, "sweep": sweep, "grads": grads, "replay": replay, "flavors": flavors, "lineage": lineage}
+COMMANDS = {"bench": bench, "sweep": sweep, "grads": grads, "replay": replay, "flavors": flavors, "lineage": lineage,
+            "init": init}
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 import backends
-from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, checkpoint_epochs, flatten_params, xor_data
+from reference.spec import GRAD_SCALE, Config
 
 INJECTABLE_ROWS = ("numpy", "jax", "torch")
 
@@ -111,6 +111,19 @@ def _maximum(module):
     return np.maximum
 
 
+def _moments(module, g, m, v, cfg):
+    """Adam's moments through the backend's own function where it has one (plug-ins may not)."""
+    if hasattr(module, "adam_moments"):
+        return module.adam_moments(g, m, v, cfg)
+    return cfg.beta1 * m + (1.0 - cfg.beta1) * g, cfg.beta2 * v + (1.0 - cfg.beta2) * (g * g)
+
+
+def _bias_corrections(module, t, cfg, like):
+    if hasattr(module, "bias_corrections"):
+        return module.bias_corrections(t, cfg, like)
+    return 1.0 - cfg.beta1**t, 1.0 - cfg.beta2**t
+
+
 def _wrong_rule(optimizer: str, kind: str):
     """A mistake in one optimizer's rule, written with the backend's own sqrt (and
     maximum): the factory replaces that entry of the backend's UPDATES."""
@@ -137,13 +150,13 @@ def _wrong_rule(optimizer: str, kind: str):
 
         def adamw(g, slots, theta, t, cfg):  # L2 in the gradient (coupled), not decoupled decay
             g = g + cfg.weight_decay * theta
-            m, v = module.adam_moments(g, slots["m"], slots["v"], cfg)
-            bc1, bc2 = module.bias_corrections(t, cfg, m)
+            m, v = _moments(module, g, slots["m"], slots["v"], cfg)
+            bc1, bc2 = _bias_corrections(module, t, cfg, m)
             return cfg.lr * (m / bc1) / (sqrt(v / bc2) + cfg.eps), {"m": m, "v": v}
 
         def amsgrad(g, slots, theta, t, cfg):  # the maximum of the bias-corrected v̂ (optax's)
-            m, v = module.adam_moments(g, slots["m"], slots["v"], cfg)
-            bc1, bc2 = module.bias_corrections(t, cfg, m)
+            m, v = _moments(module, g, slots["m"], slots["v"], cfg)
+            bc1, bc2 = _bias_corrections(module, t, cfg, m)
             vmax = _maximum(module)(slots["vmax"], v / bc2)
             return cfg.lr * (m / bc1) / (sqrt(vmax) + cfg.eps), {"m": m, "v": v, "vmax": vmax}
 
@@ -193,8 +206,15 @@ def problem(row: str, fault: str, cfg: Config) -> str | None:
     """Why ``fault`` cannot be planted in ``row`` for this run, or None."""
     if fault not in FAULTS:
         return f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})"
-    if row not in INJECTABLE_ROWS:
-        return f"row {row!r} does not take injected faults (only {', '.join(INJECTABLE_ROWS)}: the others are libraries)"
+    from harness.rows import ROWS
+
+    plugin = row in ROWS and ROWS[row].kind == "plug-in"
+    if row not in INJECTABLE_ROWS and not plugin:
+        return (f"row {row!r} does not take injected faults (only {', '.join(INJECTABLE_ROWS)} and plug-ins: the others "
+                "are libraries or files)")
+    if plugin and fault not in PLUGIN_FAULTS:
+        return (f"a plug-in row takes the faults its interface allows: {', '.join(PLUGIN_FAULTS)} (the others swap "
+                "functions only the built-in backends define)")
     if fault == "float32-moments" and cfg.dtype != "float64":
         return "float32-moments needs --dtype float64"
     if cfg.optimizer not in FAULT_OPTIMIZERS.get(fault, (cfg.optimizer,)):
@@ -203,23 +223,10 @@ def problem(row: str, fault: str, cfg: Config) -> str | None:
     return None
 
 
-def readable_train(module):
-    """A training loop over the backend's readable ``train_step`` (for backends whose
-    fast loop inlines what a fault replaces)."""
-    def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings=None, states=None):
-        X, y = (module.to_backend(a) for a in xor_data(cfg.dtype))
-        params = {k: module.to_backend(params0[k], cfg.dtype) for k in PARAM_NAMES}
-        state = module.optimizer_init(params, cfg)
-        kept = set(checkpoint_epochs(cfg.epochs, every).tolist())
-        losses, history = [], [flatten_params(params0).astype(cfg.dtype)]
-        for t in range(1, cfg.epochs + 1):
-            params, state, loss = module.train_step(params, state, X, y, cfg)
-            if t in kept:
-                losses.append(np.asarray(module.to_numpy(loss), dtype=cfg.dtype))
-                history.append(flatten_params({k: module.to_numpy(params[k]) for k in PARAM_NAMES}).astype(cfg.dtype))
-        return np.array(losses), np.array(history)
-
-    return train
+# Faults that need only the plug-in interface: the gradient's scale (loss_and_grads) and
+# the optimizer rules (an entry of UPDATES, written with the module's sqrt).
+PLUGIN_FAULTS = ("grad-missing-2-over-n", "nesterov-without-lookahead", "momentum-dampened", "rmsprop-eps-inside-sqrt",
+                 "adadelta-no-eps-in-numerator", "adamw-coupled-decay", "amsgrad-max-of-vhat")
 
 
 @contextlib.contextmanager
@@ -230,8 +237,8 @@ def injected(backend: str, fault: str | None):
         return
     module = backends.load(backend)
     patches = {name: factory(module, getattr(module, name)) for name, factory in _patches(module, fault).items()}
-    if backend == "torch":  # its fast loop inlines Adam: train through train_step instead
-        patches["train"] = readable_train(module)
+    if backend != "numpy" and backend != "jax":  # a fast loop may inline the faulty part: train_step instead
+        patches["train"] = backends.readable_train(module)
     saved = {name: getattr(module, name) for name in patches}
     try:
         for name, replacement in patches.items():

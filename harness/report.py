@@ -66,6 +66,13 @@ def optimizer_line(cfg: Config) -> str:
     return f"{title}: {hyper}"
 
 
+def _no_lockstep_reason(name: str) -> str:
+    kind = ROWS[name].kind if name in ROWS else ""
+    if kind == "external":
+        return "another program's trajectory, read from a file: it cannot step from a given state"
+    return "its framework cannot step from a given state" if not ROWS[name].lockstep else "not run"
+
+
 def _fmt(x: float, spec: str = ".2e") -> str:
     return format(x, spec) if math.isfinite(x) else str(x)
 
@@ -89,7 +96,7 @@ def render(results, replay_paths: dict | None = None) -> str:
         shown = " ".join(_fmt(p, ".4f") for p in outputs)
         lines.append(
             f"{name:<12} {ROWS[name].describe(cfg):<{width}} {_fmt(float(traj.loss[-1]), '.4e'):>10}  "
-            f"{shown:<27} {'yes' if solves_xor(outputs) else 'NO':<6} {traj.us_per_epoch:9.1f}"
+            f"{shown:<27} {'yes' if solves_xor(outputs) else 'NO':<6} {_fmt(traj.us_per_epoch, '9.1f'):>9}"
         )
     if not results.pairs:
         return "\n".join(lines)
@@ -124,6 +131,10 @@ def render(results, replay_paths: dict | None = None) -> str:
             index = f"[{', '.join(map(str, worst.index))}]" if worst.index else ""
             where.append(f"{name} {worst.phase} at epoch {worst.epoch}, {worst.tensor}{index}")
         lines.append("worst: " + "; ".join(where))
+
+    without = [n for n in trajectories if n != "numpy" and n not in results.lockstep]
+    if "numpy" in trajectories and without:
+        lines += ["", "no lockstep for " + "; ".join(f"{n} ({_no_lockstep_reason(n)})" for n in without)]
     failed = [p for p in results.pairs if not p["passed"] and not p.get("explained")]
     lines.append("")
     for p in results.pairs:
@@ -135,8 +146,10 @@ def render(results, replay_paths: dict | None = None) -> str:
         unchecked = [p["b"] for p in judged if "lockstep_max_ulp" not in p]
         if not unchecked:
             lockstep_note = "lockstep at rounding level"
-        elif len(unchecked) == len(judged):
+        elif "numpy" not in trajectories:
             lockstep_note = "no lockstep: it needs the numpy row"
+        elif len(unchecked) == len(judged):
+            lockstep_note = f"no lockstep for {', '.join(unchecked)}"
         else:
             lockstep_note = f"lockstep at rounding level; none for {', '.join(unchecked)}"
         explained = [p["b"] for p in results.pairs if p.get("explained")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import multiprocessing
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import numpy as np
 
 import backends
 from reference.optimizers import LIBRARY_GAPS, OPTAX, OPTIMIZERS, TORCH_OPTIM
-from reference.spec import ADAM_FORMS, Config, initial_params
+from reference.spec import ADAM_FORMS, DTYPES, Config, initial_params
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,18 @@ class Row:
     lockstep: bool = True   # whether it can step from a given state (lockstep, replay)
     optimizers: tuple = tuple(OPTIMIZERS)  # the optimizers (Config.optimizer) it implements
     library: dict | None = None  # optimizer -> the library call, for library rows
+    program: str | None = None   # an executable the row runs, looked up on PATH
+    dtypes: tuple = DTYPES       # the dtypes it computes in
+    batched: bool = True         # whether it trains a batch of runs at once (the sweep)
 
     def implements(self, cfg: Config) -> bool:
-        return cfg.optimizer in self.optimizers and (cfg.optimizer != "adam" or cfg.adam in self.forms)
+        return (cfg.optimizer in self.optimizers and (cfg.optimizer != "adam" or cfg.adam in self.forms)
+                and cfg.dtype in self.dtypes)
 
     def describe(self, cfg: Config) -> str:
         """What the row computes for ``cfg``, for the table."""
+        if self.kind in ("external", "plug-in"):
+            return self.implementation
         if self.library is not None:
             return f"{self.implementation} + {self.library[cfg.optimizer]}"
         title = "Adam" if cfg.optimizer == "adam" else OPTIMIZERS[cfg.optimizer].title
@@ -51,9 +58,48 @@ ROWS = {
             forms=("paper",), library={k: f"optax.{v}" for k, v in OPTAX.items()}),
         Row("keras", "jax", "train_keras", "jax.value_and_grad", "library", ("jax", "keras"),
             forms=("epshat",), lockstep=False, optimizers=("adam",), library={"adam": "keras Adam"}),
+        Row("octave", "octave", "train", "MATLAB code (octave/xor_adam.m) run by GNU Octave", "external", (),
+            forms=("paper",), lockstep=False, optimizers=("adam",), program="octave-cli", dtypes=("float64",),
+            batched=False),
     )
 }
 DEFAULT_ROWS = ("numpy", "jax", "torch", "torch.optim", "optax")  # the paper form's rows
+
+
+def register_plugin(path) -> Row:
+    """A row for the plug-in backend in ``path`` (``compare.py --backend-file``), named by
+    its NAME; :class:`backends.PluginError` when the file cannot be one."""
+    from pathlib import Path
+
+    module = backends.load_file(path)
+    name = str(module.NAME)
+    resolved = str(Path(path).resolve())
+    if name in ROWS and ROWS[name].backend != f"file:{resolved}":
+        raise backends.PluginError(f"{path}: NAME {name!r} is taken by another row")
+    row = Row(name, f"file:{resolved}", "train", f"plug-in {Path(path).name}: {module.GRADIENT_SOURCE}", "plug-in",
+              forms=tuple(getattr(module, "ADAM_FORMS", ("paper",))), optimizers=tuple(module.UPDATES))
+    ROWS[name] = row
+    return row
+
+
+def plugin_paths(names) -> list:
+    """The files of the plug-in rows among ``names``: what a worker process must register."""
+    return [ROWS[n].backend[len("file:"):] for n in names if n in ROWS and ROWS[n].kind == "plug-in"]
+
+
+def with_plugins(paths: list, function, *args):
+    """``function(*args)`` in a process that has registered the plug-in rows first (worker
+    processes start with the built-in rows only)."""
+    for path in paths:
+        register_plugin(path)
+    return function(*args)
+
+
+def register_external(name: str, path) -> Row:
+    """A row read from a trajectory file (``compare.py --external NAME=FILE``)."""
+    row = Row(name, "external", "", f"trajectory from {path}", "external", lockstep=False)
+    ROWS[name] = row
+    return row
 
 
 def rows_for(cfg: Config) -> tuple:
@@ -102,6 +148,9 @@ def unavailable_reason(name: str) -> str | None:
             found = False
         if not found:
             return f"{name} row unavailable: {module} is not installed"
+    program = ROWS[name].program
+    if program and shutil.which(program) is None:
+        return f"{name} row unavailable: {program} is not on PATH (install GNU Octave, e.g. apt-get install octave)"
     return None
 
 
@@ -162,7 +211,7 @@ def _guarded(function, *args):
 
 
 # Longest first, so that the slowest row never starts last when rows run in parallel.
-EXPECTED_COST = {"torch.optim": 5, "torch": 4, "numpy": 3, "jax": 2, "optax": 1, "keras": 1}
+EXPECTED_COST = {"torch.optim": 5, "torch": 4, "numpy": 3, "octave": 3, "jax": 2, "optax": 1, "keras": 1}
 
 
 class Workers:

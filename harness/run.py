@@ -10,7 +10,7 @@ import numpy as np
 from harness.agreement import compare_all, gaps_per_record, perturbation_envelope, perturbed_start_batch, runs_of_batch
 from harness.diagnosis import diagnosis, first_divergence, lockstep_summary
 from harness.lockstep import first_failing, lockstep_row, states_from_history
-from harness.rows import EXPECTED_COST, ROWS, Workers, expected_gap, run_row
+from harness.rows import EXPECTED_COST, ROWS, Workers, expected_gap, plugin_paths, run_row, with_plugins
 from reference.spec import Config, initial_params
 
 
@@ -32,18 +32,26 @@ class Results:
         return all(p["passed"] or p.get("explained", False) for p in self.pairs)
 
 
-def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress=None) -> Results:
+def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress=None,
+                externals: dict | None = None) -> Results:
     """``names``' first row is the reference. Lockstep and the derived tolerance need
-    the numpy row (its states and its sensitivity); without it the fixed rule applies."""
+    the numpy row (its states and its sensitivity); without it the fixed rule applies.
+    ``externals``: rows read from trajectory files (name -> Trajectory), compared like
+    the others after them; they have no lockstep."""
     progress = progress or (lambda text: None)
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     # numpy first: its states start every other row's lockstep; then the longest rows
     ordered = sorted(names, key=lambda n: (n != "numpy", -EXPECTED_COST.get(n, 0)))
     with_numpy = "numpy" in names
-    tasks = [(n, run_row, (n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
+    plugins = plugin_paths(names)
+
+    def task(key, function, *args):  # worker processes must register the plug-in rows first
+        return (key, with_plugins, (plugins, function, *args)) if plugins else (key, function, args)
+
+    tasks = [task(n, run_row, n, cfg, params0, 1, device, faults.get(n), n == "numpy") for n in ordered]
     if with_numpy:  # the perturbed runs train as one batch: one task, ~1.2× one run
         batch = perturbed_start_batch(params0, cfg.seed)
-        tasks.append((("perturbed",), run_row, ("numpy", cfg, batch, 1, "cpu", faults.get("numpy"), False, cfg.seed)))
+        tasks.append(task(("perturbed",), run_row, "numpy", cfg, batch, 1, "cpu", faults.get("numpy"), False, cfg.seed))
     trajectories, perturbed, skipped, lockstep = {}, [], {}, {}
     lockstep_seconds = 0.0
     with Workers(min(jobs, len(tasks))) as workers:
@@ -67,9 +75,10 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
                     states = states_from_history(cfg, result.params, result.states)
                     for other in ordered:
                         if other != "numpy" and ROWS[other].lockstep:
-                            workers.submit(("lockstep", other), lockstep_row, other, cfg, states, faults)
+                            key, function, args = task(("lockstep", other), lockstep_row, other, cfg, states, faults)
+                            workers.submit(key, function, *args)
     lockstep = {n: lockstep[n] for n in ordered if n in lockstep and n in trajectories}
-    trajectories = {n: trajectories[n] for n in names if n in trajectories}
+    trajectories = {n: trajectories[n] for n in names if n in trajectories} | dict(externals or {})
     envelope = perturbation_envelope(trajectories["numpy"], perturbed) if perturbed and names[0] == "numpy" else None
     agreements = compare_all(trajectories, cfg.dtype, envelope)
     results = Results(cfg, trajectories, agreements, envelope, lockstep, faults, skipped,
