@@ -355,15 +355,16 @@ def load_externals(specs, names, cfg: Config, parser) -> dict:
     from harness.rows import register_external
 
     externals = {}
+    first_step = reference_first_step(cfg) if specs else None
     for spec in specs or []:
         name, sep, path = spec.partition("=")
         name = name.strip()
         if not sep or not name or not path:
             parser.error(f"argument --external: expected NAME=FILE, got {spec!r}")
-        if name in names or name in externals or (name in ROWS and ROWS[name].kind != "external"):
+        if name in names or name in externals or name in ROWS:
             parser.error(f"argument --external: the name {name!r} is taken by another row")
         try:
-            externals[name] = load_external(name, path, cfg, reference_first_step(cfg))
+            externals[name] = load_external(name, path, cfg, first_step)
         except ExternalError as exc:
             parser.error(f"argument --external: {exc}")
         register_external(name, path)

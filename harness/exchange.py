@@ -170,11 +170,12 @@ def validate_trajectory(path, loss, params, lines, cfg: Config, first_step: floa
     if params.shape[1] != n:
         raise ExternalError(f"{path}: {where} {lines[0]}: {params.shape[1] + 1} columns, expected {n + 1} "
                             f"(the loss, then the {n} parameters {ORDER} for hidden={cfg.hidden})")
-    bad = ~np.isfinite(np.column_stack([loss, params]))
+    table = np.column_stack([loss, params])
+    bad = ~np.isfinite(table)
     if bad.any():
         i, column = np.argwhere(bad)[0]
-        raise ExternalError(f"{path}: {where} {lines[i]}, column {column + 1}: {'NaN' if math.isnan(np.column_stack([loss, params])[i, column]) else 'infinite'} "
-                            "where a finite number is expected")
+        what = "NaN" if math.isnan(table[i, column]) else "infinite"
+        raise ExternalError(f"{path}: {where} {lines[i]}, column {column + 1}: {what} where a finite number is expected")
     if loss.shape[0] < cfg.epochs:
         raise ExternalError(f"{path}: {loss.shape[0]} epochs, fewer than the {cfg.epochs} asked (--epochs)")
     if loss.shape[0] > cfg.epochs:

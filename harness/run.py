@@ -75,8 +75,7 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
                     states = states_from_history(cfg, result.params, result.states)
                     for other in ordered:
                         if other != "numpy" and ROWS[other].lockstep:
-                            key, function, args = task(("lockstep", other), lockstep_row, other, cfg, states, faults)
-                            workers.submit(key, function, *args)
+                            workers.submit(*_flat(task(("lockstep", other), lockstep_row, other, cfg, states, faults)))
     lockstep = {n: lockstep[n] for n in ordered if n in lockstep and n in trajectories}
     trajectories = {n: trajectories[n] for n in names if n in trajectories} | dict(externals or {})
     envelope = perturbation_envelope(trajectories["numpy"], perturbed) if perturbed and names[0] == "numpy" else None
@@ -102,6 +101,12 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
         entry["_gap"] = gaps_per_record(a, b)[2]
         results.pairs.append(entry)
     return results
+
+
+def _flat(task: tuple) -> tuple:
+    """(key, function, args) as Workers.submit's arguments."""
+    key, function, args = task
+    return (key, function, *args)
 
 
 def explain_gap(gap: tuple, passed: bool, errors: dict | None) -> dict:
