@@ -575,6 +575,8 @@ def replay(argv) -> int:
     parser.add_argument("file", help="a replay .npz written by python compare.py when a pair failed")
     parser.add_argument("--backends", type=row_list, default=None, metavar="ROWS",
                         help="rows to run the step in (default: all installed)")
+    parser.add_argument("--backend-file", action="append", metavar="FILE.py",
+                        help="run the step in your own backend module too (as in the default run; repeatable)")
     parser.add_argument("--json", metavar="FILE", help="write the phase-by-phase errors as JSON")
     args = parser.parse_args(argv)
     outputs = check_outputs(parser, args, files=("json",), folders=())
@@ -585,6 +587,7 @@ def replay(argv) -> int:
     except ReplayError as exc:
         parser.error(str(exc))
     names, skipped = select_rows(args.backends, parser, cfg=record["config"])
+    names += load_plugins(args.backend_file, names, record["config"], "cpu", parser)
     names = [n for n in names if ROWS[n].lockstep]  # the step is run again: rows that can step from a state
     for reason in skipped.values():
         print(f"notice: skipping: {reason}", file=sys.stderr)

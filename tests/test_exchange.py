@@ -175,6 +175,16 @@ def test_the_example_plug_in_runs_as_a_full_row(tmp_path):
     assert set(pairs["example"]["lockstep"]) == {"forward", "loss", "grads", "m", "v", "update", "params"}
 
 
+def test_a_plug_in_rows_divergence_replays_in_the_plug_in(tmp_path):
+    failing = run_cli("--backends", "numpy", "--epochs", "50", "--backend-file", str(EXAMPLE),
+                      "--inject", "example:grad-missing-2-over-n", "--replay-dir", str(tmp_path))
+    assert failing.returncode == 1
+    replay_file = tmp_path / "replay_example_epoch1.npz"
+    again = run_cli("replay", str(replay_file), "--backends", "numpy,jax", "--backend-file", str(EXAMPLE))
+    assert again.returncode == 1 and "example: first differs in grads" in again.stdout
+    assert "\njax " in again.stdout  # the built-in rows step like numpy
+
+
 def test_a_fault_planted_in_the_plug_in_is_caught_in_its_phase():
     from harness.rows import register_plugin
 
