@@ -60,7 +60,7 @@ def test_torch_adamw_drift_is_the_rounded_decay_factor():
     factor rounded first) reproduces torch.optim 400× closer than the spec does."""
     from fractions import Fraction
 
-    cfg = Config(optimizer="adamw")
+    cfg = Config(optimizer="adamw", epochs=10000)  # the gap grows linearly: 1.6e-12 by then, 2.6e-12 at 20000
     results = run_default(cfg, ["numpy", "torch.optim"], "cpu", 1, {})
     (pair,) = results.pairs
     assert pair["expected"] and pair["lockstep_passed"] and results.passed
@@ -69,7 +69,8 @@ def test_torch_adamw_drift_is_the_rounded_decay_factor():
     assert bias == pytest.approx(4.55e-17, rel=0.01)
     numpy_row, torch_row = results.trajectories["numpy"], results.trajectories["torch.optim"]
     # Without training's response, each step leaves θ_t·bias behind: Σ_t θ_t·bias. Training
-    # pulls part of it back (measured: 17-38% remains at seed 0), never flips its sign.
+    # pulls part of it back (measured at seed 0: 28-55% remains at 10000 epochs, 17-38% at
+    # 20000), never flips its sign.
     predicted = bias * numpy_row.params[:-1].sum(axis=0)
     measured = torch_row.params[-1] - numpy_row.params[-1]
     big = np.abs(predicted) > 0.3 * np.abs(predicted).max()

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from harness.rows import DEFAULT_ROWS, unavailable_reason
@@ -43,7 +43,7 @@ def test_correct_rows_never_disagree(seed, lr, hidden, dtype):
 
 
 @pytest.mark.skipif(len(AVAILABLE) < 2 or "numpy" not in AVAILABLE, reason="needs numpy and another row")
-@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", 8)))
+@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", 6)))
 @given(
     optimizer=st.sampled_from(list(OPTIMIZERS)),
     seed=st.integers(0, 2**32 - 1),
@@ -51,6 +51,10 @@ def test_correct_rows_never_disagree(seed, lr, hidden, dtype):
     hidden=st.integers(1, 8),
     dtype=st.sampled_from(["float64", "float32"]),
 )
+# Found by this property: a per-step envelope was needed for RMSprop (harness/agreement.py);
+# optax's AdaGrad ε in float32 sits below a ULP per step and shows only as drift (harness/run.py).
+@example(optimizer="rmsprop", seed=138, lr_scale=2.0, hidden=1, dtype="float64")
+@example(optimizer="adagrad", seed=5, lr_scale=2.0, hidden=5, dtype="float32")
 def test_no_optimizer_raises_a_false_alarm(optimizer, seed, lr_scale, hidden, dtype):
     """The same property for every optimizer, its learning rate 0.1× to 10× its default:
     pairs agree, and a pair that differs is exactly a known library gap."""
