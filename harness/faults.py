@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 import backends
+from reference.optimizers import OPTIMIZERS
 from reference.spec import GRAD_SCALE, Config
 
 INJECTABLE_ROWS = ("numpy", "jax", "torch")
@@ -184,7 +185,7 @@ FAULTS = {
     "adamw-coupled-decay": ("m", _wrong_rule("adamw", "coupled")),
     "amsgrad-max-of-vhat": ("vmax", _wrong_rule("amsgrad", "v-hat")),
 }
-ADAM_FAMILY = ("adam", "adamw", "amsgrad")
+ADAM_FAMILY = tuple(name for name, spec in OPTIMIZERS.items() if spec.adam_family)  # adam, adamw, amsgrad
 # fault -> the optimizers whose step it can be planted in (a gradient fault: any)
 FAULT_OPTIMIZERS = {
     "eps-inside-sqrt": ("adam",), "bias-correction-off-by-one": ("adam",), "no-bias-correction": ("adam",),
