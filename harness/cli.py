@@ -661,8 +661,9 @@ def lineage(argv) -> int:
     outputs = check_outputs(parser, args, files=("json",), folders=("plot",))
     from harness.lineage import available_rows, plot_lineage, render_lineage, run_lineage
 
-    if args.backends and any(not set(ROWS[n].optimizers) >= set(OPTIMIZERS) for n in args.backends):
-        wrong = next(n for n in args.backends if not set(ROWS[n].optimizers) >= set(OPTIMIZERS))
+    partial = [n for n in args.backends or [] if not set(ROWS[n].optimizers) >= set(OPTIMIZERS)]
+    if partial:
+        wrong = partial[0]
         parser.error(f"row {wrong} implements {'/'.join(ROWS[wrong].optimizers)} only, not the whole lineage")
     names, skipped = available_rows(args.backends)
     if args.backends and skipped:

@@ -13,7 +13,7 @@ import numpy as np
 from harness.agreement import K_ENVELOPE, compare_all, perturbation_envelope, perturbed_start_batch, runs_of_batch
 from harness.flavors import solved_from
 from harness.rows import EXPECTED_COST, ROWS, Workers, expected_gap, run_row, unavailable_reason
-from harness.run import explain_gap
+from harness.run import explain_gap, pair_accepted
 from reference.optimizers import OPTIMIZERS
 from reference.spec import Config, initial_params
 
@@ -86,24 +86,23 @@ def summarize_optimizer(cfg: Config, names: list, runs: dict) -> dict:
         "pairs": pairs,
         "expected": {p["b"]: p["expected_reason"] for p in pairs if p.get("expected")},
         "us_per_epoch": {row: t.us_per_epoch for row, t in trajectories.items()},
-        "passed": all(p["passed"] or p.get("explained", False) for p in pairs),
+        "passed": all(pair_accepted(p) for p in pairs),
     }
 
 
 def render_lineage(result: dict) -> str:
     cfg = result["config"]
     rows = result["rows"]
+    hypers = {name: ", ".join(f"{k} {v:g}" for k, v in entry["hyperparameters"].items())
+              for name, entry in result["optimizers"].items()}
+    width = max(len(h) for h in hypers.values())
     lines = [f"the optimizer lineage from the same initial weights: XOR 2-{cfg['hidden']}-1, seed {cfg['seed']}, "
              f"{cfg['epochs']} epochs, {cfg['dtype']}, each optimizer at its defaults (torch.optim's; momentum's μ 0.9)",
              f"rows: {', '.join(rows)}; agreement: free-running drift against {rows[0]} ({K_ENVELOPE:g} × the envelope of "
              "runs nudged by one ULP); lockstep: compare.py --optimizer NAME", "",
-             f"{'optimizer':<10} {'hyperparameters':<38} {'final loss':>10} {'solved from':>11} {'largest gap':>11} "
+             f"{'optimizer':<10} {'hyperparameters':<{width}} {'final loss':>10} {'solved from':>11} {'largest gap':>11} "
              f"{'margin':>7} {'rows agree':<10}  µs/epoch " + " / ".join(rows)]
     notes = []
-    hypers = {name: ", ".join(f"{k} {v:g}" for k, v in entry["hyperparameters"].items())
-              for name, entry in result["optimizers"].items()}
-    width = max(len(h) for h in hypers.values())
-    lines[-1] = lines[-1].replace(f"{'hyperparameters':<38}", f"{'hyperparameters':<{width}}")
     for name, entry in result["optimizers"].items():
         hyper = hypers[name]
         solved = "never" if entry["solved_from_epoch"] is None else str(entry["solved_from_epoch"])

@@ -79,6 +79,7 @@ def _fmt(x: float, spec: str = ".2e") -> str:
 
 def render(results, replay_paths: dict | None = None) -> str:
     from harness.diagnosis import paragraph
+    from harness.run import pair_accepted
     from harness.lockstep import K_LOCKSTEP, phases_for
 
     cfg, trajectories = results.cfg, results.trajectories
@@ -135,7 +136,7 @@ def render(results, replay_paths: dict | None = None) -> str:
     without = [n for n in trajectories if n != "numpy" and n not in results.lockstep]
     if "numpy" in trajectories and without:
         lines += ["", "no lockstep for " + "; ".join(f"{n} ({_no_lockstep_reason(n)})" for n in without)]
-    failed = [p for p in results.pairs if not p["passed"] and not p.get("explained")]
+    failed = [p for p in results.pairs if not pair_accepted(p)]
     lines.append("")
     for p in results.pairs:
         if p.get("expected"):
