@@ -1,6 +1,8 @@
-"""One module per framework, each exporting the same small set of pure functions.
+"""One module per framework, each exporting the same small set of pure functions, and
+the library rows beside their framework (torch.optim, optax, keras) and the octave runner.
 
-The interface every backend module implements (``harness.interface`` checks it):
+The interface every backend module implements (``INTERFACE``; tests/test_exchange.py
+checks that numpy, JAX and torch define all of it):
 
     NAME, GRADIENT_SOURCE               strings for reports
     to_backend(array) / to_numpy(x)     conversion at the boundary
@@ -18,12 +20,17 @@ The interface every backend module implements (``harness.interface`` checks it):
     check_device(device)                raises RuntimeError when ``device`` is not here
     train(cfg, params0, every=1, device="cpu", timings=None)
         -> (loss (K, *batch), flat params (K + 1, *batch, n))
+    step_phases(cfg, params, slots, t) -> {phase: {name: numpy array}}: one step from each
+        of a batch of given states (numpy: params (E, r, c) per tensor, slots: name ->
+        mapping like params, t (E, 1, 1) steps taken), every phase's values (lockstep)
 
 ``params``, ``grads``, ``m`` and ``v`` are mappings W1, b1, W2, b2. Every function is
 pure and broadcasts over leading axes, so a batch of states (B, 2, H) … runs as one.
 
 ``train_step`` is the readable statement of one epoch; ``train`` is the fast loop over
-epochs that must give the same trajectory to rounding. It records the loss logged at
+epochs that must give the same trajectory to rounding. Both, and ``step_phases``, run the
+same ``loss_and_grads`` and the same rule from ``UPDATES``: a row has one implementation
+of its step, so a bug anywhere in it shows in lockstep in its own phase. It records the loss logged at
 the K checkpoint epochs ``reference.spec.checkpoint_epochs(epochs, every)`` and the
 flat params (W1, b1, W2, b2 row-major) initially and after each checkpoint; ``every=1``
 is the whole trajectory. A backend that compiles fills ``timings`` with
@@ -50,12 +57,15 @@ import numpy as np
 # INTERFACE is filled in when it does not.
 REQUIRED = ("NAME", "to_backend", "to_numpy", "forward", "loss_and_grads", "UPDATES")
 INTERFACE = REQUIRED + ("GRADIENT_SOURCE", "sqrt", "check_device", "optimizer_init", "optimizer_step", "train_step",
-                        "train")
+                        "train", "step_phases")
 
 MODULES = {
     "numpy": "backends.numpy_backend",
     "jax": "backends.jax_backend",
     "torch": "backends.torch_backend",
+    "torch.optim": "backends.torch_optim_row",
+    "optax": "backends.optax_row",
+    "keras": "backends.keras_row",
     "octave": "backends.octave_backend",
 }
 
@@ -75,6 +85,8 @@ def load(name: str):
         return load_file(name[len("file:"):])
     try:
         return importlib.import_module(MODULES[name])
+    except BackendUnavailable:
+        raise
     except ImportError as exc:
         missing = getattr(exc, "name", None) or str(exc)
         if missing.split(".")[0] in ("backends", "reference", "harness"):
@@ -136,9 +148,12 @@ def complete(module) -> None:
         params, state = module.optimizer_step(params, grads, state, cfg)
         return params, state, loss
 
+    def step_phases(cfg, params, slots, t):
+        return phases_of_step(module, cfg, params, slots, t)
+
     defaults = {"GRADIENT_SOURCE": "its own gradients", "sqrt": np.sqrt, "check_device": check_device,
                 "optimizer_init": optimizer_init, "optimizer_step": optimizer_step, "train_step": train_step,
-                "train": readable_train(module)}
+                "train": readable_train(module), "step_phases": step_phases}
     for name, value in defaults.items():
         if not hasattr(module, name):
             setattr(module, name, value)
@@ -164,3 +179,47 @@ def readable_train(module):
         return np.array(losses), np.array(history)
 
     return train
+
+
+# --- one step, phase by phase (lockstep and replay) -------------------------------------------
+
+def hand_phases(module, cfg, params, state, X, y) -> dict:
+    """One step of ``module`` from ``state``, written out phase by phase with its own
+    functions: the forward pass, loss and gradients, each optimizer slot, the step Δ and
+    the new params (backend tensors)."""
+    from reference.spec import PARAM_NAMES
+
+    forward = module.forward(params, X)
+    loss, grads = module.loss_and_grads(params, X, y, cfg.grad)
+    update_rule = module.UPDATES[cfg.optimizer]
+    t = state.t + 1
+    slots = {s: {} for s in state.slots}
+    update, new = {}, {}
+    for k in PARAM_NAMES:
+        update[k], new_slots = update_rule(grads[k], {s: state.slots[s][k] for s in state.slots}, params[k], t, cfg)
+        new[k] = params[k] - update[k]
+        for s, value in new_slots.items():
+            slots[s][k] = value
+    return {"forward": forward, "loss": {"loss": loss}, "grads": grads, **slots, "update": update, "params": new}
+
+
+def state_to_backend(module, params: dict, slots: dict, t, dtype: str):
+    """A batch of numpy states as ``module``'s tensors: (params, OptimizerState, X, y)."""
+    from reference.optimizers import OptimizerState
+    from reference.spec import PARAM_NAMES, xor_data
+
+    params = {k: module.to_backend(params[k], dtype) for k in PARAM_NAMES}
+    slots = {s: {k: module.to_backend(tree[k], dtype) for k in PARAM_NAMES} for s, tree in slots.items()}
+    X, y = (module.to_backend(a) for a in xor_data(dtype))
+    return params, OptimizerState(slots=slots, t=module.to_backend(t, np.int64)), X, y
+
+
+def numpy_tree(module, tree: dict) -> dict:
+    """{phase: {name: tensor}} as numpy arrays."""
+    return {phase: {k: np.asarray(module.to_numpy(x)) for k, x in parts.items()} for phase, parts in tree.items()}
+
+
+def phases_of_step(module, cfg, params: dict, slots: dict, t) -> dict:
+    """``step_phases`` for a backend whose functions need no framework context."""
+    tensors, state, X, y = state_to_backend(module, params, slots, t, cfg.dtype)
+    return numpy_tree(module, hand_phases(module, cfg, tensors, state, X, y))

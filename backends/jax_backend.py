@@ -1,12 +1,13 @@
 """JAX backend: gradients by ``jax.value_and_grad``, every optimizer of
 ``reference.optimizers`` written with jnp, training compiled as one ``lax.scan`` over
-epochs. Also the optax reference row (``optax_optimizer``).
+epochs. (The optax and keras rows are ``backends.optax_row`` and ``backends.keras_row``.)
 
 float64 must really be float64: x64 is switched on before any array is made, and
 ``train`` checks the dtype that comes out.
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import jax
@@ -33,6 +34,30 @@ def to_numpy(x):
 
 sigmoid = jax.nn.sigmoid
 sqrt = jnp.sqrt
+maximum = jnp.maximum
+
+
+def as_float32(x):
+    """x rounded through float32 (a planted fault's building block: a compiled scan
+    keeps its carry's dtype, so the value is rounded and the dtype kept)."""
+    return x.astype(np.float32).astype(x.dtype)
+
+
+def sigmoid_with_derivative_at_activation():
+    """σ whose derivative rule is taken at the activation, σ'(A) where σ'(Z) = A(1 − A)
+    is meant: a planted fault's building block (harness.engine.faults)."""
+
+    @jax.custom_jvp
+    def wrong_sigmoid(z):
+        return jax.nn.sigmoid(z)
+
+    @wrong_sigmoid.defjvp
+    def wrong_sigmoid_jvp(primals, tangents):
+        a = jax.nn.sigmoid(primals[0])
+        s = jax.nn.sigmoid(a)
+        return a, s * (1 - s) * tangents[0]
+
+    return wrong_sigmoid
 
 
 def forward(params, X):
@@ -166,7 +191,7 @@ def _flat(params):
     return jnp.concatenate([params[k].reshape(*batch, -1) for k in PARAM_NAMES], axis=-1)
 
 
-def _scan_training(step, params0, opt_state0, epochs: int, every: int):
+def scan_training(step, params0, opt_state0, epochs: int, every: int):
     """Run ``step`` for ``epochs`` epochs; the loss and flat params at each checkpoint
     (``checkpoint_epochs(epochs, every)``), with the initial flat params first."""
 
@@ -205,7 +230,7 @@ def jax_device(device: str):
         raise RuntimeError(f"JAX sees no {device} device here") from None
 
 
-def _run_compiled(fn, cfg: Config, params0, device: str, timings: dict | None):
+def run_compiled(fn, cfg: Config, params0, device: str, timings: dict | None):
     """Compile ``fn(params)`` for ``device``, then run it; compile and run seconds go
     into ``timings`` when given."""
     dev = jax_device(device)
@@ -224,90 +249,26 @@ def _run_compiled(fn, cfg: Config, params0, device: str, timings: dict | None):
     return losses, history
 
 
-def _data(cfg: Config):
+def xor_arrays(cfg: Config):
     return tuple(jnp.asarray(a) for a in xor_data(cfg.dtype))
 
 
 def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
     """The whole training as one compiled ``lax.scan`` of ``train_step``."""
-    X, y = _data(cfg)
+    X, y = xor_arrays(cfg)
 
     def run(params):
         step = lambda p, s: train_step(p, s, X, y, cfg)  # noqa: E731
-        return _scan_training(step, params, optimizer_init(params, cfg), cfg.epochs, every)
+        return scan_training(step, params, optimizer_init(params, cfg), cfg.epochs, every)
 
-    return _run_compiled(run, cfg, params0, device, timings)
-
-
-def optax_optimizer(cfg: Config):
-    """The optax transformation configured to compute ``cfg.optimizer`` as the spec
-    does (``reference.optimizers.OPTAX``; the two it cannot: ``LIBRARY_GAPS``)."""
-    import optax
-
-    name = cfg.optimizer
-    if name in ("sgd", "momentum", "nesterov"):
-        return optax.sgd(cfg.lr, momentum=None if name == "sgd" else cfg.momentum, nesterov=name == "nesterov")
-    if name == "adagrad":
-        return optax.adagrad(cfg.lr, initial_accumulator_value=cfg.initial_accumulator, eps=cfg.eps)
-    if name == "rmsprop":
-        return optax.rmsprop(cfg.lr, decay=cfg.rho, eps=cfg.eps, eps_in_sqrt=False)
-    if name == "adadelta":  # learning_rate=None would apply no −lr: the step would climb
-        return optax.adadelta(learning_rate=cfg.lr, rho=cfg.rho, eps=cfg.eps)
-    if name == "adamw":
-        return optax.adamw(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    if name == "amsgrad":
-        return optax.amsgrad(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
-    return optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+    return run_compiled(run, cfg, params0, device, timings)
 
 
-def train_optax(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
-    """Reference row: the same gradients, stepped by the matching optax optimizer."""
-    import optax
+def step_phases(cfg: Config, params, slots, t) -> dict:
+    """One step from each of a batch of states, every phase's values (lockstep), compiled."""
+    import backends
 
-    X, y = _data(cfg)
-    optimizer = optax_optimizer(cfg)
-
-    def run(params):
-        def step(p, opt_state):
-            loss, grads = loss_and_grads(p, X, y, cfg.grad)
-            updates, opt_state = optimizer.update(grads, opt_state, p)
-            return optax.apply_updates(p, updates), opt_state, loss
-
-        return _scan_training(step, params, optimizer.init(params), cfg.epochs, every)
-
-    return _run_compiled(run, cfg, params0, device, timings)
-
-
-def train_keras(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
-    """Optional reference row for the ``epshat`` form: the same gradients, stepped by
-    Keras 3's ``keras.optimizers.Adam`` (ε̂ added to √v) through its stateless API, in
-    one compiled scan. Needs Keras on its JAX backend."""
-    import os
-
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    try:
-        import keras
-    except ImportError as exc:
-        import backends
-
-        raise backends.BackendUnavailable(f"keras row unavailable: cannot import keras ({exc})") from exc
-    if keras.backend.backend() != "jax":
-        import backends
-
-        raise backends.BackendUnavailable(f"keras row needs KERAS_BACKEND=jax, not {keras.backend.backend()}")
-    keras.config.set_floatx(cfg.dtype)
-    X, y = _data(cfg)
-    variables = [keras.Variable(np.asarray(params0[k], dtype=cfg.dtype), dtype=cfg.dtype) for k in PARAM_NAMES]
-    optimizer = keras.optimizers.Adam(learning_rate=cfg.lr, beta_1=cfg.beta1, beta_2=cfg.beta2, epsilon=cfg.eps)
-    optimizer.build(variables)
-
-    def run(params):
-        def step(p, opt_vars):
-            loss, grads = loss_and_grads(p, X, y, cfg.grad)
-            new, opt_vars = optimizer.stateless_apply(opt_vars, [grads[k] for k in PARAM_NAMES],
-                                                      [p[k] for k in PARAM_NAMES])
-            return dict(zip(PARAM_NAMES, new)), opt_vars, loss
-
-        return _scan_training(step, params, [v.value for v in optimizer.variables], cfg.epochs, every)
-
-    return _run_compiled(run, cfg, params0, device, timings)
+    module = sys.modules[__name__]
+    tensors, state, X, y = backends.state_to_backend(module, params, slots, t, cfg.dtype)
+    step = jax.jit(lambda p, s, X_, y_: backends.hand_phases(module, cfg, p, s, X_, y_))
+    return backends.numpy_tree(module, step(tensors, state, X, y))

@@ -6,6 +6,8 @@ broadcast over leading axes, so a batch of parameter sets (B, 2, H), … trains 
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from reference import adam as spec
@@ -77,6 +79,13 @@ def loss_and_grads(params, X, y, convention: str = "mse"):
 
 
 sqrt = np.sqrt
+maximum = np.maximum
+
+
+def as_float32(x):
+    """x rounded to float32 and kept there, as a state stored in float32 would be (a
+    planted fault's building block)."""
+    return x.astype(np.float32)
 
 
 def bias_corrections(t, cfg: Config, like):
@@ -128,7 +137,7 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
 
     Given ``nudge_seed``, every parameter is moved by u·|θ| (about one ULP) up or down at
     random after every step: the model of another correct row's rounding that the
-    harness's perturbation envelope is made of (``harness.agreement``).
+    harness's perturbation envelope is made of (``harness.engine.agreement``).
 
     The fast path of ``train_step``: the same hand gradients, then the optimizer's rule
     on whole flat buffers of params and state, with the matrices as views of them.
@@ -139,7 +148,6 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     params = unflatten_params(theta, cfg.hidden)  # views: updating theta updates them
     grad = np.empty_like(theta)
     grad_views = unflatten_params(grad, cfg.hidden)
-    update = UPDATES[cfg.optimizer]
     slots = {s: np.full_like(theta, value) for s, value in _initial_slots(cfg).items()}
     kept = checkpoint_epochs(cfg.epochs, every)
     losses = np.empty((kept.size, *theta.shape[:-1]), dtype=cfg.dtype)
@@ -150,23 +158,34 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
             states[s] = np.empty_like(history)
             states[s][0] = buffer
     nudge = None if nudge_seed is None else _nudges(theta, nudge_seed)
-    row = 0
-    for t in range(1, cfg.epochs + 1):
-        loss, grads = loss_and_grads(params, X, y, cfg.grad)
-        for k in PARAM_NAMES:
-            grad_views[k][...] = grads[k]
-        delta, slots = update(grad, slots, theta, t, cfg)
-        theta -= delta
-        if nudge is not None:
-            theta += theta * nudge()
-        if t == kept[row]:
-            losses[row] = loss
-            history[row + 1] = theta
-            if states is not None:
-                for s, buffer in slots.items():
-                    states[s][row + 1] = buffer
-            row += 1
+    # exp(−z) overflows to inf for z below about −709, and 1/(1 + inf) = 0 is σ's limit:
+    # at absurd weights the overflow is the right answer, not something to warn about
+    with np.errstate(over="ignore"):
+        row = 0
+        for t in range(1, cfg.epochs + 1):
+            loss, grads = loss_and_grads(params, X, y, cfg.grad)
+            for k in PARAM_NAMES:
+                grad_views[k][...] = grads[k]
+            delta, slots = UPDATES[cfg.optimizer](grad, slots, theta, t, cfg)
+            theta -= delta
+            if nudge is not None:
+                theta += theta * nudge()
+            if t == kept[row]:
+                losses[row] = loss
+                history[row + 1] = theta
+                if states is not None:
+                    for s, buffer in slots.items():
+                        states[s][row + 1] = buffer
+                row += 1
     return losses, history
+
+
+def step_phases(cfg: Config, params, slots, t) -> dict:
+    """One step from each of a batch of states, every phase's values (lockstep)."""
+    import backends
+
+    with np.errstate(over="ignore"):  # σ's saturation, as in train
+        return backends.phases_of_step(sys.modules[__name__], cfg, params, slots, t)
 
 
 def _nudges(theta, seed: int):

@@ -1,7 +1,8 @@
 """The Octave row: the network and Adam written in MATLAB (``octave/xor_adam.m``, which
 runs unchanged in MATLAB), run by GNU Octave's ``octave-cli`` as a subprocess from the
-exported initial state, its trajectory read back as any external program's is
-(``harness.exchange``). Independent arithmetic: Octave's own exp, BLAS products and loop.
+exported initial state, its trajectory read back in the exchange format
+(``reference.exchange``); the harness validates it as any external program's.
+Independent arithmetic: Octave's own exp, BLAS products and loop.
 
 Not the full backend interface: it trains one float64 run with paper-form Adam and
 cannot step from a given state, so it has no lockstep.
@@ -17,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from reference.exchange import ExternalError, init_record, read_trajectory_file
 from reference.spec import Config, flatten_params
 
 NAME = "octave"
 GRADIENT_SOURCE = "hand backprop in MATLAB code"
 PROGRAM = "octave-cli"
-SCRIPT_DIR = Path(__file__).resolve().parents[1] / "octave"
+SCRIPT_DIR = Path(__file__).resolve().parent / "octave"  # package data: installed with the package
 TIMEOUT_SECONDS = 600
 # Octave 7 may print this at exit after a successful run (an Octave bug, not ours).
 HARMLESS_STDERR = "ignoring const execution_exception& while preparing to exit"
@@ -41,9 +43,10 @@ def command(init_file, out_file) -> list[str]:
 
 def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
     """Write the initial state as ``compare.py init`` does (with ``params0``), run
-    xor_adam.m on it, read the trajectory back and validate it."""
+    xor_adam.m on it and read its trajectory back: (loss (E,), params (E + 1, n), the
+    initial weights first), every epoch whatever ``every`` is; the harness checks it
+    against the run as it checks any external program's."""
     import backends
-    from harness.exchange import ExternalError, init_record, load_external, reference_first_step
 
     check_device(device)
     if shutil.which(PROGRAM) is None:
@@ -66,9 +69,9 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
             raise backends.BackendUnavailable(f"octave row failed (exit {done.returncode}): "
                                               f"{last[-1] if last else 'no trajectory written'}")
         try:
-            trajectory = load_external(NAME, out_file, cfg, reference_first_step(cfg), every)
+            loss, params, _ = read_trajectory_file(out_file)
         except ExternalError as exc:
             raise backends.BackendUnavailable(f"octave row wrote an unusable trajectory: {exc}") from None
     if timings is not None:
         timings["run_seconds"] = seconds  # octave-cli's start (~0.2 s) included
-    return trajectory.loss, trajectory.params
+    return loss, np.vstack([flatten_params(params0)[None].astype(np.float64), params])

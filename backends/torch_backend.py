@@ -1,10 +1,12 @@
 """PyTorch backend: gradients by autograd, every optimizer of ``reference.optimizers``
-written by hand with tensor ops. Also the torch.optim reference row (``torch_optimizer``).
+written by hand with tensor ops. (The torch.optim row is ``backends.torch_optim_row``.)
 
 Training records into preallocated tensors and converts to numpy once at the end, so
 no epoch waits on a host round trip.
 """
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import torch
@@ -30,6 +32,11 @@ def check_device(device: str) -> None:
         raise RuntimeError("torch sees no cuda device here")
 
 
+def cuda_device_name() -> str | None:
+    """The GPU the torch rows run on, for the record of a cuda run."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
 def to_backend(array, dtype=None):
     return torch.from_numpy(np.array(array, dtype=dtype))
 
@@ -40,6 +47,32 @@ def to_numpy(x):
 
 sigmoid = torch.sigmoid
 sqrt = torch.sqrt
+maximum = torch.maximum
+
+
+def as_float32(x):
+    """x rounded to float32 and kept there (a planted fault's building block)."""
+    return x.float()
+
+
+def sigmoid_with_derivative_at_activation():
+    """σ whose derivative autograd takes at the activation, σ'(A) where σ'(Z) = A(1 − A)
+    is meant: a planted fault's building block (harness.engine.faults)."""
+
+    class Sigmoid(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z):
+            a = torch.sigmoid(z)
+            ctx.save_for_backward(a)
+            return a
+
+        @staticmethod
+        def backward(ctx, grad):
+            (a,) = ctx.saved_tensors
+            s = torch.sigmoid(a)
+            return grad * s * (1 - s)
+
+    return Sigmoid.apply
 
 
 def forward(params, X):
@@ -166,14 +199,22 @@ def train_step(params, state, X, y, cfg: Config):
     return params, state, loss
 
 
-def _flat_views(theta, hidden: int) -> dict:
+def step_phases(cfg: Config, params, slots, t) -> dict:
+    """One step from each of a batch of states, every phase's values (lockstep)."""
+    import backends
+
+    with torch.no_grad():
+        return backends.phases_of_step(sys.modules[__name__], cfg, params, slots, t)
+
+
+def flat_views(theta, hidden: int) -> dict:
     """W1, b1, W2, b2 as views of the flat vector (or batch of vectors) ``theta``."""
     shapes = param_shapes(hidden)
     pieces = theta.split([r * c for r, c in shapes.values()], dim=-1)
     return {name: piece.unflatten(-1, shapes[name]) for name, piece in zip(shapes, pieces)}
 
 
-def _setup(cfg: Config, params0, every: int, device: str):
+def setup(cfg: Config, params0, every: int, device: str):
     """Data, the flat params as one tensor, and preallocated records on ``device``."""
     check_device(device)
     dtype = _torch_dtype(cfg.dtype)
@@ -186,96 +227,25 @@ def _setup(cfg: Config, params0, every: int, device: str):
     return X, y, theta, set(kept.tolist()), losses, history
 
 
-def _flat_loss(theta, X, y, hidden: int):
-    """The MSE as a function of the flat params, for autograd."""
-    if theta.dim() > 1:
-        return mse(forward(_flat_views(theta, hidden), X)["A2"], y)
-    # One run: fused matmul-plus-bias and a fused MSE halve the autograd nodes, which is
-    # what an epoch costs in eager torch (~8 µs each); same function, other rounding.
-    p = _flat_views(theta, hidden)
-    A1 = torch.sigmoid(torch.addmm(p["b1"], X, p["W1"]))
-    A2 = torch.sigmoid(torch.addmm(p["b2"], A1, p["W2"]))
-    return torch.nn.functional.mse_loss(A2, y)
-
-
-def _differentiated(loss, convention: str):
-    """The scalar autograd differentiates: the convention's loss, summed over a batch."""
-    total = loss if loss.dim() == 0 else loss.sum()
-    scale = GRAD_SCALE[convention]
-    return total if scale == 1.0 else scale * total
-
-
 def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
-    """Fast path of ``train_step``: autograd through views of one flat leaf, the
-    optimizer's rule on whole flat buffers (Adam as a few in-place ops: the same
-    equations), records kept on the device and copied to the host once at the end."""
-    X, y, theta, kept, losses, history = _setup(cfg, params0, every, device)
-    theta.requires_grad_(True)
-    update = UPDATES[cfg.optimizer]
-    slots = {s: torch.full_like(theta, optimizers.initial_slot(cfg.optimizer, s, cfg)).detach()
+    """Fast path of ``train_step``: the same ``loss_and_grads`` on views of one flat
+    buffer, the same rule from ``UPDATES`` on that buffer and one per state slot, records
+    kept on the device and copied to the host once at the end."""
+    X, y, theta, kept, losses, history = setup(cfg, params0, every, device)
+    params = flat_views(theta, cfg.hidden)  # views: updating theta in place updates them
+    slots = {s: torch.full_like(theta, optimizers.initial_slot(cfg.optimizer, s, cfg))
              for s in optimizers.OPTIMIZERS[cfg.optimizer].state_slots}
-    in_place_adam = cfg.optimizer == "adam" and cfg.adam == "paper"  # the default is the one timed
     row = 0
     for t in range(1, cfg.epochs + 1):
-        loss = _flat_loss(theta, X, y, cfg.hidden)
-        (g,) = torch.autograd.grad(_differentiated(loss, cfg.grad), theta)
+        loss, grads = loss_and_grads(params, X, y, cfg.grad)
         with torch.no_grad():
-            if in_place_adam:
-                m, v = slots["m"], slots["v"]
-                m.mul_(cfg.beta1).add_(g, alpha=1.0 - cfg.beta1)
-                v.mul_(cfg.beta2).addcmul_(g, g, value=1.0 - cfg.beta2)
-                bc1, bc2 = 1.0 - cfg.beta1**t, 1.0 - cfg.beta2**t
-                v_hat_sqrt = v.div(bc2).sqrt_()
-                theta.addcdiv_(m, v_hat_sqrt.add_(cfg.eps), value=-cfg.lr / bc1)
-            else:
-                delta, slots = update(g, slots, theta, t, cfg)
-                theta.sub_(delta)
+            g = torch.cat([grads[k].flatten(-2) for k in PARAM_NAMES], dim=-1)
+            delta, slots = UPDATES[cfg.optimizer](g, slots, theta, t, cfg)
+            theta.sub_(delta)
             if t in kept:
                 losses[row] = loss
                 history[row + 1] = theta
                 row += 1
-    return losses.cpu().numpy(), history.cpu().numpy()
-
-
-def torch_optimizer(cfg: Config, params):
-    """The torch.optim optimizer configured to compute ``cfg.optimizer`` as the spec
-    does (``reference.optimizers.TORCH_OPTIM``)."""
-    name = cfg.optimizer
-    if name in ("sgd", "momentum", "nesterov"):
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.0 if name == "sgd" else cfg.momentum,
-                               dampening=0.0, nesterov=name == "nesterov")
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.lr, lr_decay=0.0, initial_accumulator_value=cfg.initial_accumulator,
-                                   eps=cfg.eps)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rho, eps=cfg.eps, momentum=0.0, centered=False)
-    if name == "adadelta":
-        return torch.optim.Adadelta(params, lr=cfg.lr, rho=cfg.rho, eps=cfg.eps)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                 weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                            amsgrad=name == "amsgrad")
-
-
-def train_torch_optim(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
-    """Reference row: autograd gradients stepped by the matching torch.optim optimizer on
-    one flat leaf (every rule is element-wise, so this is the same optimizer as four
-    leaves, and a batch of flat vectors is a batch of independent runs)."""
-    X, y, theta, kept, losses, history = _setup(cfg, params0, every, device)
-    theta.requires_grad_(True)
-    optimizer = torch_optimizer(cfg, [theta])
-    row = 0
-    for t in range(1, cfg.epochs + 1):
-        optimizer.zero_grad(set_to_none=True)
-        loss = _flat_loss(theta, X, y, cfg.hidden)
-        _differentiated(loss, cfg.grad).backward()
-        optimizer.step()
-        if t in kept:
-            with torch.no_grad():
-                losses[row] = loss
-                history[row + 1] = theta
-            row += 1
     return losses.cpu().numpy(), history.cpu().numpy()
 
 

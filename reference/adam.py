@@ -24,21 +24,7 @@ They work element-wise, so they apply unchanged to a batch of states.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import numpy as np
-
-
-class AdamState(NamedTuple):
-    """Adam's state: moment mappings like the params, and t = steps taken so far.
-
-    t is a plain number for one state, or an array broadcastable against the params
-    (shape (B, 1, 1)) for a batch of states at different steps.
-    """
-
-    m: Any
-    v: Any
-    t: Any
 
 
 def bias_corrections(t, beta1: float, beta2: float, dtype=None):

@@ -4,46 +4,29 @@ Each file ``reference/golden/seed<S>.npz`` holds, for the default config at seed
 the initial params, the loss and flat params every ``EVERY`` epochs, the config and the
 environment it was made in (JSON strings). Regenerate all of them with
 
-    python -m reference.golden
+    python -m harness.files.golden
+
+(generation trains the numpy row, so it lives a layer up, in the harness).
 
 Files are read with ``allow_pickle=False`` and checked for shape before use.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from reference.spec import Config, checkpoint_epochs, initial_params, n_params
+from reference.spec import Config, checkpoint_epochs, n_params
 
 FOLDER = Path(__file__).resolve().parent / "golden"
 SEEDS = (0, 1, 2)
 EVERY = 100
-COMMAND = "python -m reference.golden"
+COMMAND = "python -m harness.files.golden"
 
 
 def golden_path(seed: int) -> Path:
     return FOLDER / f"seed{seed}.npz"
-
-
-def make_golden(seed: int, cfg: Config = Config()) -> dict:
-    from backends import numpy_backend
-    from harness.environment import environment
-
-    cfg = replace(cfg, seed=seed)
-    loss, params = numpy_backend.train(cfg, initial_params(seed, cfg.hidden, cfg.dtype))
-    epochs = checkpoint_epochs(cfg.epochs, EVERY)
-    return {
-        "epochs": epochs,
-        "loss": loss[epochs - 1],
-        "params": params[epochs],
-        "params0": params[0],
-        "config": np.array(json.dumps(cfg.to_dict())),
-        "environment": np.array(json.dumps(environment())),
-        "command": np.array(COMMAND),
-    }
 
 
 def load_golden(seed: int) -> dict:
@@ -62,16 +45,3 @@ def load_golden(seed: int) -> dict:
     record["config"] = cfg
     record["environment"] = json.loads(str(record["environment"]))
     return record
-
-
-def main() -> None:
-    from harness.files import write_npz
-
-    FOLDER.mkdir(exist_ok=True)
-    for seed in SEEDS:
-        write_npz(golden_path(seed), make_golden(seed))
-        print(f"wrote {golden_path(seed)}")
-
-
-if __name__ == "__main__":
-    main()

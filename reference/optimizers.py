@@ -19,7 +19,7 @@ slots and the step Δ that is subtracted: θ_t = θ_{t−1} − Δ.
 
 These are the equations torch.optim computes (SGD, Adagrad, RMSprop, Adadelta, Adam,
 AdamW, Adam(amsgrad=True)), so torch.optim can express every one of them; optax can
-express all but two (``LIBRARY_GAPS``). Defaults are torch.optim's (2.13), except
+express all but two (their records' ``gaps``). Defaults are torch.optim's (2.13), except
 momentum's μ = 0.9 (torch's default 0 would make it plain SGD).
 
 The numpy functions below are the statement of the rules; the numpy backend runs them,
@@ -27,7 +27,7 @@ the JAX and torch backends write each one again in their own library.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -35,16 +35,74 @@ import numpy as np
 from reference import adam as adam_spec
 
 HYPERPARAMETERS = ("lr", "beta1", "beta2", "eps", "momentum", "rho", "weight_decay", "initial_accumulator")
+SYMBOLS = {"lr": "lr", "beta1": "β1", "beta2": "β2", "eps": "ε", "momentum": "μ", "rho": "ρ", "weight_decay": "λ",
+           "initial_accumulator": "a0"}
+
+
+@dataclass(frozen=True)
+class LibraryCall:
+    """How a library is asked to compute an optimizer: ``function(*args, **kwargs)``.
+
+    An argument that is a hyperparameter's name (or a tuple of names) takes the config's
+    value; anything else is a constant passed as it is."""
+
+    function: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def arguments(self, cfg) -> tuple[list, dict]:
+        """The positional and keyword arguments for ``cfg``."""
+        return [_value(a, cfg) for a in self.args], {k: _value(v, cfg) for k, v in self.kwargs.items()}
+
+    def describe(self) -> str:
+        shown = [_symbol(a) for a in self.args] + [f"{k}={_symbol(v)}" for k, v in self.kwargs.items()]
+        return f"{self.function}({', '.join(shown)})"
+
+
+def _value(argument, cfg):
+    if isinstance(argument, tuple):
+        return tuple(_value(a, cfg) for a in argument)
+    return getattr(cfg, argument) if isinstance(argument, str) else argument
+
+
+def _symbol(argument) -> str:
+    if isinstance(argument, tuple):
+        return f"({', '.join(_symbol(a) for a in argument)})"
+    if isinstance(argument, str):
+        return SYMBOLS[argument]
+    return f"{argument:g}" if isinstance(argument, float) else str(argument)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Why a library row cannot compute the spec, and the first phase of a step that
+    differs. Phase "drift": every step agrees to rounding, but the rounding is biased the
+    same way at every step, so the free-running gap grows linearly, past the envelope of
+    unbiased rounding."""
+
+    phase: str
+    reason: str
 
 
 @dataclass(frozen=True)
 class Optimizer:
+    """One optimizer of the lineage, with everything the harness knows of it (the habit of
+    PyTorch's OptimizerInfo): adding an optimizer is one record here plus its rule in
+    each backend's ``UPDATES``."""
+
     name: str
     title: str
     defaults: dict            # hyperparameter -> default; the keys are those it uses
     slots: tuple              # state slots computed before the step Δ
+    torch: LibraryCall        # the torch.optim class that computes the spec
+    optax: LibraryCall        # the optax transformation that computes it (or comes closest: ``gaps``)
     slots_after: tuple = ()   # slots computed from Δ (adadelta's u)
     adam_family: bool = False  # m and v as Adam's (adam_moments), bias-corrected with t
+    torch_state: dict = field(default_factory=dict)  # slot -> torch.optim's per-parameter state key
+    counts_steps: bool = True  # whether torch.optim's state holds a "step" entry
+    optax_state: dict = field(default_factory=dict)  # optax state field -> slot ("count" is t)
+    gaps: dict = field(default_factory=dict)  # library row -> Gap, where that library cannot compute the spec
+    library_defaults: str = ""  # what a port that kept the libraries' own defaults would get wrong
 
     @property
     def state_slots(self) -> tuple:
@@ -56,71 +114,92 @@ class Optimizer:
         return (*self.slots, "update", *self.slots_after)
 
 
+ADAM_HYPER = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+ADAM_TORCH_ARGS = {"betas": ("beta1", "beta2"), "eps": "eps"}
+ADAM_OPTAX_ARGS = {"b1": "beta1", "b2": "beta2", "eps": "eps"}
+ADAM_TORCH_STATE = {"m": "exp_avg", "v": "exp_avg_sq"}
+ADAM_OPTAX_STATE = {"mu": "m", "nu": "v"}
+
 OPTIMIZERS = {
     o.name: o
     for o in (
-        Optimizer("sgd", "SGD", {"lr": 1e-3}, ()),
-        Optimizer("momentum", "SGD + momentum (heavy ball)", {"lr": 1e-3, "momentum": 0.9}, ("buf",)),
-        Optimizer("nesterov", "SGD + Nesterov momentum", {"lr": 1e-3, "momentum": 0.9}, ("buf",)),
-        Optimizer("adagrad", "AdaGrad", {"lr": 1e-2, "eps": 1e-10, "initial_accumulator": 0.0}, ("sum",)),
-        Optimizer("rmsprop", "RMSprop", {"lr": 1e-2, "rho": 0.99, "eps": 1e-8}, ("v",)),
-        Optimizer("adadelta", "AdaDelta", {"lr": 1.0, "rho": 0.9, "eps": 1e-6}, ("v",), ("u",)),
-        Optimizer("adam", "Adam", {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, ("m", "v"),
-                  adam_family=True),
-        Optimizer("adamw", "AdamW", {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2},
-                  ("m", "v"), adam_family=True),
-        Optimizer("amsgrad", "AMSGrad", {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
-                  ("m", "v", "vmax"), adam_family=True),
+        Optimizer("sgd", "SGD", {"lr": 1e-3}, (),
+                  torch=LibraryCall("SGD", ("lr",), {"momentum": 0.0}),
+                  optax=LibraryCall("sgd", ("lr",)), counts_steps=False,
+                  library_defaults="torch's lr defaults to 1e-3; optax has none"),
+        Optimizer("momentum", "SGD + momentum (heavy ball)", {"lr": 1e-3, "momentum": 0.9}, ("buf",),
+                  torch=LibraryCall("SGD", ("lr",), {"momentum": "momentum", "dampening": 0.0}),
+                  optax=LibraryCall("sgd", ("lr",), {"momentum": "momentum"}),
+                  torch_state={"buf": "momentum_buffer"}, counts_steps=False, optax_state={"trace": "buf"},
+                  library_defaults=("both keep b = μ·b + g (torch starts b at g, the same thing); torch's dampening d makes it μ·b + "
+                                    "(1 − d)·g; the \"velocity\" form v = μ·v − lr·g, θ += v (Sutskever et al., Keras) equals it only"
+                                    " for a constant lr, in another rounding")),
+        Optimizer("nesterov", "SGD + Nesterov momentum", {"lr": 1e-3, "momentum": 0.9}, ("buf",),
+                  torch=LibraryCall("SGD", ("lr",), {"momentum": "momentum", "dampening": 0.0, "nesterov": True}),
+                  optax=LibraryCall("sgd", ("lr",), {"momentum": "momentum", "nesterov": True}),
+                  torch_state={"buf": "momentum_buffer"}, counts_steps=False, optax_state={"trace": "buf"},
+                  library_defaults="both step along g + μ·b"),
+        Optimizer("adagrad", "AdaGrad", {"lr": 1e-2, "eps": 1e-10, "initial_accumulator": 0.0}, ("sum",),
+                  torch=LibraryCall("Adagrad", ("lr",), {"lr_decay": 0.0, "initial_accumulator_value":
+                                                        "initial_accumulator", "eps": "eps"}),
+                  optax=LibraryCall("adagrad", ("lr",), {"initial_accumulator_value": "initial_accumulator",
+                                                         "eps": "eps"}),
+                  torch_state={"sum": "sum"}, optax_state={"sum_of_squares": "sum"},
+                  gaps={"optax": Gap("update", "optax.adagrad adds ε inside the root, g·rsqrt(s + ε), and zeroes the "
+                                     "step where s = 0; the spec (and torch.optim.Adagrad) divides by √s + ε. The steps "
+                                     "differ by ~ε/√s relative, above rounding unless √s > ε/u (9e5 for ε = 1e-10): "
+                                     "from step 1")},
+                  library_defaults=("a0: torch 0, optax 0.1; ε: torch 1e-10 outside √, optax 1e-7 inside √ (cannot be moved: a known "
+                                    "gap)")),
+        Optimizer("rmsprop", "RMSprop", {"lr": 1e-2, "rho": 0.99, "eps": 1e-8}, ("v",),
+                  torch=LibraryCall("RMSprop", ("lr",), {"alpha": "rho", "eps": "eps", "momentum": 0.0,
+                                                         "centered": False}),
+                  optax=LibraryCall("rmsprop", ("lr",), {"decay": "rho", "eps": "eps", "eps_in_sqrt": False}),
+                  torch_state={"v": "square_avg"}, optax_state={"nu": "v"},
+                  library_defaults="ρ: torch 0.99, optax 0.9; ε: torch outside √, optax inside unless eps_in_sqrt=False"),
+        Optimizer("adadelta", "AdaDelta", {"lr": 1.0, "rho": 0.9, "eps": 1e-6}, ("v",), slots_after=("u",),
+                  torch=LibraryCall("Adadelta", ("lr",), {"rho": "rho", "eps": "eps"}),
+                  # learning_rate=None, optax's default, would apply no −lr: the step would climb
+                  optax=LibraryCall("adadelta", (), {"learning_rate": "lr", "rho": "rho", "eps": "eps"}),
+                  torch_state={"v": "square_avg", "u": "acc_delta"}, optax_state={"e_g": "v", "e_x": "u"},
+                  library_defaults=("optax's default learning_rate=None applies no −lr: its update is +d, and apply_updates climbs "
+                                    "the loss (measured: +0.00316 for g = 0.5 at step 1); torch's lr 1.0")),
+        Optimizer("adam", "Adam", ADAM_HYPER, ("m", "v"), adam_family=True,
+                  torch=LibraryCall("Adam", ("lr",), ADAM_TORCH_ARGS), optax=LibraryCall("adam", ("lr",), ADAM_OPTAX_ARGS),
+                  torch_state=ADAM_TORCH_STATE, optax_state=ADAM_OPTAX_STATE,
+                  library_defaults="none (both the paper form)"),
+        Optimizer("adamw", "AdamW", ADAM_HYPER | {"weight_decay": 1e-2}, ("m", "v"), adam_family=True,
+                  torch=LibraryCall("AdamW", ("lr",), ADAM_TORCH_ARGS | {"weight_decay": "weight_decay"}),
+                  optax=LibraryCall("adamw", ("lr",), ADAM_OPTAX_ARGS | {"weight_decay": "weight_decay"}),
+                  torch_state=ADAM_TORCH_STATE, optax_state=ADAM_OPTAX_STATE,
+                  gaps={"torch.optim": Gap("drift", "torch.optim.AdamW multiplies θ by fl(1 − lr·λ) before the Adam "
+                                           "step; that factor is rounded once and reused, so every step decays θ by the "
+                                           "same wrong amount (at lr 1e-3, λ 1e-2 the factor is 4.6e-17 too large: λ is "
+                                           "effectively 4.6e-12 smaller, relative) and the gap grows linearly with the "
+                                           "epochs, not as a random walk (2.6e-12 after 20000 epochs at seed 0, half the "
+                                           "tolerance there). Each single step agrees to rounding (lockstep), and the "
+                                           "spec computed in torch's order reproduces torch.optim to 6e-15; the spec, "
+                                           "like optax, subtracts lr·(Adam step + λ·θ)")},
+                  library_defaults=("λ: torch 1e-2, optax 1e-4; torch multiplies θ by 1 − lr·λ first, optax adds λ·θ to the update (a"
+                                    " known gap)")),
+        Optimizer("amsgrad", "AMSGrad", ADAM_HYPER, ("m", "v", "vmax"), adam_family=True,
+                  torch=LibraryCall("Adam", ("lr",), ADAM_TORCH_ARGS | {"amsgrad": True}),
+                  optax=LibraryCall("amsgrad", ("lr",), ADAM_OPTAX_ARGS),
+                  torch_state=ADAM_TORCH_STATE | {"vmax": "max_exp_avg_sq"},
+                  optax_state=ADAM_OPTAX_STATE | {"nu_max": "vmax"},
+                  gaps={"optax": Gap("vmax", "optax.amsgrad keeps the maximum of the bias-corrected v̂ = v/(1 − β2^t); "
+                                     "the spec (and torch.optim.Adam(amsgrad=True)) keeps the maximum of the raw v and "
+                                     "divides by 1 − β2^t afterwards: the steps differ from step 2")},
+                  library_defaults=("torch keeps the maximum of the raw v, optax of the bias-corrected v̂ (a known gap)"
+                                    "torch keeps the maximum of the raw v, optax of the bias-corrected v̂ (a known gap)")),
     )
 }
 
 # Slots that hold sums of squares: never negative (replay files are checked for it).
 NON_NEGATIVE_SLOTS = ("v", "sum", "u", "vmax")
 
-# How each library row is configured to compute the spec (the README's mapping table).
-TORCH_OPTIM = {
-    "sgd": "SGD(lr, momentum=0)",
-    "momentum": "SGD(lr, momentum=μ, dampening=0)",
-    "nesterov": "SGD(lr, momentum=μ, dampening=0, nesterov=True)",
-    "adagrad": "Adagrad(lr, lr_decay=0, initial_accumulator_value=a0, eps=ε)",
-    "rmsprop": "RMSprop(lr, alpha=ρ, eps=ε, momentum=0, centered=False)",
-    "adadelta": "Adadelta(lr, rho=ρ, eps=ε)",
-    "adam": "Adam(lr, betas=(β1, β2), eps=ε)",
-    "adamw": "AdamW(lr, betas=(β1, β2), eps=ε, weight_decay=λ)",
-    "amsgrad": "Adam(lr, betas=(β1, β2), eps=ε, amsgrad=True)",
-}
-OPTAX = {
-    "sgd": "sgd(lr)",
-    "momentum": "sgd(lr, momentum=μ)",
-    "nesterov": "sgd(lr, momentum=μ, nesterov=True)",
-    "adagrad": "adagrad(lr, initial_accumulator_value=a0, eps=ε)",
-    "rmsprop": "rmsprop(lr, decay=ρ, eps=ε, eps_in_sqrt=False)",
-    "adadelta": "adadelta(learning_rate=lr, rho=ρ, eps=ε)",
-    "adam": "adam(lr, b1=β1, b2=β2, eps=ε)",
-    "adamw": "adamw(lr, b1=β1, b2=β2, eps=ε, weight_decay=λ)",
-    "amsgrad": "amsgrad(lr, b1=β1, b2=β2, eps=ε)",
-}
-
-# (library row, optimizer) -> (the first phase of a step that differs, why that library
-# cannot compute the spec). Such a row is run as the library is; a disagreement that
-# starts in that phase is reported as expected, not as a failure. Phase "drift": every
-# step agrees to rounding, but the rounding is biased the same way at every step, so
-# the free-running gap grows linearly, past the envelope of unbiased rounding.
-LIBRARY_GAPS = {
-    ("torch.optim", "adamw"): ("drift", "torch.optim.AdamW multiplies θ by fl(1 − lr·λ) before the Adam step; that "
-                               "factor is rounded once and reused, so every step decays θ by the same wrong amount "
-                               "(at lr 1e-3, λ 1e-2 the factor is 4.6e-17 too large: λ is effectively 4.6e-12 "
-                               "smaller, relative) and the gap grows linearly with the epochs, not as a random walk "
-                               "(2.6e-12 after 20000 epochs at seed 0, half the tolerance there). Each single step "
-                               "agrees to rounding (lockstep), and the spec computed in torch's order reproduces "
-                               "torch.optim to 6e-15; the spec, like optax, subtracts lr·(Adam step + λ·θ)"),
-    ("optax", "adagrad"): ("update", "optax.adagrad adds ε inside the root, g·rsqrt(s + ε), and zeroes the step where s = 0; "
-                          "the spec (and torch.optim.Adagrad) divides by √s + ε. The steps differ by ~ε/√s "
-                          "relative, above rounding unless √s > ε/u (9e5 for ε = 1e-10): from step 1"),
-    ("optax", "amsgrad"): ("vmax", "optax.amsgrad keeps the maximum of the bias-corrected v̂ = v/(1 − β2^t); the spec (and "
-                          "torch.optim.Adam(amsgrad=True)) keeps the maximum of the raw v and divides by 1 − β2^t "
-                          "afterwards: the steps differ from step 2"),
-}
+# (library row, optimizer) -> (first differing phase, why): the records' gaps, as one table.
+LIBRARY_GAPS = {(row, o.name): (gap.phase, gap.reason) for o in OPTIMIZERS.values() for row, gap in o.gaps.items()}
 
 
 class OptimizerState(NamedTuple):

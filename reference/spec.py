@@ -171,3 +171,20 @@ def unflatten_params(flat: np.ndarray, hidden: int) -> dict[str, np.ndarray]:
         out[name] = flat[..., start:start + size].reshape(*batch, *shape)
         start += size
     return out
+
+
+def predict(params: dict, inputs: np.ndarray) -> np.ndarray:
+    """The network's outputs for ``inputs`` (N, 2), (…, N) for a batch of params: the
+    forward pass in plain numpy, for reports, plots and the solved test. Overflow in
+    exp at absurd weights saturates the sigmoid to 0 or 1, as its limit says."""
+    with np.errstate(over="ignore"):
+        hidden = 1.0 / (1.0 + np.exp(-(inputs @ params["W1"] + params["b1"])))
+        return (1.0 / (1.0 + np.exp(-(hidden @ params["W2"] + params["b2"]))))[..., 0]
+
+
+def solves_xor(outputs: np.ndarray) -> np.ndarray:
+    """Whether the four outputs (…, 4) round to the XOR targets 0 1 1 0 (per run of a
+    batch); non-finite outputs never do."""
+    targets = xor_data("float64")[1][:, 0]
+    outputs = np.asarray(outputs)
+    return np.all(np.isfinite(outputs), axis=-1) & np.all(np.round(outputs) == targets, axis=-1)

@@ -31,7 +31,7 @@ def default_cfg():
 @pytest.fixture(scope="session")
 def numpy_trajectory(default_cfg):
     """The numpy row at the default config: shared by tests that need a mid-trajectory point."""
-    from harness.rows import run_row
+    from harness.engine.execution import run_row
 
     return run_row("numpy", default_cfg)
 

@@ -100,7 +100,7 @@ def test_batched_training_equals_per_seed_training(name):
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_fast_training_loop_equals_the_readable_step(name, dtype):
     """train() is the fast path of train_step(): the same trajectory, to rounding."""
-    from harness.agreement import tolerance
+    from harness.engine.agreement import tolerance
 
     module = load_backend(name)
     cfg = Config(epochs=300, lr=0.01, dtype=dtype)

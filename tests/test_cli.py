@@ -145,6 +145,8 @@ BAD_INPUTS = {
     "keras for sgd": (["--optimizer", "sgd", "--backends", "numpy,keras"], "keras"),
     "lineage with a learning rate": (["lineage", "--lr", "0.1"], "--lr"),
     "lineage on keras": (["lineage", "--backends", "numpy,keras"], "keras"),
+    "too large for memory": (["--hidden", "100000"], "GiB of memory"),
+    "sweep too large for memory": (["sweep", "--seeds", "1000000", "--every", "1"], "--every"),
 }
 
 
@@ -159,6 +161,21 @@ def test_bad_input_is_one_error_line_exit_2_and_no_file(case, tmp_path):
     assert len(errors) == 1 and named in errors[0], result.stderr
     assert result.stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_too_large_is_refused_with_its_estimate_and_what_to_change(tmp_path):
+    result = run_cli("--hidden", "100000", "--save", str(tmp_path / "t.npz"))
+    assert result.returncode == 2 and result.stdout == "" and list(tmp_path.iterdir()) == []
+    (line,) = result.stderr.splitlines()
+    assert "would need about" in line and "GiB available here" in line and "--epochs" in line
+
+
+def test_absurd_learning_rates_leak_no_numpy_warning(tmp_path):
+    pytest.importorskip("jax")
+    result = run_cli("--lr", "1e300", "--epochs", "200", "--backends", "numpy,jax", "--plot", str(tmp_path))
+    assert result.returncode in (0, 1), result.stderr
+    assert "Warning" not in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "numpy_decision.png").exists()
 
 
 @pytest.mark.parametrize("path", ["missing-folder/out.json", "."])

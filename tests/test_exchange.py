@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import backends
-from harness.exchange import write_trajectory_csv
-from harness.rows import run_row
-from harness.run import run_default
+from harness.files.exchange import write_trajectory_csv
+from harness.engine.execution import run_row
+from harness.commands.run import run_default
 from reference.spec import PARAM_NAMES, Config, flatten_params, initial_params, unflatten_params, xor_data
 from tests.test_cli import ROOT, run_cli
 
@@ -186,7 +186,7 @@ def test_a_plug_in_rows_divergence_replays_in_the_plug_in(tmp_path):
 
 
 def test_a_fault_planted_in_the_plug_in_is_caught_in_its_phase():
-    from harness.rows import register_plugin
+    from harness.engine.rows import register_plugin
 
     register_plugin(EXAMPLE)
     results = run_default(Config(epochs=60), ["numpy", "example"], "cpu", 1, {"example": "grad-missing-2-over-n"})

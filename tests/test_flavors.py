@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from harness.rows import unavailable_reason
-from harness.run import run_default
+from harness.engine.rows import unavailable_reason
+from harness.commands.run import run_default
 from reference.spec import ADAM_FORMS, GRAD_CONVENTIONS, PARAM_NAMES, Config, flatten_params, initial_params
 from tests.conftest import BACKEND_NAMES, load_backend
 from tests.seed_article import run_article
@@ -17,7 +17,7 @@ RECIPE = Config(adam="seed", grad="half-sse")
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_seed_recipe_reproduces_the_article_to_1e_12(seed):
-    from harness.rows import run_row
+    from harness.engine.execution import run_row
 
     errors, final = run_article(seed)
     row = run_row("numpy", Config(adam="seed", grad="half-sse", seed=seed))

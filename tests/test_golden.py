@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backends import numpy_backend
-from harness.agreement import tolerance
+from harness.engine.agreement import tolerance
 from reference.golden import COMMAND, EVERY, SEEDS, golden_path, load_golden
 from reference.spec import checkpoint_epochs, flatten_params, initial_params
 

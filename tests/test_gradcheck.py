@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from backends import numpy_backend
-from harness import gradcheck, oracle
-from harness.canaries import CANARIES, backprop
+from harness.gradcheck import check as gradcheck
+from harness.gradcheck import oracle, report
+from harness.engine.canaries import CANARIES, backprop
 from reference.spec import PARAM_NAMES, Config, initial_params, xor_data
 from tests.test_cli import run_cli
 
@@ -43,7 +44,7 @@ def test_the_true_gradient_passes_for_every_source_at_every_point(float64_check)
 
 def test_float32_sources_pass_with_their_own_tolerance_and_float64_is_closer():
     result = gradcheck.run_check(Config(dtype="float32"), 2, gradcheck.hand_source("mse"), "hand")
-    assert result["passed"], gradcheck.render_check(result)
+    assert result["passed"], report.render_check(result)
     hand32 = result["sources"]["hand"]["W1"]["by_point_kind"]["regular"]["max_rel_error_vs_oracle"]
     assert 1e-9 < hand32 < 1e-2  # really float32
     for name, comparison in result["float64_comparison"].items():

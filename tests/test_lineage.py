@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from harness.diagnosis import read_replay, write_replay
-from harness.lockstep import lockstep_row, phases_for, states_from_history
-from harness.rows import DEFAULT_ROWS, run_row, unavailable_reason
-from harness.run import run_default
+from harness.files.replay import read_replay, write_replay
+from harness.engine.lockstep import lockstep_row, phases_for, states_from_history
+from harness.engine.execution import run_row
+from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
+from harness.commands.run import run_default
 from reference.optimizers import LIBRARY_GAPS, OPTIMIZERS
 from reference.spec import Config, flatten_params
 from tests.test_cli import run_cli
@@ -107,7 +108,7 @@ def test_replay_files_carry_the_optimizer_state(tmp_path):
 
 
 def test_replay_file_without_the_optimizer_state_is_refused(tmp_path):
-    from harness.diagnosis import ReplayError
+    from harness.files.replay import ReplayError
 
     cfg = Config(optimizer="amsgrad", epochs=20)
     ref = run_row("numpy", cfg, record_states=True)

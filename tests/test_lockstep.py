@@ -4,12 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from harness import faults
-from harness.agreement import K_ENVELOPE, envelope_tolerance, one_ulp_perturbations, perturbation_envelope
-from harness.diagnosis import ReplayError, read_replay, write_replay
-from harness.lockstep import K_LOCKSTEP, lockstep_row, phases_for, states_from_history
-from harness.rows import DEFAULT_ROWS, run_row, unavailable_reason
-from harness.run import run_default
+from harness.engine import faults
+from harness.engine.agreement import K_ENVELOPE, envelope_tolerance, one_ulp_perturbations, perturbation_envelope
+from harness.files.replay import ReplayError, read_replay, write_replay
+from harness.engine.lockstep import K_LOCKSTEP, lockstep_row, phases_for, states_from_history
+from harness.engine.execution import run_row
+from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
+from harness.commands.run import run_default
 from reference.spec import Config, flatten_params, initial_params
 from tests.test_cli import run_cli
 
@@ -40,19 +41,19 @@ def test_clean_rows_step_like_numpy_to_within_a_few_ulps(seed, lr, dtype):
 def test_numpy_lockstep_step_is_the_recorded_trajectory():
     cfg = Config(epochs=500)
     ref, states = _states(cfg)
-    from harness.lockstep import hand_row_phases
+    from harness.engine.lockstep import row_phases
 
-    new = flatten_params(hand_row_phases("numpy", cfg, states)["params"])
+    new = flatten_params(row_phases("numpy", cfg, states)["params"])
     np.testing.assert_allclose(new, ref.params[1:], rtol=0, atol=4 * np.finfo(float).eps * np.abs(ref.params).max())
 
 
-EXPECTED_PHASE = {name: phase for name, (phase, _) in faults.FAULTS.items()}
+EXPECTED_PHASE = {name: fault.phase for name, fault in faults.FAULTS.items()}
 
 
 @pytest.mark.parametrize("row", HAND_ROWS)
 @pytest.mark.parametrize("fault", list(faults.FAULTS))
 def test_every_planted_fault_is_caught_in_its_phase(fault, row):
-    cfg = Config(optimizer=faults.FAULT_OPTIMIZERS.get(fault, ("adam",))[0], epochs=60)
+    cfg = Config(optimizer=(faults.FAULTS[fault].optimizers or ("adam",))[0], epochs=60)
     results = run_default(cfg, [n for n in ("numpy", "jax", "torch") if n in AVAILABLE], "cpu", 1, {row: fault})
     assert not results.passed
     failing = [p for p in results.pairs if not p["passed"]]
@@ -65,6 +66,30 @@ def test_every_planted_fault_is_caught_in_its_phase(fault, row):
         # seed-bias-correction equals the paper's step at t = 1; every other fault shows at once
         assert divergence["epoch"] == (2 if fault == "seed-bias-correction" else 1)
         assert pair["diagnosis"].startswith("computation differs")
+
+
+# one fault for each function a fault swaps: Adam's step, its moments, an UPDATES rule, the
+# gradient, and the sigmoid (its derivative rule in autodiff rows, the hand backprop in numpy)
+SWAPS = ("eps-inside-sqrt", "beta1-beta2-swapped", "rmsprop-eps-inside-sqrt", "grad-missing-2-over-n",
+         "sigmoid-grad-at-activation")
+
+
+@pytest.mark.parametrize("row", HAND_ROWS)
+@pytest.mark.parametrize("fault", SWAPS)
+def test_the_fast_training_loop_steps_with_the_functions_lockstep_checks(fault, row):
+    # One implementation of a row's step: a fault planted in any function that lockstep
+    # steps reaches the fast loop too, which then trains as the readable train_step does.
+    import backends
+
+    module = backends.load(row)
+    cfg = Config(optimizer=(faults.FAULTS[fault].optimizers or ("adam",))[0], epochs=40)
+    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    clean = module.train(cfg, params0)[1]
+    with faults.injected(row, fault):
+        fast = module.train(cfg, params0)[1]
+        readable = backends.readable_train(module)(cfg, params0)[1]
+    assert np.abs(fast - clean).max() > 1e-6
+    np.testing.assert_allclose(fast, readable, rtol=0, atol=1e-12)
 
 
 def test_a_fault_is_undone_after_its_block():

@@ -62,34 +62,31 @@ def backend_step(backend, cfg, params, st, grads):
 
 def torch_optim_step(cfg, params, st, grads):
     torch = pytest.importorskip("torch")
-    from harness.lockstep import torch_state_key
+    from backends import torch_optim_row
 
-    module = load_backend("torch")
     leaves = {k: torch.tensor(params[k], requires_grad=True) for k in PARAM_NAMES}
-    opt = module.torch_optimizer(cfg, list(leaves.values()))
+    opt = torch_optim_row.make_optimizer(cfg, list(leaves.values()))
     for k in PARAM_NAMES:
         leaves[k].grad = torch.tensor(grads[k])
-        entry = {torch_state_key(cfg, s): torch.tensor(st.slots[s][k]) for s in st.slots}
-        if cfg.optimizer not in ("sgd", "momentum", "nesterov"):
-            entry["step"] = torch.tensor(float(st.t))
-        opt.state[leaves[k]] = entry
+        opt.state[leaves[k]] = torch_optim_row.state_entry(cfg, {s: torch.tensor(st.slots[s][k]) for s in st.slots},
+                                                            st.t)
     opt.step()
     out = {"params": {k: leaves[k].detach().numpy().copy() for k in PARAM_NAMES}}
     for s in st.slots:
-        out[s] = {k: opt.state[leaves[k]][torch_state_key(cfg, s)].numpy().copy() for k in PARAM_NAMES}
+        out[s] = {k: torch_optim_row.state_slots(cfg, opt.state[leaves[k]])[s].numpy().copy() for k in PARAM_NAMES}
     return out
 
 
 def optax_step(cfg, params, st, grads, optimizer=None):
     pytest.importorskip("optax")
-    from harness.lockstep import fill_optax_state, optax_slots
+    load_backend("jax")  # x64 on
+    from backends import optax_row
 
-    module = load_backend("jax")  # x64 on
-    optimizer = optimizer or module.optax_optimizer(cfg)
-    opt_state = fill_optax_state(optimizer.init(params), st.slots, st.t)
+    optimizer = optimizer or optax_row.make_optimizer(cfg)
+    opt_state = optax_row.fill_state(cfg, optimizer.init(params), st.slots, st.t)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     new = {k: np.asarray(params[k] + updates[k]) for k in PARAM_NAMES}
-    slots = optax_slots(opt_state)
+    slots = optax_row.state_slots(cfg, opt_state)
     return {"params": new, **{s: {k: np.asarray(slots[s][k]) for k in PARAM_NAMES} for s in st.slots}}
 
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from harness.rows import DEFAULT_ROWS, unavailable_reason
-from harness.run import run_default
+from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
+from harness.commands.run import run_default
 from reference.optimizers import OPTIMIZERS
 from reference.spec import Config
 

@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from harness.progress import Progress
-from harness.rows import DEFAULT_ROWS, Trajectory, run_row, unavailable_reason
-from harness.sweep import batch_params, summarize
+from harness.report.progress import Progress
+from harness.engine.execution import run_row
+from harness.engine.rows import DEFAULT_ROWS, Trajectory, unavailable_reason
+from harness.commands.sweep import batch_params, summarize
 from reference.spec import Config
 from tests.conftest import ulp_tolerance
 from tests.test_cli import run_cli

@@ -3,9 +3,11 @@ is solved in every row; planted Adam mistakes in one row are caught."""
 import numpy as np
 import pytest
 
-from harness.agreement import compare, compare_all, tolerance, trajectory_scale
-from harness.report import predictions, solves_xor
-from harness.rows import DEFAULT_ROWS, Trajectory, run_row, unavailable_reason
+from harness.engine.agreement import compare, compare_all, tolerance, trajectory_scale
+from harness.report.text import predictions
+from reference.spec import solves_xor
+from harness.engine.execution import run_row
+from harness.engine.rows import DEFAULT_ROWS, Trajectory, unavailable_reason
 from reference.spec import Config
 
 
@@ -65,7 +67,7 @@ def test_numpy_row_reproduces_the_documented_final_loss(float64_rows):
 @pytest.mark.parametrize("fault", ["eps-inside-sqrt", "seed-bias-correction"])
 def test_a_planted_adam_mistake_is_caught_by_the_fixed_rule(fault, dtype, float64_rows, float32_rows):
     """The numpy row computing with a classic mistake: its free-running pair must fail."""
-    from harness.faults import injected
+    from harness.engine.faults import injected
 
     rows = float64_rows if dtype == "float64" else float32_rows
     with injected("numpy", fault):

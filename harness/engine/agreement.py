@@ -36,12 +36,13 @@ A planted mistake is far above it at the default config (measured, numpy row wit
 mistake against the jax row): ε inside the square root moves parameters by 1.7, 1e12
 times the float64 tolerance and 2e3 times the float32 one; bias corrections taken at
 t + 1 move them by 3e-3, 2e9 times the float64 tolerance, but only 4 times the float32
-one, from epoch 213 on. tests/test_agreement.py plants both.
+one, from epoch 213 on. tests/test_lockstep.py plants both.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -179,18 +180,24 @@ def one_ulp_perturbations(params0: dict, seed: int, directions: int = ENVELOPE_D
     return out
 
 
-def perturbed_start_batch(params0: dict, seed: int) -> dict:
-    """``one_ulp_perturbations`` stacked along a leading axis: one batch to train (with
-    ``nudge_seed``) as the envelope's runs."""
-    starts = one_ulp_perturbations(params0, seed)
-    return {k: np.stack([p[k] for p in starts]) for k in params0}
+def perturbed_starts(params0: dict, seed: int) -> dict:
+    """Every run's initial weights (one run, or a batch along the first axis) moved by one
+    ULP in ENVELOPE_DIRECTIONS random directions, as one batch to train with
+    ``nudge_seed``: direction d holds runs [d·N, (d + 1)·N), N the runs in ``params0``."""
+    batch = {k: np.asarray(v)[None] if np.ndim(v) == 2 else np.asarray(v) for k, v in params0.items()}
+    starts = one_ulp_perturbations(batch, seed)
+    return {k: np.concatenate([s[k] for s in starts]) for k in params0}
 
 
-def runs_of_batch(batch) -> list:
-    """A batched trajectory (records, runs, …) as one trajectory-like object per run."""
-    from types import SimpleNamespace
-
-    return [SimpleNamespace(params=batch.params[:, i], loss=batch.loss[:, i]) for i in range(batch.params.shape[1])]
+def envelope_of(reference, perturbed) -> np.ndarray:
+    """The perturbation envelope of ``reference`` (one run, or a batch of runs) from the
+    run of its ``perturbed_starts``: per record (and per run of a batch)."""
+    runs = reference.params.shape[1] if reference.params.ndim == 3 else 1
+    directions = perturbed.params.shape[1] // runs
+    split = [SimpleNamespace(params=perturbed.params[:, d * runs:(d + 1) * runs].reshape(reference.params.shape),
+                             loss=perturbed.loss[:, d * runs:(d + 1) * runs].reshape(reference.loss.shape))
+             for d in range(directions)]
+    return perturbation_envelope(reference, split)
 
 
 def perturbation_envelope(reference, perturbed: list) -> np.ndarray:

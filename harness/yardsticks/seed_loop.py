@@ -6,7 +6,7 @@ derivative, four separate moment pairs, m̂ and v̂ materialised, the article's 
 bias correction and its ½·SSE gradient. It is not a row and is never compared; its
 numbers are the article's, not the default config's.
 
-    python -m harness.seed_loop      # one 20000-epoch run, as the article's script does
+    python -m harness.yardsticks.seed_loop   # one 20000-epoch run, as the article's script does
 """
 from __future__ import annotations
 

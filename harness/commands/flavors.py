@@ -8,36 +8,52 @@ update norms is printed.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from harness.commands import options
+from harness.engine.execution import run_row
+from harness.report.text import solved_from
 from reference import adam as spec
-from reference.spec import GRAD_SCALE, Config, initial_params, unflatten_params, xor_data
+from reference.spec import GRAD_SCALE, Config, initial_params
+
+DESCRIPTION = ("Run every Adam form (paper, epshat, seed; the seed form with both gradient conventions) from one "
+               "initial state and compare final loss, when XOR is solved, step size and parameter gap.")
+EPILOG = None
 
 FLAVORS = (("paper", "mse"), ("epshat", "mse"), ("seed", "mse"), ("seed", "half-sse"))
 STEP_EPOCHS = (1, 10, 100, 1000, 20000)
 
 
-def solved_from(params_history: np.ndarray, hidden: int):
-    """The first epoch after which XOR is solved (rounded outputs 0 1 1 0) and stays
-    solved to the end; None if never."""
-    from backends import numpy_backend
+def add_arguments(parser) -> None:
+    options.add_problem_options(parser)
+    parser.add_argument("--json", metavar="FILE", help="write the table as JSON")
+    parser.add_argument("--plot", metavar="DIR", help="loss curves overlaid and decision regions side by side")
 
-    X, y = xor_data("float64")
-    outputs = numpy_backend.forward(unflatten_params(params_history.astype(np.float64), hidden), X)["A2"]
-    solved = np.all(np.round(outputs) == y, axis=(-2, -1))          # per record, row 0 = before training
-    stays = np.logical_and.accumulate(solved[::-1])[::-1]
-    return int(np.argmax(stays)) if stays.any() else None
+
+def main(args, parser) -> int:
+    from harness.files.environment import environment
+
+    cfg = options.config_from(args, parser)
+    outputs = options.check_outputs(parser, args, files=("json",), folders=("plot",))
+    options.refuse_if_too_large(parser, "flavors", cfg, len(FLAVORS))
+    result = run_flavors(cfg)
+    print(render_flavors(result))
+    return options.finish(parser, outputs, result, {"environment": environment()},
+                          plots=lambda folder: plot_flavors(result, folder))
+
+
+@dataclass
+class FlavorsResult(options.Result):
+    runs: dict  # (adam form, gradient convention) -> the numpy row's Trajectory
 
 
 def flavor_label(adam: str, grad: str) -> str:
     return f"{adam}/{grad}"
 
 
-def run_flavors(cfg: Config) -> dict:
-    from harness.rows import run_row
-
+def run_flavors(cfg: Config) -> FlavorsResult:
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     runs = {}
     for adam, grad in FLAVORS:
@@ -61,10 +77,10 @@ def run_flavors(cfg: Config) -> dict:
             "step_vs_paper": steps,
             "max_param_gap_to_paper": float(np.abs(run.params.astype(np.float64) - paper.params).max()),
         }
-    return {"config": cfg.to_dict(), "flavors": table, "_runs": runs}
+    return FlavorsResult({"config": cfg.to_dict(), "flavors": table}, runs)
 
 
-def render_flavors(result: dict) -> str:
+def render_flavors(result: FlavorsResult) -> str:
     cfg = result["config"]
     first = next(iter(result["flavors"].values()))
     epochs = list(first["step_vs_paper"])
@@ -82,15 +98,15 @@ def render_flavors(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_flavors(result: dict, folder) -> list:
+def plot_flavors(result: FlavorsResult, folder) -> list:
     from pathlib import Path
 
-    from harness.plots import draw_decision_regions, pyplot, save_figure
+    from harness.report.plots import draw_decision_regions, pyplot, save_figure
 
     plt = pyplot()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    runs = result["_runs"]
+    runs = result.runs
     hidden = result["config"]["hidden"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (adam, grad), run in runs.items():

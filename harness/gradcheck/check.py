@@ -1,7 +1,7 @@
 """``python compare.py grads``: is a hand-derived gradient right, and of which loss?
 
 Every source's gradient of the MSE is compared, element by element, with a 50-digit
-mpmath oracle (``harness.oracle``) at several points: the initial weights, points
+mpmath oracle (``harness.gradcheck.oracle``) at several points: the initial weights, points
 along the default training, and points with saturated sigmoids.
 
 Tolerances, and why
@@ -9,7 +9,7 @@ Tolerances, and why
 A float gradient is a few sums of products, so its rounding error is bounded by a
 small multiple of u (the dtype's machine epsilon) times S, the sum over its terms of
 |term| × (1 + the relative conditions of the term's factors), which the oracle computes
-beside the gradient (see ``harness.oracle``: σ'(z) = a(1 − a) near saturation and the
+beside the gradient (see ``harness.gradcheck.oracle``: σ'(z) = a(1 − a) near saturation and the
 error a − y near a fit are the ill-conditioned factors). Computed sources must meet
 
     |g − oracle| ≤ K·u·S per element,  K = 4
@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 import mpmath
 import numpy as np
 
-from harness import oracle
+from harness.gradcheck import oracle
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, initial_params, param_shapes, unflatten_params, xor_data
 
 K_ROUNDING = 4.0
@@ -294,7 +294,7 @@ def loss_convention(hand_by_point: list, truths: list, dtype: str, hidden: int) 
 
 def available_sources(hand_fn, hand_only: bool = False) -> tuple[dict, dict]:
     """Source name -> gradient(params, dtype); and skipped source -> reason."""
-    from harness.rows import unavailable_reason
+    from harness.engine.rows import unavailable_reason
 
     sources, skipped = {"hand": hand_fn}, {}
     if hand_only:
@@ -429,7 +429,7 @@ def float64_comparison(points: list, sources: dict, hidden: int) -> dict:
 
 def run_canaries(cfg: Config, n_points: int) -> dict:
     """Each canary as the hand gradient: caught where, and does the true gradient pass?"""
-    from harness.canaries import CANARIES, canary_gradient
+    from harness.engine.canaries import CANARIES, canary_gradient
 
     started = time.perf_counter()
     truth_run = run_check(cfg, n_points, hand_source("mse"), "hand backprop of the MSE", hand_only=True)
@@ -454,80 +454,4 @@ def run_canaries(cfg: Config, n_points: int) -> dict:
 
 # --- reports -----------------------------------------------------------------------------------
 
-def _g(x, spec=".2e"):
-    return "-" if x is None else format(x, spec)
 
-
-def render_check(result: dict) -> str:
-    cfg = result["config"]
-    lines = [
-        f"gradient check: XOR 2-{cfg['hidden']}-1, {cfg['dtype']}, seed {cfg['seed']}; hand gradient: {result['hand']}",
-        f"{len(result['points'])} points: " + "; ".join(result["points"]),
-        f"oracle: mpmath at {oracle.DIGITS} significant digits, hand formulas in scalar loops (no float code shared)",
-        "",
-        f"{'':<27} {'regular points':^23} {'saturated points':^23}",
-        f"{'source':<20} {'tensor':<6} {'max rel err':>11} {'max ULPs':>11} {'max rel err':>11} {'max ULPs':>11} "
-        f"{'err/allowed':>12}  result",
-    ]
-    for name, tensors in result["sources"].items():
-        for k, t in tensors.items():
-            kinds = t["by_point_kind"]
-            cells = []
-            for kind in ("regular", "saturated"):
-                part = kinds.get(kind, {})
-                cells += [_g(part.get("max_rel_error_vs_oracle")), _g(part.get("max_ulp_vs_oracle"), ".3g")]
-            verdict = "ok" if t["passed"] else ("WRONG: " + t["problem"] if t.get("problem") else "WRONG")
-            lines.append(f"{name:<20} {k:<6} {cells[0]:>11} {cells[1]:>11} {cells[2]:>11} {cells[3]:>11} "
-                         f"{_g(t['max_error_over_allowed'], '.3g'):>12}  {verdict}")
-    lines.append(f"allowed: computed sources |g − oracle| ≤ {K_ROUNDING:g}·u·S (S: the rounding scale the oracle "
-                 f"computes, large where σ' or y − ŷ cancel); finite differences ≤ {K_FD:g}× their own error estimate")
-    lines.append("")
-    if result.get("closest_to_oracle"):
-        lines.append("closest to the oracle at the regular points: " + " = ".join(result["closest_to_oracle"]))
-    for name, gaps in result.get("hand_vs_autodiff_max_rel_diff", {}).items():
-        lines.append(f"hand vs {name} autodiff, largest relative difference: " +
-                     ", ".join(f"{gap:.2e} at {kind} points" for kind, gap in gaps.items()))
-    for name, c in result.get("float64_comparison", {}).items():
-        closer = c["float64_closer_by"]
-        lines.append(f"{name} at the regular points: worst relative error {c['float32_max_rel_error']:.2e} in float32, "
-                     f"{c['float64_max_rel_error']:.2e} in float64" + (f": float64 is {closer:.3g}× closer" if closer else ""))
-    lines += ["", "Taylor test of the hand gradient (its formula, evaluated in float64): "
-              "r(h) = |L(θ + h·d) − L(θ) − h·⟨g, d⟩| must shrink as h² "
-              f"(h = {TAYLOR_STEPS[0]:.0e} … {TAYLOR_STEPS[-1]:.0e}, L in oracle precision)"]
-    for t in result["taylor"]:
-        if not t["judged"]:
-            verdict = (f"not judged: a correct float gradient may be off by {t['possible_rel_error']:.1e} here, "
-                       "more than the remainder resolves")
-        else:
-            verdict = "ok" if t["passed"] else "WRONG (a right gradient gives 2, a wrong one 1)"
-        lines.append(f"  {t['point']:<40} fitted order {t['order']:5.2f}  {verdict}")
-    lines += ["", f"the hand gradient is {result['loss_convention']['statement']}", ""]
-    if result["passed"]:
-        lines.append(f"every source agrees with the oracle at all {len(result['points'])} points "
-                     f"({result['seconds']:.1f} s)")
-    else:
-        wrong = sorted({n for n, tensors in result["sources"].items() for t in tensors.values() if not t["passed"]})
-        taylor = [t["point"] for t in result["taylor"] if not t["passed"]]
-        lines.append("disagreement: " + ", ".join(wrong + (["hand gradient fails the Taylor test"] if taylor else []))
-                     + f" ({result['seconds']:.1f} s)")
-    return "\n".join(lines)
-
-
-def render_canaries(result: dict) -> str:
-    lines = [f"canaries: wrong hand gradients the check must catch, at {len(result['points'])} points", "",
-             f"{'canary':<42} {'caught':<7} where"]
-    for name, c in result["canaries"].items():
-        where = []
-        if c["problems"]:
-            where += c["problems"]
-        numeric = [k for k in c["tensors"] if not any(k in p for p in c["problems"])] if c["problems"] else c["tensors"]
-        if numeric:
-            where.append(f"{', '.join(numeric)} (up to {c['worst_error_over_allowed']:.2g}× the allowed error)")
-        where.append(f"Taylor order {min(c['taylor_orders']):.2f}-{max(c['taylor_orders']):.2f}")
-        lines.append(f"{name:<42} {'yes' if c['caught'] else 'NO':<7} " + "; ".join(where))
-        if c["loss_convention"]["convention"]:
-            lines.append(f"{'':<50} it is {c['loss_convention']['statement']}")
-    lines += ["", f"true gradient: {'passes' if result['true_gradient_passed'] else 'FAILS'}",
-              f"{sum(c['caught'] for c in result['canaries'].values())} of {len(result['canaries'])} canaries caught "
-              f"({result['seconds']:.1f} s)"]
-    return "\n".join(lines)

@@ -1,8 +1,9 @@
 """``python compare.py bench``: how fast each row trains, against two yardsticks.
 
-- the seed-style loop (``harness.seed_loop``): the article's training loop, op for op;
-- the floor: the same training as a plain C loop (``harness/floor.c``), compiled here
-  with the system's C compiler, skipped with a note when there is none.
+- the seed-style loop (``harness.yardsticks.seed_loop``): the article's training loop, op
+  for op;
+- the floor: the same training as a plain C loop (``harness/yardsticks/floor.c``, package
+  data), compiled here with the system's C compiler, skipped with a note when there is none.
 
 Rows run one after another in this process, each ``repeat`` times, so they never
 compete for a core; import times are measured in fresh interpreters. Figures are
@@ -20,12 +21,42 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-
+from harness.commands import options
+from harness.engine.execution import run_row
+from harness.engine.rows import ROWS
 from reference.spec import Config, flatten_params, initial_params
 
 FRAMEWORK_IMPORTS = {"numpy": "numpy", "jax": "jax", "torch": "torch", "optax": "optax"}
-ROOT = Path(__file__).resolve().parents[1]
+FLOOR_SOURCE = Path(__file__).resolve().parents[1] / "yardsticks" / "floor.c"
 WARM_UP_EPOCHS = 200  # one untimed short run per row first: lazy imports, allocator, caches
+DESCRIPTION = ("Time every row (µs per epoch: median, min, max over --repeat runs, one row at a time), with compile "
+               "and import times, against the seed-style numpy loop and a plain C loop (the floor).")
+EPILOG = None
+
+
+def add_arguments(parser) -> None:
+    options.add_problem_options(parser)
+    parser.add_argument("--repeat", type=options.positive_int, default=5, help="runs per row (default %(default)s)")
+    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
+                        help="rows to time (default: all installed)")
+    parser.add_argument("--no-wall", action="store_true",
+                        help="skip timing whole runs of the default run and of the seed-style script")
+    parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+
+
+def main(args, parser) -> int:
+    from harness.files.environment import environment
+
+    cfg = options.config_from(args, parser)
+    outputs = options.check_outputs(parser, args, files=("json",), folders=())
+    names, skipped = options.select_rows(args.backends, parser)
+    options.refuse_if_too_large(parser, "bench", cfg, 1)
+    options.notice_skipped(skipped.values())
+    progress = (lambda text: print(f"  {text} ...", file=sys.stderr, flush=True))
+    result = options.Result(run_bench(cfg, names, args.repeat, wall=not args.no_wall, progress=progress))
+    result.data["environment"] = environment()
+    print(render_bench(result.data))
+    return options.finish(parser, outputs, result)
 
 
 def spread(values) -> dict:
@@ -33,8 +64,6 @@ def spread(values) -> dict:
 
 
 def time_row(name: str, cfg: Config, repeat: int) -> dict:
-    from harness.rows import run_row
-
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     run_row(name, replace(cfg, epochs=min(cfg.epochs, WARM_UP_EPOCHS)), params0)  # first-call costs
     runs = [run_row(name, cfg, params0) for _ in range(repeat)]
@@ -45,7 +74,7 @@ def time_row(name: str, cfg: Config, repeat: int) -> dict:
 
 
 def time_seed_loop(cfg: Config, repeat: int) -> dict:
-    from harness.seed_loop import seed_style_training
+    from harness.yardsticks.seed_loop import seed_style_training
 
     params0 = initial_params(cfg.seed, cfg.hidden)
     times = []
@@ -57,7 +86,7 @@ def time_seed_loop(cfg: Config, repeat: int) -> dict:
 
 
 def time_floor(cfg: Config, repeat: int) -> dict:
-    """Compile and run harness/floor.c; {"skipped": why} when that cannot be done."""
+    """Compile and run floor.c; {"skipped": why} when that cannot be done."""
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if compiler is None:
         return {"skipped": "no C compiler on PATH"}
@@ -65,7 +94,7 @@ def time_floor(cfg: Config, repeat: int) -> dict:
         return {"skipped": "the C loop is float64 with at most 64 hidden units"}
     with tempfile.TemporaryDirectory() as folder:
         binary = Path(folder) / "floor"
-        build = subprocess.run([compiler, "-O2", "-o", str(binary), str(ROOT / "harness" / "floor.c"), "-lm"],
+        build = subprocess.run([compiler, "-O2", "-o", str(binary), str(FLOOR_SOURCE), "-lm"],
                                capture_output=True, text=True)
         if build.returncode != 0:
             return {"skipped": f"{compiler} failed: {build.stderr.strip().splitlines()[-1:]}"}
@@ -110,8 +139,10 @@ def import_seconds(module: str, repeat: int = 3) -> float:
 
 
 def wall_seconds(argv: list[str]) -> float:
+    """A whole run of ``python argv`` in a fresh interpreter (from any folder: the
+    harness is imported as installed)."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, *argv], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, *argv], check=True, capture_output=True)
     return time.perf_counter() - start
 
 
@@ -137,17 +168,15 @@ def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -
         entry["vs_seed_loop"] = us / seed
         entry["vs_floor"] = us / floor if floor else None
     if wall:
-        progress("timing whole runs: python compare.py, python -m harness.seed_loop")
+        progress("timing whole runs: the default run (python -m harness.cli), python -m harness.yardsticks.seed_loop")
         result["wall_seconds"] = {
-            "compare_default_run": wall_seconds(["compare.py"]),
-            "seed_loop_script": wall_seconds(["-m", "harness.seed_loop"]),
+            "compare_default_run": wall_seconds(["-m", "harness.cli", "--epochs", str(cfg.epochs)]),
+            "seed_loop_script": wall_seconds(["-m", "harness.yardsticks.seed_loop"]),
         }
     return result
 
 
 def _row_modules(name: str):
-    from harness.rows import ROWS
-
     return ROWS[name].requires
 
 
@@ -184,7 +213,7 @@ def render_bench(result: dict) -> str:
     if "wall_seconds" in result:
         w = result["wall_seconds"]
         lines.append(
-            f"wall seconds: python compare.py {w['compare_default_run']:.2f}, "
-            f"python -m harness.seed_loop {w['seed_loop_script']:.2f} "
+            f"wall seconds: the default run {w['compare_default_run']:.2f}, "
+            f"python -m harness.yardsticks.seed_loop {w['seed_loop_script']:.2f} "
             f"(ratio {w['compare_default_run'] / w['seed_loop_script']:.1f})")
     return "\n".join(lines)

@@ -8,14 +8,72 @@ left to ``compare.py --optimizer NAME``, which runs it. A known library gap
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from harness.agreement import K_ENVELOPE, compare_all, perturbation_envelope, perturbed_start_batch, runs_of_batch
-from harness.flavors import solved_from
-from harness.rows import EXPECTED_COST, ROWS, Workers, expected_gap, run_row, unavailable_reason
-from harness.run import explain_gap, pair_accepted
+from harness.commands import options
+from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of, perturbed_starts
+from harness.engine.execution import Workers, run_row
+from harness.engine.rows import DEFAULT_ROWS, EXPECTED_COST, ROWS, expected_gap, unavailable_reason
+from harness.engine.verdict import explain_gap, pair_accepted
+from harness.report.text import solved_from
 from reference.optimizers import OPTIMIZERS
-from reference.spec import Config, initial_params
+from reference.spec import DTYPES, GRAD_CONVENTIONS, Config, initial_params
+
+DESCRIPTION = ("Train every optimizer (" + ", ".join(OPTIMIZERS) + ") from the same initial weights, each at its "
+               "conventional default hyperparameters, in every row; one table of final loss, the epoch XOR is solved "
+               "from, agreement across rows and µs/epoch.")
+EPILOG = ("exit status: 0 every optimizer agrees across its rows (known library differences aside), 1 otherwise, "
+          "2 bad usage")
+
+
+def add_arguments(parser) -> None:
+    defaults = options.DEFAULTS
+    parser.add_argument("--epochs", type=options.positive_int, default=defaults.epochs,
+                        help="training epochs (default %(default)s)")
+    parser.add_argument("--seed", type=options.seed_int, default=defaults.seed,
+                        help="initial-weight seed (default %(default)s)")
+    parser.add_argument("--hidden", type=options.positive_int, default=defaults.hidden,
+                        help="hidden units (default %(default)s)")
+    parser.add_argument("--dtype", choices=DTYPES, default=defaults.dtype, help="floating-point type (default %(default)s)")
+    parser.add_argument("--grad", choices=GRAD_CONVENTIONS, default=defaults.grad,
+                        help="gradient of: mse or half-sse (default %(default)s)")
+    options.add_execution_options(parser)
+    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
+                        help=f"rows to run, the first is the reference (default: {','.join(DEFAULT_ROWS)}, "
+                        "those installed)")
+    parser.add_argument("--json", metavar="FILE", help="write the table as JSON")
+    parser.add_argument("--plot", metavar="DIR", help="loss curves overlaid and a grid of decision regions")
+
+
+def main(args, parser) -> int:
+    from harness.commands.run import stderr_progress
+    from harness.files.environment import environment
+
+    base = Config(hidden=args.hidden, epochs=args.epochs, seed=args.seed, dtype=args.dtype, grad=args.grad)
+    outputs = options.check_outputs(parser, args, files=("json",), folders=("plot",))
+    partial = [n for n in args.backends or [] if not set(ROWS[n].optimizers) >= set(OPTIMIZERS)]
+    if partial:
+        wrong = partial[0]
+        parser.error(f"row {wrong} implements {'/'.join(ROWS[wrong].optimizers)} only, not the whole lineage")
+    names, skipped = available_rows(args.backends)
+    if args.backends and skipped:
+        parser.error(next(iter(skipped.values())))
+    if not names:
+        parser.error("no row can run: none of the frameworks is installed")
+    options.refuse_if_too_large(parser, "lineage", base, len(names), runs=len(OPTIMIZERS))
+    options.notice_skipped(skipped.values())
+    result = run_lineage(base, names, args.jobs, args.device, progress=stderr_progress)
+    options.notice_skipped(result["skipped"].values())
+    print(render_lineage(result))
+    return options.finish(parser, outputs, result, {"environment": environment()},
+                          plots=lambda folder: plot_lineage(result, folder))
+
+
+@dataclass
+class LineageResult(options.Result):
+    runs: dict  # (optimizer, row) -> Trajectory
 
 
 def lineage_config(base: Config, optimizer: str) -> Config:
@@ -25,7 +83,7 @@ def lineage_config(base: Config, optimizer: str) -> Config:
                   grad=base.grad)
 
 
-def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progress=None) -> dict:
+def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progress=None) -> LineageResult:
     """Train every optimizer in every row of ``names`` that implements it (numpy first,
     with its perturbed starts for the envelope), all in one pool of ``jobs`` processes."""
     progress = progress or (lambda text: None)
@@ -37,8 +95,8 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
             if ROWS[row].implements(cfg):
                 tasks.append(((name, row), run_row, (row, cfg, params0, 1, device)))
         if names[0] == "numpy":
-            batch = perturbed_start_batch(params0, cfg.seed)
-            tasks.append(((name, "perturbed"), run_row, ("numpy", cfg, batch, 1, "cpu", None, False, cfg.seed)))
+            starts = perturbed_starts(params0, cfg.seed)
+            tasks.append(((name, "perturbed"), run_row, ("numpy", cfg, starts, 1, "cpu", None, False, cfg.seed)))
     tasks.sort(key=lambda task: -EXPECTED_COST.get(task[0][1], 4))  # the slowest rows first
     runs, skipped = {}, {}
     with Workers(min(jobs, len(tasks))) as workers:
@@ -51,10 +109,10 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
     table = {}
     for name, cfg in configs.items():
         table[name] = summarize_optimizer(cfg, names, runs)
-    return {"config": {k: v for k, v in base.to_dict().items() if k in ("hidden", "epochs", "seed", "dtype", "grad")},
+    data = {"config": {k: v for k, v in base.to_dict().items() if k in ("hidden", "epochs", "seed", "dtype", "grad")},
             "rows": [n for n in names if n not in skipped], "skipped": skipped, "optimizers": table,
-            "passed": all(entry["passed"] for entry in table.values()),
-            "_runs": {key: run for key, run in runs.items() if key[1] != "perturbed"}}
+            "passed": all(entry["passed"] for entry in table.values())}
+    return LineageResult(data, {key: run for key, run in runs.items() if key[1] != "perturbed"})
 
 
 def summarize_optimizer(cfg: Config, names: list, runs: dict) -> dict:
@@ -63,7 +121,7 @@ def summarize_optimizer(cfg: Config, names: list, runs: dict) -> dict:
     perturbed = runs.get((name, "perturbed"))
     envelope = None
     if perturbed is not None and "numpy" in trajectories:
-        envelope = perturbation_envelope(trajectories["numpy"], runs_of_batch(perturbed))
+        envelope = envelope_of(trajectories["numpy"], perturbed)
     pairs = []
     for agreement in compare_all(trajectories, cfg.dtype, envelope):
         pair = agreement.to_dict()
@@ -90,7 +148,7 @@ def summarize_optimizer(cfg: Config, names: list, runs: dict) -> dict:
     }
 
 
-def render_lineage(result: dict) -> str:
+def render_lineage(result: LineageResult) -> str:
     cfg = result["config"]
     rows = result["rows"]
     hypers = {name: ", ".join(f"{k} {v:g}" for k, v in entry["hyperparameters"].items())
@@ -128,18 +186,18 @@ def render_lineage(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_lineage(result: dict, folder) -> list:
+def plot_lineage(result: LineageResult, folder) -> list:
     from pathlib import Path
 
-    from harness.plots import draw_decision_regions, pyplot, save_figure
+    from harness.report.plots import draw_decision_regions, pyplot, save_figure
 
     plt = pyplot()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     hidden = result["config"]["hidden"]
     reference = result["rows"][0]
-    runs = {name: result["_runs"][(name, reference)] for name in result["optimizers"]
-            if (name, reference) in result["_runs"]}
+    runs = {name: result.runs[(name, reference)] for name in result["optimizers"]
+            if (name, reference) in result.runs}
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, (name, run) in enumerate(runs.items()):
         ax.plot(np.arange(1, run.loss.shape[0] + 1), run.loss, ("-", "--", ":")[i // 5 % 3], label=name)
@@ -166,8 +224,6 @@ def plot_lineage(result: dict, folder) -> list:
 
 def available_rows(requested) -> tuple[list, dict]:
     """The rows to run (requested ones, or the default ones whose framework is here)."""
-    from harness.rows import DEFAULT_ROWS
-
     names = list(requested or DEFAULT_ROWS)
     reasons = {n: unavailable_reason(n) for n in names}
     return [n for n in names if not reasons[n]], {n: r for n, r in reasons.items() if r}

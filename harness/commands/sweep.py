@@ -16,14 +16,97 @@ needs per-epoch states, and the sweep keeps checkpoints.
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from harness.agreement import (ENVELOPE_DIRECTIONS, K_ENVELOPE, envelope_tolerance, gaps_per_record,
-                               one_ulp_perturbations, perturbation_envelope, tolerance, trajectory_scale)
-from harness.rows import expected_gap
-from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, initial_params, unflatten_params, xor_data
+from harness.commands import options
+from harness.engine.agreement import (ENVELOPE_DIRECTIONS, K_ENVELOPE, envelope_of, envelope_tolerance,
+                                      gaps_per_record, perturbed_starts, tolerance, trajectory_scale)
+from harness.engine.rows import ROWS, expected_gap
+from reference.spec import (PARAM_NAMES, Config, checkpoint_epochs, initial_params, predict, solves_xor,
+                            unflatten_params, xor_data)
+
+DESCRIPTION = ("Train every row over many initial-weight seeds at once and report, per pair, how many seeds agree, "
+               "the distribution of gaps, the failing seeds, and per row how often XOR is solved.")
+EPILOG = "exit status: 0 every seed agrees in every pair, 1 some seed disagrees, 2 bad usage"
+
+
+def add_arguments(parser) -> None:
+    options.add_problem_options(parser)
+    options.add_adam_options(parser)
+    options.add_execution_options(parser)
+    parser.add_argument("--seeds", type=options.positive_int, default=100, help="how many seeds (default %(default)s)")
+    parser.add_argument("--first-seed", type=options.seed_int, default=0,
+                        help="seeds run from this one up (default %(default)s)")
+    parser.add_argument("--every", type=options.positive_int, default=None,
+                        help="compare at every K-th epoch and the last (default: epochs/200)")
+    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
+                        help="rows to run, the first is the reference (default: all installed)")
+    parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+    parser.add_argument("--plot", metavar="DIR", help="write the gap histogram and final-loss distributions")
+
+
+def main(args, parser) -> int:
+    from harness.files.environment import environment
+
+    if args.first_seed + args.seeds > 2**32:
+        parser.error("argument --seeds: seeds past 2**32 - 1 do not exist")
+    cfg = options.config_from(args, parser)
+    outputs = options.check_outputs(parser, args, files=("json",), folders=("plot",))
+    names, skipped = options.select_rows(args.backends, parser, args.device, cfg)
+    single = [n for n in names if not ROWS[n].batched]
+    if args.backends and single:
+        parser.error(f"row {single[0]} trains one run at a time: the sweep needs rows that train a batch")
+    names = [n for n in names if n not in single]
+    every = args.every or default_every(cfg.epochs)
+    options.refuse_if_too_large(parser, "sweep", cfg, len(names), runs=args.seeds, every=every)
+    options.notice_skipped(skipped.values())
+    started = time.perf_counter()
+    seeds = np.arange(args.first_seed, args.first_seed + args.seeds)
+    outcome = train_seeds(cfg, names, seeds, every, args.device, args.jobs, strict=bool(args.backends))
+    if isinstance(outcome, str):
+        return options.usage_error(parser, outcome)
+    trajectories, perturbed = outcome
+    result = summarize(cfg, seeds, every, trajectories, perturbed)
+    result.data["seconds"] = time.perf_counter() - started
+    result.data["peak_memory_mib"] = peak_memory_mib()
+    print(render_sweep(result.data))
+    return options.finish(parser, outputs, result, {"environment": environment(args.device), "skipped": skipped},
+                          plots=lambda folder: plot_sweep(result, trajectories, folder))
+
+
+def train_seeds(cfg: Config, names: list, seeds, every: int, device: str, jobs: int, strict: bool = False):
+    """Every row over all ``seeds`` as one batch each (and the numpy row's perturbed batch
+    for the envelope): (trajectories, perturbed run), or the reason a requested row
+    could not run when ``strict``."""
+    from harness.engine.execution import Workers, run_row
+    from harness.engine.rows import EXPECTED_COST
+    from harness.report.progress import Progress
+
+    params0 = batch_params(seeds, cfg.hidden, cfg.dtype)
+    tasks = [(n, run_row, (n, cfg, params0, every, device)) for n in sorted(names, key=lambda n: -EXPECTED_COST.get(n, 0))]
+    if names[0] == "numpy":  # each seed's perturbation envelope: one more numpy batch, the largest task: first
+        starts = perturbed_starts(params0, int(seeds[0]))
+        tasks.insert(0, (("perturbed",), run_row, ("numpy", cfg, starts, every, "cpu", None, False, int(seeds[0]))))
+    progress = Progress(len(tasks), "runs trained")
+    trajectories, perturbed = {}, None
+    with Workers(min(jobs, len(tasks))) as workers:
+        for key, result in workers.run(tasks):
+            if isinstance(result, str):
+                progress.close()
+                if strict:
+                    return result
+                options.notice_skipped([result])
+                continue
+            if isinstance(key, tuple):
+                perturbed = result
+            else:
+                trajectories[key] = result
+            progress.advance(key if isinstance(key, str) else "envelope")
+    progress.close()
+    return {n: trajectories[n] for n in names if n in trajectories}, perturbed
 
 QUANTILES = {"median": 0.5, "p99": 0.99, "max": 1.0}
 
@@ -43,33 +126,15 @@ def quantiles(values) -> dict:
     return {name: float(np.quantile(values, q)) for name, q in QUANTILES.items()}
 
 
-def final_outputs(traj, cfg: Config) -> np.ndarray:
-    """(seeds, 4) network outputs at each seed's final params."""
-    X, _ = xor_data("float64")
-    p = unflatten_params(traj.params[-1].astype(np.float64), cfg.hidden)
-    hidden = 1.0 / (1.0 + np.exp(-(X @ p["W1"] + p["b1"])))
-    return (1.0 / (1.0 + np.exp(-(hidden @ p["W2"] + p["b2"]))))[..., 0]
-
-
-def perturbed_starts(params0: dict, seed: int) -> dict:
-    """Every seed's initial weights moved by one ULP in ENVELOPE_DIRECTIONS random
-    directions, as one batch: direction d holds seeds [d·N, (d + 1)·N) (trained with a
-    nudge after every step, ``run_row(..., nudge_seed=...)``)."""
-    starts = one_ulp_perturbations(params0, seed)
-    return {k: np.concatenate([s[k] for s in starts]) for k in params0}
-
-
-def seed_envelopes(reference, perturbed, n_seeds: int) -> np.ndarray:
-    """(records, seeds): each seed's perturbation envelope (harness.agreement)."""
-    runs = [SimpleNamespace(params=perturbed.params[:, d * n_seeds:(d + 1) * n_seeds],
-                            loss=perturbed.loss[:, d * n_seeds:(d + 1) * n_seeds])
-            for d in range(perturbed.params.shape[1] // n_seeds)]
-    return perturbation_envelope(reference, runs)
+@dataclass
+class SweepResult(options.Result):
+    largest_per_pair: dict  # row b of each pair -> (seeds,) its largest gap per seed
 
 
 def pair_summary(ref, other, cfg: Config, recorded_epochs: np.ndarray, seeds: np.ndarray, ref_solved,
-                 envelope=None) -> dict:
-    """Per seed: the fixed rule, or K_ENVELOPE × that seed's envelope when one is given."""
+                 envelope=None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Per seed: the fixed rule, or K_ENVELOPE × that seed's envelope when one is given.
+    (the pair's summary, its largest gap per seed, whether each seed agrees)"""
     scale = trajectory_scale(ref.params, axis=1)                  # per seed
     if envelope is None:
         tol = np.broadcast_to(tolerance(cfg.dtype, cfg.epochs, scale), ref.params.shape[:2])
@@ -90,45 +155,47 @@ def pair_summary(ref, other, cfg: Config, recorded_epochs: np.ndarray, seeds: np
             "tolerance": float(tol[-1, i]), "margin": float((per_record[:, i] / tol[:, i]).max()),
             "reference_final_loss": float(ref.loss[-1, i]), "reference_solved": bool(ref_solved[i]),
         })
+    summary = {"a": ref.name, "b": other.name, "seeds_agree": int(passed.sum()), "largest_gap": quantiles(largest),
+               "margin": quantiles((per_record / tol).max(axis=0)), "failing": failing}
+    gap = expected_gap(other.name, cfg) or expected_gap(ref.name, cfg)
+    if gap:  # a library that cannot express the spec: its gap is reported, not held against the run
+        summary |= {"expected": True, "expected_reason": gap.reason}
+    return summary, largest, passed
+
+
+def solved_per_seed(traj, cfg: Config) -> np.ndarray:
+    final = unflatten_params(traj.params[-1].astype(np.float64), cfg.hidden)
+    return solves_xor(predict(final, xor_data("float64")[0]))
+
+
+def row_figures(traj, cfg: Config, n_seeds: int) -> dict:
+    """One row's speed, how often it solves XOR and its final losses, over the seeds."""
     return {
-        "a": ref.name, "b": other.name,
-        "seeds_agree": int(passed.sum()),
-        "largest_gap": quantiles(largest),
-        "margin": quantiles((per_record / tol).max(axis=0)),
-        "failing": failing,
-        "_largest": largest, "_passed": passed,
+        "seconds": traj.seconds,
+        "us_per_epoch": traj.us_per_epoch,
+        "seed_epochs_per_second": n_seeds * cfg.epochs / traj.seconds,
+        "solved_share": float(solved_per_seed(traj, cfg).mean()),
+        "final_loss": quantiles(traj.loss[-1]) | {"p90": float(np.quantile(traj.loss[-1], 0.9))},
     }
 
 
-def summarize(cfg: Config, seeds: np.ndarray, every: int, trajectories: dict, perturbed=None) -> dict:
+def summarize(cfg: Config, seeds: np.ndarray, every: int, trajectories: dict, perturbed=None) -> SweepResult:
     """``perturbed``: the reference (numpy) row's run from ``perturbed_starts``; with it
     each seed is judged against its own perturbation envelope, else by the fixed rule."""
     names = list(trajectories)
     envelope = None
     if perturbed is not None and names and names[0] == "numpy":
-        envelope = seed_envelopes(trajectories["numpy"], perturbed, len(seeds))
+        envelope = envelope_of(trajectories["numpy"], perturbed)
     recorded = np.concatenate([[0], checkpoint_epochs(cfg.epochs, every)])
-    rows, solved_by_row = {}, {}
-    for name, traj in trajectories.items():
-        solved = np.all(np.round(final_outputs(traj, cfg)) == xor_data("float64")[1][:, 0], axis=-1)
-        solved_by_row[name] = solved
-        rows[name] = {
-            "seconds": traj.seconds,
-            "us_per_epoch": traj.us_per_epoch,
-            "seed_epochs_per_second": len(seeds) * cfg.epochs / traj.seconds,
-            "solved_share": float(solved.mean()),
-            "final_loss": quantiles(traj.loss[-1]) | {"p90": float(np.quantile(traj.loss[-1], 0.9))},
-        }
-    pairs = [pair_summary(trajectories[names[0]], trajectories[n], cfg, recorded, seeds, solved_by_row[names[0]],
-                          envelope) for n in names[1:]]
-    for p in pairs:  # a library that cannot express the spec: its gap is reported, not held against the run
-        gap = expected_gap(p["b"], cfg) or expected_gap(p["a"], cfg)
-        if gap:
-            p |= {"expected": True, "expected_reason": gap[1]}
-    judged = [p for p in pairs if not p.get("expected")]
-    all_agree = np.logical_and.reduce([p["_passed"] for p in judged]) if judged else np.ones(len(seeds), bool)
-    largest = np.max([p["_largest"] for p in pairs], axis=0) if pairs else np.zeros(len(seeds))
-    return {
+    rows = {name: row_figures(traj, cfg, len(seeds)) for name, traj in trajectories.items()}
+    ref_solved = solved_per_seed(trajectories[names[0]], cfg)
+    judged = [pair_summary(trajectories[names[0]], trajectories[n], cfg, recorded, seeds, ref_solved, envelope)
+              for n in names[1:]]
+    pairs = [summary for summary, _, _ in judged]
+    agreeing = [passed for summary, _, passed in judged if not summary.get("expected")]
+    all_agree = np.logical_and.reduce(agreeing) if agreeing else np.ones(len(seeds), bool)
+    largest = np.max([lg for _, lg, _ in judged], axis=0) if judged else np.zeros(len(seeds))
+    data = {
         "config": cfg.to_dict(),
         "seeds": {"first": int(seeds[0]), "count": int(len(seeds))},
         "every": every,
@@ -136,16 +203,16 @@ def summarize(cfg: Config, seeds: np.ndarray, every: int, trajectories: dict, pe
                            "at the start and after every step"
                            if envelope is not None else "fixed rule: 4·u·√E·max(1, the seed's largest |θ|)"),
         "rows": rows,
-        "pairs": [{k: v for k, v in p.items() if not k.startswith("_")} for p in pairs],
+        "pairs": pairs,
         "seeds_agree_in_every_pair": int(all_agree.sum()),
         "largest_gap_any_pair": quantiles(largest),
-        "failing": [f for p in judged for f in p["failing"]],
+        "failing": [f for p in pairs if not p.get("expected") for f in p["failing"]],
         "passed": bool(all_agree.all()),
-        "_largest_per_pair": {p["b"]: p["_largest"] for p in pairs},
     }
+    return SweepResult(data, {p["b"]: lg for p, (_, lg, _) in zip(pairs, judged)})
 
 
-def render_sweep(summary: dict, max_failing: int = 10) -> str:
+def render_sweep(summary, max_failing: int = 10) -> str:
     cfg, seeds = summary["config"], summary["seeds"]
     lines = [
         f"sweep: seeds {seeds['first']}..{seeds['first'] + seeds['count'] - 1} ({seeds['count']}), "
@@ -202,10 +269,10 @@ def peak_memory_mib() -> dict:
     return {"main": main, "largest_worker": worker}
 
 
-def plot_sweep(summary: dict, trajectories: dict, folder) -> list:
+def plot_sweep(result: SweepResult, trajectories: dict, folder) -> list:
     from pathlib import Path
 
-    from harness.plots import pyplot, save_figure
+    from harness.report.plots import pyplot, save_figure
 
     plt = pyplot()
     folder = Path(folder)
@@ -213,7 +280,7 @@ def plot_sweep(summary: dict, trajectories: dict, folder) -> list:
     written = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
     reference = next(iter(trajectories))
-    for name, largest in summary["_largest_per_pair"].items():
+    for name, largest in result.largest_per_pair.items():
         ax.hist(np.log10(np.maximum(largest, 1e-300)), bins=40, histtype="step", label=f"{reference} vs {name}")
     ax.set(xlabel="log10 largest |Δθ| or |Δloss| per seed", ylabel="seeds", title="gap to the reference row")
     ax.legend(loc="best")

@@ -1,18 +1,16 @@
-"""The seed article's two figures per row, and all rows' loss curves overlaid."""
+"""Figures: the seed article's two per row, all rows' loss curves overlaid, the drift of
+a pair; and the two helpers every command's figures use (``pyplot``, ``save_figure``)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
-from reference.spec import unflatten_params, xor_data
+from harness.files.outputs import write_atomic
+from reference.spec import predict, unflatten_params, xor_data
 
 GRID_STEP = 0.01
 CLASS_COLOURS = ("#CCFFCC", "#FFCCCC")  # class 0, class 1, as in the article
-
-
-def predict(params: dict, inputs: np.ndarray) -> np.ndarray:
-    """Network output for ``inputs`` (N, 2); plain numpy, for reports and plots."""
-    hidden = 1.0 / (1.0 + np.exp(-(inputs @ params["W1"] + params["b1"])))
-    return (1.0 / (1.0 + np.exp(-(hidden @ params["W2"] + params["b2"]))))[:, 0]
 
 
 def pyplot():
@@ -25,8 +23,6 @@ def pyplot():
 
 
 def save_figure(fig, path):
-    from harness.files import write_atomic
-
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
 
 
@@ -81,8 +77,6 @@ def overlay_figure(trajectories: dict, path) -> None:
 
 def write_all(trajectories: dict, hidden: int, folder) -> list:
     """Every figure into ``folder``; returns the paths written."""
-    from pathlib import Path
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -93,3 +87,28 @@ def write_all(trajectories: dict, hidden: int, folder) -> list:
     written.append(folder / "loss_all_rows.png")
     overlay_figure(trajectories, written[-1])
     return written
+
+
+def drift_figure(path, a: str, b: str, gap: np.ndarray, allowed: np.ndarray, lockstep_gap) -> None:
+    """Log-scale: the free-running gap per epoch, the allowed envelope, and the
+    lockstep error of the new params per step (exact zeros are left out: a log axis
+    has no place for them)."""
+    plt = pyplot()
+    positive = lambda x: np.where(np.asarray(x, dtype=np.float64) > 0, x, np.nan)  # noqa: E731
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series = [(np.arange(gap.shape[0]), positive(gap), "-", "free-running gap |Δθ|, |Δloss|"),
+              (np.arange(gap.shape[0]), positive(np.broadcast_to(allowed, gap.shape)), "--", "allowed (derived tolerance)")]
+    if lockstep_gap is not None:
+        series.append((np.arange(1, lockstep_gap.shape[0] + 1), positive(lockstep_gap), ":",
+                       "lockstep |Δθ| after one step"))
+    for x, values, style, label in series:
+        ax.plot(x, values, style, label=label)
+    finite = np.concatenate([v[np.isfinite(v)] for _, v, _, _ in series])
+    if finite.size:
+        ax.set_ylim(max(finite.min() / 10, 1e-300), finite.max() * 10)
+    ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel="gap", title=f"{a} vs {b}: drift and per-step error")
+    ax.legend(loc="best")
+    ax.grid(True, which="both", alpha=0.4)
+    save_figure(fig, Path(path))
+    plt.close(fig)

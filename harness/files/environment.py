@@ -30,9 +30,9 @@ def environment(device: str = "cpu") -> dict:
 
 def cuda_device_name() -> str | None:
     """The GPU the torch rows ran on (torch is imported only for a cuda run)."""
-    try:
-        import torch
+    import backends
 
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
+    try:
+        return backends.load("torch").cuda_device_name()
+    except backends.BackendUnavailable:
         return None

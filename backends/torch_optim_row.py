@@ -1,0 +1,95 @@
+"""The torch.optim row: autograd gradients (the torch backend's forward pass), stepped by
+the torch.optim optimizer that computes the spec (each optimizer's record,
+``reference.optimizers``: its class, arguments and state keys).
+
+Every rule is element-wise, so the optimizer steps one flat leaf: the same optimizer as
+four leaves, and a batch of flat vectors is a batch of independent runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import backends
+from backends import torch_backend
+from reference.optimizers import OPTIMIZERS
+from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, flatten_params, unflatten_params
+
+NAME = "torch.optim"
+GRADIENT_SOURCE = torch_backend.GRADIENT_SOURCE
+check_device = torch_backend.check_device
+
+
+def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    """The torch.optim optimizer configured, as ``cfg.optimizer``'s record says, to compute
+    the spec."""
+    call = OPTIMIZERS[cfg.optimizer].torch
+    args, kwargs = call.arguments(cfg)
+    return getattr(torch.optim, call.function)(params, *args, **kwargs)
+
+
+def _differentiated(loss, convention: str):
+    """The scalar autograd differentiates: the convention's loss, summed over a batch."""
+    total = loss if loss.dim() == 0 else loss.sum()
+    scale = GRAD_SCALE[convention]
+    return total if scale == 1.0 else scale * total
+
+
+def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
+    """The torch backend's loss on views of one flat leaf, stepped by torch.optim."""
+    X, y, theta, kept, losses, history = torch_backend.setup(cfg, params0, every, device)
+    theta.requires_grad_(True)
+    optimizer = make_optimizer(cfg, [theta])
+    row = 0
+    for t in range(1, cfg.epochs + 1):
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch_backend.mse(torch_backend.forward(torch_backend.flat_views(theta, cfg.hidden), X)["A2"], y)
+        _differentiated(loss, cfg.grad).backward()
+        optimizer.step()
+        if t in kept:
+            with torch.no_grad():
+                losses[row] = loss
+                history[row + 1] = theta
+            row += 1
+    return losses.cpu().numpy(), history.cpu().numpy()
+
+
+def state_entry(cfg: Config, slots: dict, t) -> dict:
+    """torch.optim's per-parameter state for the spec's ``slots`` (tensors) after ``t`` steps."""
+    record = OPTIMIZERS[cfg.optimizer]
+    entry = {record.torch_state[s]: value for s, value in slots.items()}
+    if record.counts_steps:
+        entry["step"] = torch.tensor(float(t))
+    return entry
+
+
+def state_slots(cfg: Config, entry: dict) -> dict:
+    """The spec's slots read back from torch.optim's per-parameter state."""
+    return {s: entry[key] for s, key in OPTIMIZERS[cfg.optimizer].torch_state.items()}
+
+
+def step_phases(cfg: Config, params, slots, t) -> dict:
+    """The torch row's forward pass and gradients, then the torch.optim optimizer stepping
+    one flat parameter per state of the batch, each given its step count and state.
+    torch.optim does not expose its step, so the update phase is not observable; its
+    state updates in place, into views of the batch read back here."""
+    module = torch_backend
+    tensors, state, X, y = backends.state_to_backend(module, params, slots, t, cfg.dtype)
+    with torch.no_grad():
+        forward = module.forward(tensors, X)
+    loss, grads = module.loss_and_grads(tensors, X, y, cfg.grad)
+
+    def flat(tree):
+        return torch.from_numpy(np.ascontiguousarray(flatten_params({k: module.to_numpy(tree[k]) for k in PARAM_NAMES})))
+
+    theta, g = flat(tensors).clone(), flat(grads)
+    flat_slots = {s: flat(tree).clone() for s, tree in state.slots.items()}
+    leaves = list(theta.unbind(0))  # views of theta: the optimizer's in-place steps land there
+    optimizer = make_optimizer(cfg, leaves)
+    for i, leaf in enumerate(leaves):
+        leaf.grad = g[i]
+        optimizer.state[leaf] = state_entry(cfg, {s: x[i] for s, x in flat_slots.items()}, t[i, 0, 0])
+    optimizer.step()
+    tree = backends.numpy_tree(module, {"forward": forward, "loss": {"loss": loss}, "grads": grads})
+    unflat = lambda x: unflatten_params(x.numpy(), cfg.hidden)  # noqa: E731
+    return tree | {s: unflat(x) for s, x in flat_slots.items()} | {"params": unflat(theta)}

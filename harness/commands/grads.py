@@ -1,0 +1,45 @@
+"""``python compare.py grads``: is a hand-derived gradient right, and of which loss? The
+check itself is ``harness.gradcheck``."""
+from __future__ import annotations
+
+from harness.commands import options
+
+DESCRIPTION = ("Check the hand-derived gradient (and jax.grad, torch autograd, central differences) against a "
+               "50-digit mpmath oracle at the initial weights, along the training and at saturated points; "
+               "Taylor-test it and say which loss it is the exact gradient of.")
+EPILOG = "exit status: 0 every source agrees (with --canary: every canary caught), 1 otherwise, 2 bad usage"
+HAND_GRADIENTS = {
+    "mse": ("mse", "numpy hand backprop of the MSE"),
+    "seed": ("half-sse", "the seed article's derivation, delta2 = (A2 − y)·σ'(Z2) with no 2/N"),
+}
+
+
+def add_arguments(parser) -> None:
+    options.add_problem_options(parser)
+    parser.add_argument("--points", type=options.non_negative_int, default=4,
+                        help="points spread along the training trajectory, besides the initial weights and two "
+                        "saturated points (default %(default)s)")
+    parser.add_argument("--hand", choices=tuple(HAND_GRADIENTS), default="mse",
+                        help="the hand gradient to check: mse (the numpy backend's) or seed (the article's "
+                        "derivation) (default %(default)s)")
+    parser.add_argument("--canary", action="store_true",
+                        help="check built-in wrong hand gradients instead: each must be caught")
+    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
+
+
+def main(args, parser) -> int:
+    from harness.gradcheck import check, report
+    from harness.files.environment import environment
+
+    cfg = options.config_from(args, parser)
+    outputs = options.check_outputs(parser, args, files=("json",), folders=())
+    options.refuse_if_too_large(parser, "grads", cfg, 1, every=max(1, cfg.epochs // max(1, args.points)))
+    if args.canary:
+        result = check.run_canaries(cfg, args.points)
+        print(report.render_canaries(result))
+    else:
+        convention, label = HAND_GRADIENTS[args.hand]
+        result = check.run_check(cfg, args.points, check.hand_source(convention), label)
+        options.notice_skipped(result["skipped"].values())
+        print(report.render_check(result))
+    return options.finish(parser, outputs, options.Result(result), {"environment": environment()})

@@ -1,0 +1,188 @@
+"""The default run (``python compare.py`` with no subcommand): train every row from the
+same initial weights, measure the problem's own sensitivity, step every row in lockstep
+from numpy's states, compare, and diagnose. Its report is ``harness.commands.run_report``."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.commands import options
+from harness.engine.agreement import compare_all, envelope_of, gaps_per_record, perturbed_starts
+from harness.engine.execution import Workers, run_row, with_plugins
+from harness.engine.faults import FAULTS
+from harness.engine.lockstep import lockstep_row, states_from_history
+from harness.engine.rows import DEFAULT_ROWS, EXPECTED_COST, ROWS, expected_gap, plugin_paths
+from harness.engine.verdict import pair_accepted, pair_verdict
+from reference.spec import Config, initial_params
+
+DESCRIPTION = ("Train the 2-H-1 sigmoid XOR network with Adam (or --optimizer) in every row (numpy, jax, torch, "
+               "torch.optim, optax) from the same initial weights and report whether their trajectories agree.")
+EPILOG = "exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage"
+
+
+def add_arguments(parser) -> None:
+    options.add_problem_options(parser)
+    options.add_adam_options(parser)
+    options.add_execution_options(parser)
+    parser.add_argument(
+        "--backends", type=options.row_list, default=None, metavar="ROWS",
+        help=f"comma-separated rows to run, the first is the reference (default for every optimizer and Adam's paper "
+        f"form: {','.join(DEFAULT_ROWS)}; for epshat: numpy,jax,torch,keras; for seed: numpy,jax,torch; rows whose "
+        "framework is not installed are skipped)")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--save", metavar="FILE.npz", help="write every row's loss and parameter trajectory")
+    parser.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
+    parser.add_argument("--inject", action="append", metavar="ROW:FAULT",
+                        help="plant a fault in one row (numpy, jax or torch) to see the harness catch it; faults: "
+                        + ", ".join(FAULTS) + " (repeatable, one per row; each fault belongs to the "
+                        "optimizers it names, Adam's to adam, the two gradient faults to every optimizer)")
+    parser.add_argument("--backend-file", action="append", metavar="FILE.py",
+                        help="add a row from your own backend module (the interface in the docs; an example in "
+                        "examples/plugin_backend.py), run like the built-in rows, lockstep included (repeatable)")
+    parser.add_argument("--external", action="append", metavar="NAME=FILE",
+                        help="add a row read from a trajectory file another program wrote (CSV: one line per epoch, "
+                        "the loss then the 4H+1 parameters W1, b1, W2, b2 row by row; or npz with loss and params); "
+                        "start it from compare.py init (repeatable)")
+    parser.add_argument("--replay-dir", default=".", metavar="DIR",
+                        help="where a failing pair's replay file goes (default: the current folder)")
+
+
+def main(args, parser) -> int:
+    from harness.commands import run_report
+    from harness.files.environment import environment
+
+    cfg = options.config_from(args, parser)
+    outputs = options.check_outputs(parser, args, folders=("plot", "replay_dir"))
+    names, skipped = options.select_rows(args.backends, parser, args.device, cfg)
+    names += options.load_plugins(args.backend_file, names, cfg, args.device, parser)
+    faults = options.parse_faults(args.inject, names, cfg, parser)
+    externals = options.load_externals(args.external, names, cfg, parser)
+    options.refuse_if_too_large(parser, "default", cfg, len(names) + len(externals))
+    options.notice_skipped(skipped.values())
+    results = run_default(cfg, names, args.device, args.jobs, faults, progress=stderr_progress, externals=externals)
+    if args.backends and results.skipped:
+        return options.usage_error(parser, next(iter(results.skipped.values())))
+    results.environment = environment(args.device)
+    results.replay_files = write_replays(results, outputs["replay_dir"], parser)
+    print(run_report.render(results))
+    return options.finish(parser, outputs, results, plots=lambda folder: run_report.write_plots(results, folder),
+                          npz=lambda: {f"{name}/{key}": getattr(traj, key)
+                                       for name, traj in results.trajectories.items() for key in ("loss", "params")})
+
+
+@dataclass
+class Results:
+    cfg: Config
+    trajectories: dict
+    agreements: list
+    envelope: np.ndarray | None
+    lockstep: dict                      # row -> lockstep_row result
+    faults: dict
+    skipped: dict
+    pairs: list = field(default_factory=list)   # per pair: the JSON-ready verdict (pair_verdict)
+    gaps: dict = field(default_factory=dict)    # row b of each pair -> its gap per record (for the drift figure)
+    lockstep_seconds: float = 0.0  # summed over rows (they may run in parallel with training)
+    environment: dict | None = None
+    replay_files: dict = field(default_factory=dict)  # row -> the replay file of its failing pair
+
+    @property
+    def passed(self) -> bool:
+        return all(pair_accepted(p) for p in self.pairs)
+
+    def to_json(self) -> dict:
+        from harness.commands.run_report import results_dict
+
+        return results_dict(self)
+
+
+def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress=None,
+                externals: dict | None = None) -> Results:
+    """``names``' first row is the reference. Lockstep and the derived tolerance need
+    the numpy row (its states and its sensitivity); without it the fixed rule applies.
+    ``externals``: rows read from trajectory files (name -> Trajectory), compared like
+    the others after them; they have no lockstep."""
+    trained = _train_and_step(cfg, names, device, jobs, faults, progress or (lambda text: None))
+    trajectories, perturbed, skipped, lockstep, lockstep_seconds = trained
+    trajectories = {n: trajectories[n] for n in names if n in trajectories} | dict(externals or {})
+    envelope = envelope_of(trajectories["numpy"], perturbed) if perturbed and names[0] == "numpy" else None
+    agreements = compare_all(trajectories, cfg.dtype, envelope)
+    results = Results(cfg, trajectories, agreements, envelope, lockstep, faults, skipped,
+                      lockstep_seconds=lockstep_seconds)
+    for agreement in agreements:
+        a, b = trajectories[agreement.a], trajectories[agreement.b]
+        # lockstep compares a row with numpy, so it speaks for the pairs that include numpy
+        other = agreement.b if agreement.a == "numpy" else agreement.a if agreement.b == "numpy" else None
+        gap = expected_gap(agreement.b, cfg) or expected_gap(agreement.a, cfg)
+        results.pairs.append(pair_verdict(agreement, lockstep.get(other, {}).get("errors"), a, b, gap))
+        results.gaps[agreement.b] = gaps_per_record(a, b)[2]
+    return results
+
+
+def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress):
+    """Every row trained in ``jobs`` processes, numpy first with its states and the
+    perturbed runs of the envelope; as soon as numpy's states are in, every other row's
+    lockstep is submitted too. (trajectories, perturbed run, skipped, lockstep, seconds)"""
+    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    ordered = sorted(names, key=lambda n: (n != "numpy", -EXPECTED_COST.get(n, 0)))
+    plugins = plugin_paths(names)
+
+    def submit(workers, key, function, *args):  # worker processes must register the plug-in rows first
+        workers.submit(key, with_plugins, plugins, function, *args) if plugins else workers.submit(key, function, *args)
+
+    trajectories, perturbed, skipped, lockstep, seconds = {}, None, {}, {}, 0.0
+    with Workers(min(jobs, len(ordered) + ("numpy" in names))) as workers:
+        for n in ordered:
+            submit(workers, n, run_row, n, cfg, params0, 1, device, faults.get(n), n == "numpy")
+        if "numpy" in names:  # the perturbed runs train as one batch: one task, ~1.2× one run
+            starts = perturbed_starts(params0, cfg.seed)
+            submit(workers, ("perturbed",), run_row, "numpy", cfg, starts, 1, "cpu", faults.get("numpy"), False, cfg.seed)
+        for key, result in workers.results():
+            if isinstance(result, str):
+                if not isinstance(key, tuple):  # a lockstep task fails the same way: said once
+                    skipped[key] = result
+                    progress(f"notice: skipping: {result}")
+            elif key == ("perturbed",):
+                perturbed = result
+            elif isinstance(key, tuple):  # ("lockstep", row)
+                lockstep[key[1]], seconds = result, seconds + result["seconds"]
+                progress(f"  {key[1]:<12} lockstep in {result['seconds']:6.2f} s")
+            else:
+                trajectories[key] = result
+                progress(f"  {key:<12} trained in {result.seconds:6.2f} s")
+                if key == "numpy":  # its states are in: every other row's lockstep can start
+                    states = states_from_history(cfg, result.params, result.states)
+                    for other in (n for n in ordered if n != "numpy" and ROWS[n].lockstep):
+                        submit(workers, ("lockstep", other), lockstep_row, other, cfg, states, faults)
+    lockstep = {n: lockstep[n] for n in ordered if n in lockstep and n in trajectories}
+    return trajectories, perturbed, skipped, lockstep, seconds
+
+
+def write_replays(results: Results, folder, parser) -> dict:
+    """One replay file per failing pair whose divergence has a numpy state to start from."""
+    from harness.files.replay import write_replay
+
+    reference = results.trajectories.get("numpy")
+    if reference is None or reference.states is None or folder is None:
+        return {}
+    paths = {}
+    for p in results.pairs:
+        div = p.get("first_divergence")
+        if not div or div["epoch"] < 1 or p.get("explained"):
+            continue
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        path = Path(folder) / f"replay_{p['b']}_epoch{div['epoch']}.npz"
+        try:
+            write_replay(path, results.cfg, reference, div["epoch"], (p["a"], p["b"]), div["phase"], results.faults,
+                         results.environment)
+        except OSError as exc:
+            print(f"{parser.prog}: warning: cannot write replay file {path}: {exc}", file=sys.stderr)
+            continue
+        paths[p["b"]] = path
+    return paths
+
+
+def stderr_progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

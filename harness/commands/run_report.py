@@ -1,0 +1,206 @@
+"""The default run's report: the table for people, the dict for --json, the figures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.engine.agreement import envelope_tolerance, trajectory_scale
+from harness.engine.lockstep import K_LOCKSTEP, phases_for
+from harness.engine.rows import ROWS
+from harness.engine.verdict import pair_accepted
+from harness.report.text import GRAD_LABELS, fmt, optimizer_line, predictions
+from reference.spec import Config, solves_xor, unflatten_params
+
+
+def row_summary(traj, cfg: Config) -> dict:
+    outputs = predictions(traj, cfg)
+    final = unflatten_params(traj.params[-1].astype(np.float64), cfg.hidden)
+    return {
+        "implementation": ROWS[traj.name].describe(cfg),
+        "kind": ROWS[traj.name].kind,
+        "final_loss": float(traj.loss[-1]),
+        "final_params": {k: v.tolist() for k, v in final.items()},
+        "predictions": outputs.tolist(),
+        "solved": bool(solves_xor(outputs)),
+        "seconds": traj.seconds,
+        "us_per_epoch": traj.us_per_epoch,
+        "compile_seconds": traj.compile_seconds,
+    }
+
+
+def results_dict(results) -> dict:
+    cfg = results.cfg
+    return {
+        "config": cfg.to_dict(),
+        "environment": results.environment,
+        "injected": results.faults,
+        "backends": {name: row_summary(t, cfg) for name, t in results.trajectories.items()},
+        "skipped": {str(k): v for k, v in results.skipped.items()},
+        "reference_row": next(iter(results.trajectories), None),
+        "tolerance_rule": (results.agreements[0].tolerance_source if results.agreements else None),
+        "lockstep_seconds": results.lockstep_seconds,
+        "agreement": list(results.pairs),
+        "passed": results.passed,
+        "replay_files": {k: str(v) for k, v in results.replay_files.items()},
+    }
+
+
+def render(results) -> str:
+    lines = _rows_table(results)
+    if not results.pairs:
+        return "\n".join(lines)
+    lines += _pairs_table(results) + _lockstep_table(results) + _without_lockstep(results)
+    lines += [""] + _known_differences(results) + _conclusion(results)
+    return "\n".join(lines)
+
+
+def _rows_table(results) -> list:
+    cfg, trajectories = results.cfg, results.trajectories
+    width = max(36, *(len(ROWS[n].describe(cfg)) for n in trajectories))
+    lines = [
+        f"XOR 2-{cfg.hidden}-1 sigmoid network, {optimizer_line(cfg)}; gradient of {GRAD_LABELS[cfg.grad]}",
+        f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}; every row starts from the same initial weights"
+        + (f"; planted: {', '.join(f'{r}:{f}' for r, f in results.faults.items())}" if results.faults else ""),
+        "",
+        f"{'row':<12} {'gradient + optimizer':<{width}} {'final loss':>10}  {'predictions for 0 1 1 0':<27} "
+        f"{'solved':<6} {'µs/epoch':>9}",
+    ]
+    for name, traj in trajectories.items():
+        outputs = predictions(traj, cfg)
+        shown = " ".join(fmt(p, ".4f") for p in outputs)
+        lines.append(
+            f"{name:<12} {ROWS[name].describe(cfg):<{width}} {fmt(float(traj.loss[-1]), '.4e'):>10}  "
+            f"{shown:<27} {'yes' if solves_xor(outputs) else 'NO':<6} {fmt(traj.us_per_epoch, '9.1f'):>9}"
+        )
+    return lines
+
+
+def _verdict(p: dict) -> str:
+    if not p.get("expected"):
+        return p["diagnosis"]
+    if p["explained"]:
+        return f"expected: a known {p['b']} difference (below)"
+    if p["passed"]:
+        return f"agrees, though a known {p['b']} difference was expected"
+    return f"DISAGREES beyond the known {p['b']} difference: {p['diagnosis']}"
+
+
+def _pairs_table(results) -> list:
+    first = results.agreements[0]
+    lines = ["", f"free-running drift against {first.a}: tolerance = {first.tolerance_source} "
+                 f"(allowed at the last epoch {first.tolerance:.2e})",
+             f"{'pair':<26} {'max|Δθ|':>10} {'max|Δloss|':>11} {'first epoch over':>17} {'margin':>9}  "
+             f"{'lockstep ULPs':>13}  verdict"]
+    for p in results.pairs:
+        first_over = "none" if p["first_epoch_over_tolerance"] is None else str(p["first_epoch_over_tolerance"])
+        lock = f"{p['lockstep_max_ulp']:.3g}" if "lockstep_max_ulp" in p else "n/a"
+        lines.append(
+            f"{p['a'] + ' vs ' + p['b']:<26} {fmt(p['max_abs_param_diff']):>10} {fmt(p['max_abs_loss_diff']):>11} "
+            f"{first_over:>17} {fmt(p['margin'], '.3f' if p['margin'] < 1e3 else '.2e'):>9}  {lock:>13}  {_verdict(p)}")
+    return lines
+
+
+def phase_cells(errors: dict, phases) -> str:
+    """One row of a lockstep table: each phase's worst error, '!' where it fails."""
+    return "".join((f"{errors[ph].max_ulp:9.3g}" + (" " if errors[ph].passed else "!")) if ph in errors
+                   else f"{'n/a':>9} " for ph in phases)
+
+
+def _lockstep_table(results) -> list:
+    if not results.lockstep:
+        return []
+    cfg = results.cfg
+    phases = phases_for(cfg)
+    lines = ["", f"lockstep: every row steps from numpy's state at each of the {cfg.epochs} epochs; worst error "
+                 f"per phase in ULPs at the scale of the value's terms (allowed {K_LOCKSTEP:g}; "
+                 f"{results.lockstep_seconds:.1f} s)",
+             f"{'row':<12} " + " ".join(f"{ph:>9}" for ph in phases)]
+    where = []
+    for name, result in results.lockstep.items():
+        errors = result["errors"]
+        lines.append(f"{name:<12} " + phase_cells(errors, phases))
+        worst = max(errors.values(), key=lambda e: e.max_ulp)
+        index = f"[{', '.join(map(str, worst.index))}]" if worst.index else ""
+        where.append(f"{name} {worst.phase} at epoch {worst.epoch}, {worst.tensor}{index}")
+    return lines + ["worst: " + "; ".join(where)]
+
+
+def _no_lockstep_reason(name: str) -> str:
+    kind = ROWS[name].kind if name in ROWS else ""
+    if kind == "external":
+        return "another program's trajectory, read from a file: it cannot step from a given state"
+    return "its framework cannot step from a given state" if not ROWS[name].lockstep else "not run"
+
+
+def _without_lockstep(results) -> list:
+    without = [n for n in results.trajectories if n != "numpy" and n not in results.lockstep]
+    if "numpy" not in results.trajectories or not without:
+        return []
+    return ["", "no lockstep for " + "; ".join(f"{n} ({_no_lockstep_reason(n)})" for n in without)]
+
+
+def _known_differences(results) -> list:
+    lines = []
+    for p in results.pairs:
+        if p.get("expected"):
+            where = "free-running drift only" if p["expected_phase"] == "drift" else f"{p['expected_phase']} phase"
+            lines.append(f"known difference, {p['b']} ({where}): {p['expected_reason']}")
+    return lines
+
+
+def _lockstep_note(results) -> str:
+    judged = [p for p in results.pairs if not p.get("explained")]
+    unchecked = [p["b"] for p in judged if "lockstep_max_ulp" not in p]
+    if not unchecked:
+        return "lockstep at rounding level"
+    if "numpy" not in results.trajectories:
+        return "no lockstep: it needs the numpy row"
+    if len(unchecked) == len(judged):
+        return f"no lockstep for {', '.join(unchecked)}"
+    return f"lockstep at rounding level; none for {', '.join(unchecked)}"
+
+
+def _conclusion(results) -> list:
+    failed = [p for p in results.pairs if not pair_accepted(p)]
+    if failed:
+        lines = [f"{len(failed)} of {len(results.pairs)} pairs disagree: " + ", ".join(p["b"] for p in failed)]
+        for p in failed:
+            if "first_divergence" in p:
+                lines += ["", paragraph(p["a"], p["b"], p["first_divergence"], results.replay_files.get(p["b"]))]
+        return lines
+    explained = [p["b"] for p in results.pairs if p.get("explained")]
+    agreeing = len(results.pairs) - len(explained)
+    head = (f"all {agreeing} pairs agree" if not explained else
+            f"{agreeing} of {len(results.pairs)} pairs agree, {', '.join(explained)} differs as explained above")
+    return [head + f" (margin = largest gap / allowed; {_lockstep_note(results)})"]
+
+
+def paragraph(a: str, b: str, div: dict, replay_path) -> str:
+    where = div["tensor"] + (f"[{', '.join(map(str, div['index']))}]" if div["index"] else "")
+    text = (f"{a} vs {b} first part at epoch {div['epoch']}, phase {div['phase']}, {where}: "
+            f"{a} {div['reference']:.17g}, {b} {div['value']:.17g}; difference {div['abs_diff']:.3e} "
+            f"absolute, {div['rel_diff']:.3e} relative, {div['ulp_diff']:.3g} ULPs (found by the "
+            f"{div['found_by']} check).")
+    if div["found_by"] == "lockstep":
+        text += " Starting from the same state, the two compute this step differently."
+    else:
+        text += (" Every step agrees to rounding when started from the same state: the gap is rounding that "
+                 "training amplified beyond the tolerance.")
+    if replay_path:
+        text += f" Replay that step: python compare.py replay {replay_path}"
+    return text
+
+
+def write_plots(results, folder) -> None:
+    """The rows' figures, and per pair the drift figure (gap, allowed, lockstep error)."""
+    from harness.report.plots import drift_figure, write_all
+
+    write_all(results.trajectories, results.cfg.hidden, folder)
+    reference = next(iter(results.trajectories.values()))
+    allowed = (envelope_tolerance(results.envelope, results.cfg.dtype, trajectory_scale(reference.params))[0]
+               if results.envelope is not None else np.full(reference.params.shape[0], results.agreements[0].tolerance))
+    for p in results.pairs:
+        lock = results.lockstep.get(p["b"], {}).get("params_gap") if p["a"] == "numpy" else None
+        drift_figure(Path(folder) / f"drift_{p['a']}_vs_{p['b']}.png", p["a"], p["b"], results.gaps[p["b"]], allowed,
+                     lock)

@@ -1,0 +1,121 @@
+"""Running rows: one row's training as a Trajectory, and tasks in parallel processes."""
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+
+import backends
+from harness.engine.faults import injected
+from harness.engine.rows import ROWS, Trajectory, device_for, register_plugin
+from harness.engine.trajectory_check import reference_first_step, validate_trajectory
+from reference.exchange import ExternalError
+from reference.spec import Config, checkpoint_epochs, initial_params
+
+
+def with_plugins(paths: list, function, *args):
+    """``function(*args)`` in a process that has registered the plug-in rows first (worker
+    processes start with the built-in rows only)."""
+    for path in paths:
+        register_plugin(path)
+    return function(*args)
+
+
+def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = "cpu",
+            fault: str | None = None, record_states: bool = False, nudge_seed: int | None = None) -> Trajectory:
+    """Train row ``name`` from ``params0`` (default: the config's initial weights),
+    recording every ``every`` epochs (the last always), with ``fault`` planted if given.
+    numpy only: ``record_states`` also keeps the optimizer's state for lockstep and
+    replay; ``nudge_seed`` moves θ by ~one ULP at random after every step (the envelope)."""
+    row = ROWS[name]
+    if params0 is None:
+        params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    timings, extra = {}, {}
+    if record_states:
+        extra["states"] = {}
+    if nudge_seed is not None:
+        extra["nudge_seed"] = nudge_seed
+    with injected(row.backend, fault):
+        train = backends.load(row.backend).train
+        start = time.perf_counter()
+        loss, params = train(cfg, params0, every=every, device=device_for(name, device), timings=timings, **extra)
+        seconds = timings.get("run_seconds", time.perf_counter() - start)
+    if row.kind == "external":  # another program's output: checked as any trajectory file is
+        loss, params = program_trajectory(name, loss, params, cfg, every)
+    return Trajectory(
+        name=name,
+        loss=np.asarray(loss, dtype=cfg.dtype),
+        params=np.asarray(params, dtype=cfg.dtype),
+        seconds=seconds,
+        compile_seconds=timings.get("compile_seconds"),
+        epochs_run=cfg.epochs,
+        states=extra.get("states"),
+    )
+
+
+def _guarded(function, *args):
+    """Run a task; a framework that fails to import comes back as its reason."""
+    try:
+        return function(*args)
+    except backends.BackendUnavailable as exc:
+        return str(exc)
+
+
+class Workers:
+    """Tasks in ``jobs`` processes (in this process when jobs is 1); the processes live
+    as long as the block, so each imports its frameworks once. Tasks may be submitted
+    while results are being collected, so work that depends on a result starts as soon
+    as that result is in."""
+
+    def __init__(self, jobs: int):
+        self.jobs, self.pool, self.pending = jobs, None, {}
+
+    def __enter__(self):
+        if self.jobs > 1:
+            # spawn, not fork: a parent that already holds torch or JAX threads must not fork.
+            context = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context)
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def submit(self, key, function, *args) -> None:
+        if self.pool is None:
+            self.pending[key] = (function, args)
+        else:
+            self.pending[self.pool.submit(_guarded, function, *args)] = key
+
+    def results(self):
+        """Yields (key, result) until nothing submitted is left, including tasks
+        submitted meanwhile."""
+        while self.pending:
+            if self.pool is None:
+                key = next(iter(self.pending))
+                function, args = self.pending.pop(key)
+                yield key, _guarded(function, *args)
+                continue
+            future = next(as_completed(list(self.pending)))
+            yield self.pending.pop(future), future.result()
+
+    def run(self, tasks):
+        """``tasks``: (key, function, args); yields (key, result) as each finishes."""
+        for key, function, args in tasks:
+            self.submit(key, function, *args)
+        yield from self.results()
+
+
+def program_trajectory(name: str, loss, params, cfg: Config, every: int):
+    """Another program's whole trajectory (loss (E,), params (E + 1, n)) checked against the
+    run as an --external file is, then kept at the checkpoints of ``every``; a program
+    that wrote something unusable is :class:`backends.BackendUnavailable`."""
+    lines = list(range(1, len(loss) + 1))
+    try:
+        validate_trajectory(f"the {name} row's output", loss, params[1:], lines, cfg, reference_first_step(cfg))
+    except ExternalError as exc:
+        raise backends.BackendUnavailable(f"{name} row wrote an unusable trajectory: {exc}") from None
+    kept = checkpoint_epochs(cfg.epochs, every)
+    return loss[kept - 1], params[np.concatenate([[0], kept])]

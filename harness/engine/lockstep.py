@@ -1,0 +1,149 @@
+"""Lockstep: every row takes one step from the *numpy row's* recorded state, at every
+epoch at once, and each phase of that step is compared.
+
+Because every row starts each step from the same state, the error does not compound:
+it measures the implementation, not the chaos of training. The steps of all recorded
+epochs run as one batch along a leading axis (each backend's ``step_phases``), so
+checking 20000 steps costs about one training run.
+
+How big may a phase's error be? Each phase gets a first-order rounding bound e in units
+of u (``harness.engine.bounds``). An error is reported in "ULPs at the scale of its
+terms", |row − numpy| / (u·e): a gradient that is small because its terms cancel is not
+held to ULPs of itself. Two correct rows each stay within ~u·e of the truth; K_LOCKSTEP
+allows for the bound's constants (measured in tests/test_lockstep.py).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import backends
+from harness.engine.agreement import elementwise_gap
+from harness.engine.bounds import rounding_scales
+from harness.engine.faults import injected
+from harness.engine.rows import ROWS
+from reference.optimizers import OPTIMIZERS
+from reference.spec import PARAM_NAMES, Config, unflatten_params
+
+# Every phase any optimizer has, in the order a step computes them; each optimizer's
+# phases (``phases_for``) are a subsequence of it.
+PHASES = ("forward", "loss", "grads", "buf", "sum", "m", "v", "vmax", "update", "u", "params")
+K_LOCKSTEP = 8.0
+
+
+def phases_for(cfg: Config) -> tuple:
+    return ("forward", "loss", "grads", *OPTIMIZERS[cfg.optimizer].phases, "params")
+
+
+@dataclass
+class States:
+    """A batch of optimizer states: the state before each recorded step (numpy arrays)."""
+
+    params: dict           # each (E, r, c)
+    slots: dict            # slot name -> mapping like params
+    t: np.ndarray          # (E, 1, 1) steps taken before this one
+    epochs: np.ndarray     # (E,) the 1-based epoch each step is
+
+
+def states_from_history(cfg: Config, params: np.ndarray, slots: dict, epochs=None) -> States:
+    """The states before epochs 1..E (or the given 1-based ``epochs``) from flat
+    histories (params, and each optimizer slot) whose row e is the state after epoch e."""
+    epochs = np.arange(1, params.shape[0]) if epochs is None else np.asarray(epochs)
+    before = epochs - 1
+    return States(
+        params=unflatten_params(params[before], cfg.hidden),
+        slots={s: unflatten_params(slots[s][before], cfg.hidden) for s in OPTIMIZERS[cfg.optimizer].state_slots},
+        t=before.reshape(-1, 1, 1).astype(np.int64),
+        epochs=epochs,
+    )
+
+
+def row_phases(name: str, cfg: Config, states: States) -> dict:
+    """Row ``name``'s phases of one step from each recorded state (its backend's
+    ``step_phases``)."""
+    return backends.load(ROWS[name].backend).step_phases(cfg, states.params, states.slots, states.t)
+
+
+@dataclass
+class PhaseError:
+    phase: str
+    max_ulp: float        # |row − numpy| / (u·e), worst element
+    max_raw_ulp: float    # |row − numpy| / spacing(|numpy|), worst element
+    epoch: int            # where the worst (scaled) error is
+    tensor: str
+    index: tuple
+    reference: float
+    value: float
+    passed: bool
+    first: dict | None = None  # the earliest epoch over K_LOCKSTEP: epoch, tensor, index, values, ulp
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "index": list(self.index)}
+
+
+def phase_errors(ref: dict, other: dict, scales: dict, states: States, dtype: str) -> dict:
+    """Per phase: the worst error at the scale of its terms and where, and the earliest
+    epoch where it exceeds K_LOCKSTEP."""
+    u = float(np.finfo(dtype).eps)
+    out = {}
+    for phase in PHASES:
+        if phase not in other:
+            continue
+        worst, first = None, None
+        for k, want in ref[phase].items():
+            want64, got64 = np.asarray(want, np.float64), np.asarray(other[phase][k], np.float64)
+            gap = elementwise_gap(want64, got64)
+            bound = u * scales[phase][k]
+            scaled = np.where(bound > 0, gap / np.where(bound > 0, bound, 1.0), np.where(gap > 0, np.inf, 0.0))
+            spacing = np.spacing(np.abs(np.asarray(want, dtype))).astype(np.float64)
+            with np.errstate(over="ignore"):  # a gap from exactly 0 is infinitely many ULPs of 0
+                raw = gap / np.where(spacing > 0, spacing, np.finfo(dtype).smallest_subnormal)
+            position = np.unravel_index(int(np.argmax(scaled)), scaled.shape)
+            candidate = (float(scaled.max()), float(raw.max()), k, position, float(want64[position]), float(got64[position]))
+            if worst is None or candidate[:2] > worst[:2]:
+                worst = candidate
+            over = (scaled > K_LOCKSTEP).reshape(scaled.shape[0], -1).any(axis=1)
+            if over.any():
+                e = int(np.argmax(over))
+                if first is None or e < first["_row"]:
+                    element = np.unravel_index(int(np.argmax(scaled[e])), scaled.shape[1:])
+                    first = {"_row": e, "epoch": int(states.epochs[e]), "tensor": k, "index": [int(i) for i in element],
+                             "reference": float(want64[e][element]), "value": float(got64[e][element]),
+                             "ulp": float(scaled[e][element]), "raw_ulp": float(raw[e][element])}
+        scaled_max, raw_max, k, position, reference, value = worst
+        if first is not None:
+            del first["_row"]
+        out[phase] = PhaseError(
+            phase=phase, max_ulp=scaled_max, max_raw_ulp=raw_max, epoch=int(states.epochs[position[0]]),
+            tensor=k, index=tuple(int(i) for i in position[1:]), reference=reference, value=value,
+            passed=bool(scaled_max <= K_LOCKSTEP), first=first,
+        )
+    return out
+
+
+def first_failing(errors: dict) -> PhaseError | None:
+    """The first phase, in the order a step computes them, whose error is too large;
+    among its failures, the earliest epoch is the one reported by ``phase_errors``."""
+    for phase in PHASES:
+        if phase in errors and not errors[phase].passed:
+            return errors[phase]
+    return None
+
+
+def lockstep_row(name: str, cfg: Config, states: States, faults: dict | None = None) -> dict:
+    """One row's lockstep against numpy (each with its planted fault, if any): per phase
+    errors, and per epoch the largest |Δθ| of the new params."""
+    faults = faults or {}
+    started = time.perf_counter()
+    with injected("numpy", faults.get("numpy")):
+        ref = row_phases("numpy", cfg, states)
+    scales = rounding_scales(ref, states, cfg)
+    with injected(ROWS[name].backend, faults.get(name)):
+        other = row_phases(name, cfg, states)
+    errors = phase_errors(ref, other, scales, states, cfg.dtype)
+    params_gap = np.max([elementwise_gap(np.asarray(ref["params"][k], np.float64),
+                                         np.asarray(other["params"][k], np.float64)).reshape(len(states.epochs), -1).max(axis=1)
+                         for k in PARAM_NAMES], axis=0)
+    return {"errors": errors, "params_gap": params_gap, "seconds": time.perf_counter() - started}

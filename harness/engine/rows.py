@@ -1,0 +1,165 @@
+"""The rows of the comparison, one record each: which backend module trains it, what it
+is, what it implements and what it needs. A library row's facts (the torch.optim or optax
+call, known gaps) are the optimizer's record's (``reference.optimizers``)."""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import backends
+from reference.optimizers import OPTIMIZERS
+from reference.spec import ADAM_FORMS, DTYPES, Config
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    backend: str            # key in backends.MODULES ("file:PATH" for a plug-in): that module's train() trains it
+    implementation: str     # what the row is, for the table
+    kind: str               # "hand backprop", "autodiff" or "library"
+    requires: tuple = ()    # importable modules the row needs
+    forms: tuple = ADAM_FORMS  # the Adam forms (Config.adam) it implements
+    lockstep: bool = True   # whether it can step from a given state (lockstep, replay)
+    optimizers: tuple = tuple(OPTIMIZERS)  # the optimizers (Config.optimizer) it implements
+    library: str | None = None   # library rows: "torch" or "optax" (the optimizer record's call), "keras"
+    program: str | None = None   # an executable the row runs, looked up on PATH
+    dtypes: tuple = DTYPES       # the dtypes it computes in
+    batched: bool = True         # whether it trains a batch of runs at once (the sweep)
+
+    def implements(self, cfg: Config) -> bool:
+        return (cfg.optimizer in self.optimizers and (cfg.optimizer != "adam" or cfg.adam in self.forms)
+                and cfg.dtype in self.dtypes)
+
+    def describe(self, cfg: Config) -> str:
+        """What the row computes for ``cfg``, for the table."""
+        if self.kind in ("external", "plug-in"):
+            return self.implementation
+        if self.library == "keras":
+            return f"{self.implementation} + keras Adam"
+        if self.library is not None:
+            call = getattr(OPTIMIZERS[cfg.optimizer], self.library).describe()
+            return f"{self.implementation} + {'torch.optim' if self.library == 'torch' else self.library}.{call}"
+        title = "Adam" if cfg.optimizer == "adam" else OPTIMIZERS[cfg.optimizer].title
+        return f"{self.implementation} + hand {title}" + (", jit" if self.backend == "jax" else "")
+
+
+ROWS = {
+    row.name: row
+    for row in (
+        Row("numpy", "numpy", "hand backprop", "hand backprop", ("numpy",)),
+        Row("jax", "jax", "jax.value_and_grad", "autodiff", ("jax",)),
+        Row("torch", "torch", "torch autograd", "autodiff", ("torch",)),
+        Row("torch.optim", "torch.optim", "torch autograd", "library", ("torch",), forms=("paper",), library="torch"),
+        Row("optax", "optax", "jax.value_and_grad", "library", ("jax", "optax"), forms=("paper",), library="optax"),
+        Row("keras", "keras", "jax.value_and_grad", "library", ("jax", "keras"), forms=("epshat",), lockstep=False,
+            optimizers=("adam",), library="keras"),
+        Row("octave", "octave", "MATLAB code (backends/octave/xor_adam.m) run by GNU Octave", "external", (),
+            forms=("paper",), lockstep=False, optimizers=("adam",), program="octave-cli", dtypes=("float64",),
+            batched=False),
+    )
+}
+DEFAULT_ROWS = ("numpy", "jax", "torch", "torch.optim", "optax")  # the paper form's rows
+
+
+def register_plugin(path) -> Row:
+    """A row for the plug-in backend in ``path`` (``compare.py --backend-file``), named by
+    its NAME; :class:`backends.PluginError` when the file cannot be one."""
+    module = backends.load_file(path)
+    name = str(module.NAME)
+    resolved = str(Path(path).resolve())
+    if name in ROWS and ROWS[name].backend != f"file:{resolved}":
+        raise backends.PluginError(f"{path}: NAME {name!r} is taken by another row")
+    row = Row(name, f"file:{resolved}", f"plug-in {Path(path).name}: {module.GRADIENT_SOURCE}", "plug-in",
+              forms=tuple(getattr(module, "ADAM_FORMS", ("paper",))), optimizers=tuple(module.UPDATES))
+    ROWS[name] = row
+    return row
+
+
+def plugin_paths(names) -> list:
+    """The files of the plug-in rows among ``names``: what a worker process must register."""
+    return [ROWS[n].backend[len("file:"):] for n in names if n in ROWS and ROWS[n].kind == "plug-in"]
+
+
+def register_external(name: str, path) -> Row:
+    """A row read from a trajectory file (``compare.py --external NAME=FILE``)."""
+    row = Row(name, "external", f"trajectory from {path}", "external", lockstep=False)
+    ROWS[name] = row
+    return row
+
+
+def rows_for(cfg: Config) -> tuple:
+    """The rows that implement ``cfg``'s optimizer (and Adam form), numpy first."""
+    return tuple(name for name, row in ROWS.items() if row.implements(cfg))
+
+
+def expected_gap(name: str, cfg: Config):
+    """The known gap (``reference.optimizers.Gap``: first differing phase, why) when row
+    ``name`` cannot compute ``cfg``'s spec (a library that cannot express it), or None."""
+    return OPTIMIZERS[cfg.optimizer].gaps.get(name)
+
+
+@dataclass
+class Trajectory:
+    """One row's run: loss per epoch (before its update) and flat params per epoch."""
+
+    name: str
+    loss: np.ndarray            # (epochs,)
+    params: np.ndarray          # (epochs + 1, n_params); row 0 the initial weights
+    seconds: float              # training wall time, compile excluded
+    compile_seconds: float | None = None
+    epochs_run: int | None = None  # when only checkpoints are kept: how many epochs ran
+    states: dict | None = None     # Adam's flat m and v per record, where recorded
+
+    @property
+    def epochs(self) -> int:
+        return self.epochs_run or self.loss.shape[0]
+
+    @property
+    def us_per_epoch(self) -> float:
+        return self.seconds / self.epochs * 1e6
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why row ``name`` cannot run here (a framework is not installed), or None.
+
+    Looks the modules up without importing them, so asking costs nothing; a framework
+    that is installed but fails to import shows up when the row runs
+    (:class:`backends.BackendUnavailable`).
+    """
+    for module in ROWS[name].requires:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"{name} row unavailable: {module} is not installed"
+    program = ROWS[name].program
+    if program and shutil.which(program) is None:
+        return f"{name} row unavailable: {program} is not on PATH (install GNU Octave, e.g. apt-get install octave)"
+    return None
+
+
+def device_for(name: str, device: str) -> str:
+    """numpy always runs on the CPU; ``device`` applies to the JAX and torch rows."""
+    return "cpu" if ROWS[name].backend == "numpy" else device
+
+
+def device_problem(name: str, device: str) -> str | None:
+    """Why row ``name`` cannot run on ``device`` here, or None."""
+    if device_for(name, device) == "cpu":
+        return None
+    try:
+        backends.load(ROWS[name].backend).check_device(device)
+    except RuntimeError as exc:
+        return f"{name} row: {exc}"
+    return None
+
+
+# Longest first, so that the slowest row never starts last when rows run in parallel.
+EXPECTED_COST = {"torch.optim": 5, "torch": 4, "numpy": 3, "octave": 3, "jax": 2, "optax": 1, "keras": 1}
+
+

@@ -1,0 +1,105 @@
+"""The verdict on a pair of rows: free-running drift against the derived tolerance and
+lockstep errors per phase combined, which case a difference is, where the pair first
+parts, and whether a known library gap explains it."""
+from __future__ import annotations
+
+import numpy as np
+
+from harness.engine.agreement import Agreement
+from harness.engine.lockstep import PHASES, first_failing
+from reference.spec import PARAM_NAMES, unflatten_params
+
+
+def pair_verdict(agreement: Agreement, errors: dict | None, a, b, gap=None) -> dict:
+    """Everything reported for one pair (JSON-ready): the free-running figures, the
+    lockstep figures when the pair has them, the verdict, the first divergence of a
+    failing pair, and ``gap`` (``reference.optimizers.Gap``) when one is known."""
+    lock_ok = all(e.passed for e in errors.values()) if errors else True
+    entry = agreement.to_dict() | lockstep_summary(errors or {})
+    entry["passed"] = bool(agreement.passed and lock_ok)
+    entry["free_running_passed"] = agreement.passed
+    entry["diagnosis"] = diagnosis(agreement, errors)
+    divergence = None if entry["passed"] else first_divergence(agreement, errors, a, b)
+    if divergence:
+        entry["first_divergence"] = divergence
+    if gap:
+        entry |= explain_gap(gap, entry["passed"], errors)
+    return entry
+
+
+def lockstep_summary(errors: dict) -> dict:
+    """JSON-ready lockstep figures of one row: per phase, and the worst phase."""
+    if not errors:
+        return {}
+    worst = max(errors.values(), key=lambda e: e.max_ulp)
+    return {"lockstep_max_ulp": worst.max_ulp, "lockstep_worst_phase": worst.phase,
+            "lockstep_passed": all(e.passed for e in errors.values()),
+            "lockstep": {p: e.to_dict() for p, e in errors.items()}}
+
+
+def first_divergence(agreement, errors: dict | None, a, b) -> dict | None:
+    """The first epoch, phase, tensor and element where the pair parts, with both values.
+    Lockstep failures come first (they locate the computation); otherwise the first
+    epoch the free-running gap exceeds its tolerance, in the parameters (or loss)."""
+    failing = [e for e in (errors or {}).values() if not e.passed and e.first]
+    if failing:
+        e = min(failing, key=lambda x: (x.first["epoch"], PHASES.index(x.phase)))
+        f = e.first
+        return _divergence(f["epoch"], e.phase, f["tensor"], f["index"], f["reference"], f["value"],
+                           source="lockstep", ulp=f["raw_ulp"])
+    if agreement.passed or agreement.first_epoch_over_tolerance is None:
+        return None
+    epoch = agreement.first_epoch_over_tolerance
+    hidden = (a.params.shape[-1] - 1) // 4
+    pa, pb = unflatten_params(a.params[epoch], hidden), unflatten_params(b.params[epoch], hidden)
+    gaps = {k: np.abs(pa[k].astype(np.float64) - pb[k]) for k in PARAM_NAMES}
+    k = max(gaps, key=lambda name: np.nan_to_num(gaps[name], nan=np.inf).max())
+    index = np.unravel_index(int(np.argmax(np.nan_to_num(gaps[k], nan=np.inf))), gaps[k].shape)
+    phase, ref, val = "params", float(pa[k][index]), float(pb[k][index])
+    if epoch >= 1 and abs(float(a.loss[epoch - 1]) - float(b.loss[epoch - 1])) > abs(ref - val):
+        phase, k, index, ref, val = "loss", "loss", (), float(a.loss[epoch - 1]), float(b.loss[epoch - 1])
+    ulp = abs(ref - val) / float(np.spacing(np.abs(np.asarray(ref, a.params.dtype)))) if ref == ref else float("inf")
+    return _divergence(epoch, phase, k, [int(i) for i in index], ref, val, source="free-running", ulp=ulp)
+
+
+def _divergence(epoch, phase, tensor, index, reference, value, source, ulp) -> dict:
+    diff = abs(value - reference) if np.isfinite(value) and np.isfinite(reference) else float("inf")
+    relative = diff / abs(reference) if reference and np.isfinite(diff) else float("inf")
+    return {"epoch": int(epoch), "phase": phase, "tensor": tensor, "index": list(index), "reference": reference,
+            "value": value, "abs_diff": diff, "rel_diff": relative,
+            "ulp_diff": float(ulp), "found_by": source}
+
+
+def diagnosis(agreement, errors: dict | None) -> str:
+    """Which case a difference is."""
+    failing = first_failing(errors or {})
+    if failing is not None:
+        return f"computation differs (lockstep fails first in {failing.phase})"
+    if not agreement.passed:
+        if errors:
+            return "rounding amplified by training (lockstep at rounding level)"
+        return "trajectories part (no lockstep for this pair)"
+    return "agree"
+
+
+
+
+
+def pair_accepted(pair: dict) -> bool:
+    """A pair agrees, or disagrees only as a known library gap explains (``explain_gap``)."""
+    return pair["passed"] or pair.get("explained", False)
+
+
+def explain_gap(gap, passed: bool, errors: dict | None) -> dict:
+    """A pair with a known library gap: expected to disagree, and explained when it does
+    so where the gap says: lockstep's first failing phase is the one the gap names, or no
+    phase fails and only the free-running drift exceeds (a difference below one step's
+    rounding that accumulates: a "drift" gap always, any gap in float32, where ε's
+    placement can sit below a ULP). Without lockstep, any disagreement."""
+    phase, reason = gap.phase, gap.reason
+    if errors:
+        failing = first_failing(errors)
+        explained = not passed and (failing is None or (phase != "drift" and failing.phase == phase))
+    else:
+        explained = not passed
+    return {"expected": True, "expected_reason": reason, "expected_phase": phase, "explained": explained}

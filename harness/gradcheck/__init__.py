@@ -1,0 +1,1 @@
+"""The gradient check (``compare.py grads``) and its 50-digit mpmath oracle."""

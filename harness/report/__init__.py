@@ -1,0 +1,1 @@
+"""What the reports share: labels and number formats, figures, the progress bar."""

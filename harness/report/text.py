@@ -1,0 +1,40 @@
+"""What the reports share: labels, number formats, a row's final predictions and the
+epoch from which XOR stays solved."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from reference.optimizers import OPTIMIZERS
+from reference.spec import Config, predict, solves_xor, unflatten_params, xor_data
+
+ADAM_LABELS = {"paper": "(Kingma & Ba)", "epshat": "(ε̂ form: Keras, TensorFlow)", "seed": "(the article's form)"}
+GRAD_LABELS = {"mse": "the MSE", "half-sse": "½·Σ(ŷ − y)² (the article's)"}
+
+
+def predictions(traj, cfg: Config) -> np.ndarray:
+    """The four outputs of the row's final network, computed in the run's dtype."""
+    X, _ = xor_data(cfg.dtype)
+    return predict(unflatten_params(traj.params[-1], cfg.hidden), X).astype(np.float64)
+
+
+def optimizer_line(cfg: Config) -> str:
+    """The optimizer and its hyperparameters, as the header of a report."""
+    spec = OPTIMIZERS[cfg.optimizer]
+    title = f"Adam {ADAM_LABELS[cfg.adam]}" if cfg.optimizer == "adam" else spec.title
+    hyper = ", ".join(f"{name} {getattr(cfg, name):g}" for name in spec.defaults)
+    return f"{title}: {hyper}"
+
+
+def fmt(x: float, spec: str = ".2e") -> str:
+    return format(x, spec) if math.isfinite(x) else str(x)
+
+
+def solved_from(params_history: np.ndarray, hidden: int):
+    """The first epoch after which XOR is solved (rounded outputs 0 1 1 0) and stays
+    solved to the end; None if never. Records on the first axis, row 0 before training."""
+    X, _ = xor_data("float64")
+    solved = solves_xor(predict(unflatten_params(params_history.astype(np.float64), hidden), X))
+    stays = np.logical_and.accumulate(solved[::-1])[::-1]
+    return int(np.argmax(stays)) if stays.any() else None
