@@ -1,0 +1,58 @@
+"""MkDocs hook: the pages' generated parts, made from the code at build time so that they
+cannot drift from it. A page asks for one with a marker comment on a line of its own:
+
+    <!-- generated: cli -->         the --help of the default run and of every subcommand
+    <!-- generated: optimizers -->  the library mapping of every optimizer's record
+    <!-- generated: faults -->      every planted fault's record
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, also without an install
+
+
+def cli_reference() -> str:
+    from harness.cli import COMMANDS, build_parser
+
+    os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal: the same width on every machine
+    parts = []
+    for name in COMMANDS:
+        title = "python compare.py" + (f" {name}" if name else "")
+        parts.append(f"## `{title}`\n\n```text\n{build_parser(name).format_help()}```\n")
+    return "\n".join(parts)
+
+
+def optimizer_table() -> str:
+    from reference.optimizers import OPTIMIZERS
+
+    lines = ["| optimizer | torch.optim | optax | defaults that differ | known gaps |", "| --- | --- | --- | --- | --- |"]
+    for name, o in OPTIMIZERS.items():
+        gaps = "; ".join(f"{row} ({gap.phase})" for row, gap in o.gaps.items()) or "none"
+        lines.append(f"| `{name}` | `{o.torch.describe()}` | `{o.optax.describe()}` | {o.library_defaults} | {gaps} |")
+    return "\n".join(lines)
+
+
+def fault_table() -> str:
+    from harness.engine.faults import FAULTS
+
+    lines = ["| fault | optimizers | what it does | swaps | caught in phase | plug-ins |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, f in FAULTS.items():
+        optimizers = ", ".join(f.optimizers) or "all"
+        lines.append(f"| `{name}` | {optimizers} | {f.description} | `{f.patches}` | {f.phase} | "
+                     f"{'yes' if f.plugin else 'no'} |")
+    return "\n".join(lines)
+
+
+GENERATORS = {"cli": cli_reference, "optimizers": optimizer_table, "faults": fault_table}
+
+
+def on_page_markdown(markdown, page, config, files):
+    for name, generate in GENERATORS.items():
+        marker = f"<!-- generated: {name} -->"
+        if marker in markdown:
+            markdown = markdown.replace(marker, generate())
+    return markdown
