@@ -36,10 +36,14 @@ class Result:
         return self.data.get("passed", True)
 
 
+def skip_notice(reason: str) -> str:
+    return f"notice: skipping: {reason}"
+
+
 def notice_skipped(reasons) -> None:
     """One ``notice: skipping:`` line on stderr per row that cannot run here."""
     for reason in reasons:
-        print(f"notice: skipping: {reason}", file=sys.stderr)
+        print(skip_notice(reason), file=sys.stderr)
 
 
 def usage_error(parser, message: str) -> int:

@@ -129,8 +129,10 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
     ordered = sorted(names, key=lambda n: (n != "numpy", -EXPECTED_COST.get(n, 0)))
     plugins = plugin_paths(names)
 
-    def submit(workers, key, function, *args):  # worker processes must register the plug-in rows first
-        workers.submit(key, with_plugins, plugins, function, *args) if plugins else workers.submit(key, function, *args)
+    def submit(workers, key, function, *args):
+        if plugins:  # worker processes must register the plug-in rows first
+            function, args = with_plugins, (plugins, function, *args)
+        workers.submit(key, function, *args)
 
     trajectories, perturbed, skipped, lockstep, seconds = {}, None, {}, {}, 0.0
     with Workers(min(jobs, len(ordered) + ("numpy" in names))) as workers:
@@ -143,7 +145,7 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
             if isinstance(result, str):
                 if not isinstance(key, tuple):  # a lockstep task fails the same way: said once
                     skipped[key] = result
-                    progress(f"notice: skipping: {result}")
+                    progress(options.skip_notice(result))
             elif key == ("perturbed",):
                 perturbed = result
             elif isinstance(key, tuple):  # ("lockstep", row)

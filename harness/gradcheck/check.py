@@ -12,7 +12,7 @@ small multiple of u (the dtype's machine epsilon) times S, the sum over its term
 beside the gradient (see ``harness.gradcheck.oracle``: σ'(z) = a(1 − a) near saturation and the
 error a − y near a fit are the ill-conditioned factors). Computed sources must meet
 
-    |g − oracle| ≤ K·u·S per element,  K = 4
+    |g − oracle| ≤ K_GRADIENT·u·S per element,  K_GRADIENT = 4
 
 Measured over seeds 0-9, the initial weights, 4 trajectory points and 2 saturated
 points each: the worst |g − oracle| / (u·S) was 0.50 for the hand, JAX and torch
@@ -40,7 +40,7 @@ import numpy as np
 from harness.gradcheck import oracle
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, initial_params, param_shapes, unflatten_params, xor_data
 
-K_ROUNDING = 4.0
+K_GRADIENT = 4.0
 K_FD = 4.0
 SATURATION_FACTORS = (8.0, 25.0)
 TAYLOR_STEPS = tuple(10.0 ** -k for k in np.linspace(2, 5, 7))
@@ -196,7 +196,7 @@ def allowed_errors(source: str, dtype: str, point_params: dict, truth: OracleVal
     if source == "finite differences":
         estimate = finite_difference_error_estimate(point_params, dtype, truth)
         return {k: K_FD * estimate[k] for k in PARAM_NAMES}
-    return {k: K_ROUNDING * float(np.finfo(dtype).eps) * truth.size[k] for k in PARAM_NAMES}
+    return {k: K_GRADIENT * float(np.finfo(dtype).eps) * truth.size[k] for k in PARAM_NAMES}
 
 
 def judge(source: str, grads: dict, truth: OracleValues, point_params: dict, dtype: str, hidden: int) -> dict:
@@ -231,7 +231,7 @@ def taylor_resolvable(truth: "OracleValues", dtype: str) -> float:
     """The relative error a correct float gradient may have at this point (K·u·S over
     the gradient's size). Where it exceeds TAYLOR_RESOLUTION the gradient's rounding,
     not its formula, decides the remainder, and the Taylor test cannot judge."""
-    allowed = max(float(K_ROUNDING * np.finfo(dtype).eps * truth.size[k].max()) for k in PARAM_NAMES)
+    allowed = max(float(K_GRADIENT * np.finfo(dtype).eps * truth.size[k].max()) for k in PARAM_NAMES)
     scale = max(float(np.abs(oracle.to_array(truth.grad[k])).max()) for k in PARAM_NAMES)
     return allowed / scale if scale > 0 else np.inf
 
@@ -272,7 +272,7 @@ def loss_convention(hand_by_point: list, truths: list, dtype: str, hidden: int) 
                 with mpmath.workdps(oracle.DIGITS):
                     err = np.array([[float(abs(mpmath.mpf(float(g[i, j])) - factor * truth.grad[k][i][j]))
                                      for j in range(g.shape[1])] for i in range(g.shape[0])])
-                if np.any(err > factor * K_ROUNDING * float(np.finfo(dtype).eps) * truth.size[k]):
+                if np.any(err > factor * K_GRADIENT * float(np.finfo(dtype).eps) * truth.size[k]):
                     ok = False
                     break
             if not ok:

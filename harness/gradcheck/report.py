@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from harness.gradcheck import oracle
-from harness.gradcheck.check import K_FD, K_ROUNDING, TAYLOR_STEPS
+from harness.gradcheck.check import K_FD, K_GRADIENT, TAYLOR_STEPS
 
 
 def _g(x, spec=".2e"):
@@ -30,7 +30,7 @@ def render_check(result: dict) -> str:
             verdict = "ok" if t["passed"] else ("WRONG: " + t["problem"] if t.get("problem") else "WRONG")
             lines.append(f"{name:<20} {k:<6} {cells[0]:>11} {cells[1]:>11} {cells[2]:>11} {cells[3]:>11} "
                          f"{_g(t['max_error_over_allowed'], '.3g'):>12}  {verdict}")
-    lines.append(f"allowed: computed sources |g − oracle| ≤ {K_ROUNDING:g}·u·S (S: the rounding scale the oracle "
+    lines.append(f"allowed: computed sources |g − oracle| ≤ {K_GRADIENT:g}·u·S (S: the rounding scale the oracle "
                  f"computes, large where σ' or y − ŷ cancel); finite differences ≤ {K_FD:g}× their own error estimate")
     lines.append("")
     if result.get("closest_to_oracle"):
