@@ -107,8 +107,21 @@ def _adam(g, slots, theta, t, cfg: Config):
     return adam_delta(m, v, t, cfg), {"m": m, "v": v}
 
 
-# optimizer -> element-wise rule (g, slots, θ, t, cfg) -> (Δ, new slots)
-UPDATES = dict(optimizers.UPDATES, adam=_adam)
+def _adamw(g, slots, theta, t, cfg: Config):  # the spec's rule, with this module's moments
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    delta = spec.adam_delta(m, v, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
+    return delta + cfg.lr * cfg.weight_decay * theta, {"m": m, "v": v}
+
+
+def _amsgrad(g, slots, theta, t, cfg: Config):  # the spec's rule, with this module's moments
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    vmax = np.maximum(slots["vmax"], v)
+    return spec.adam_delta(m, vmax, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps), {"m": m, "v": v, "vmax": vmax}
+
+
+# optimizer -> element-wise rule (g, slots, θ, t, cfg) -> (Δ, new slots); the Adam family
+# through this module's adam_moments, so that a fault planted there reaches all three
+UPDATES = dict(optimizers.UPDATES, adam=_adam, adamw=_adamw, amsgrad=_amsgrad)
 
 
 def optimizer_init(params, cfg: Config):
