@@ -16,7 +16,7 @@ import sys
 
 # subcommand -> its module; None is the default run
 COMMANDS = {None: "run", "bench": "bench", "sweep": "sweep", "grads": "grads", "replay": "replay",
-            "flavors": "flavors", "lineage": "lineage", "init": "init"}
+            "flavors": "flavors", "lineage": "lineage", "init": "init", "explain": "explain"}
 SUBCOMMANDS = tuple(name for name in COMMANDS if name)
 
 

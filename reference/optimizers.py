@@ -82,6 +82,7 @@ class Gap:
 
     phase: str
     reason: str
+    variant: str | None = None  # the catalogued variant the library computes (harness.engine.variants)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ OPTIMIZERS = {
                   gaps={"optax": Gap("update", "optax.adagrad adds ε inside the root, g·rsqrt(s + ε), and zeroes the "
                                      "step where s = 0; the spec (and torch.optim.Adagrad) divides by √s + ε. The steps "
                                      "differ by ~ε/√s relative, above rounding unless √s > ε/u (9e5 for ε = 1e-10): "
-                                     "from step 1")},
+                                     "from step 1", variant="adagrad-eps-inside-sqrt")},
                   library_defaults=("a0: torch 0, optax 0.1; ε: torch 1e-10 outside √, optax 1e-7 inside √ (cannot be moved: a known "
                                     "gap)")),
         Optimizer("rmsprop", "RMSprop", {"lr": 1e-2, "rho": 0.99, "eps": 1e-8}, ("v",),
@@ -189,7 +190,8 @@ OPTIMIZERS = {
                   optax_state=ADAM_OPTAX_STATE | {"nu_max": "vmax"},
                   gaps={"optax": Gap("vmax", "optax.amsgrad keeps the maximum of the bias-corrected v̂ = v/(1 − β2^t); "
                                      "the spec (and torch.optim.Adam(amsgrad=True)) keeps the maximum of the raw v and "
-                                     "divides by 1 − β2^t afterwards: the steps differ from step 2")},
+                                     "divides by 1 − β2^t afterwards: the steps differ from step 2",
+                                     variant="amsgrad-max-of-vhat")},
                   library_defaults=("torch keeps the maximum of the raw v, optax of the bias-corrected v̂ (a known gap)"
                                     "torch keeps the maximum of the raw v, optax of the bias-corrected v̂ (a known gap)")),
     )

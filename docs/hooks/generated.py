@@ -4,6 +4,7 @@ cannot drift from it. A page asks for one with a marker comment on a line of its
     <!-- generated: cli -->         the --help of the default run and of every subcommand
     <!-- generated: optimizers -->  the library mapping of every optimizer's record
     <!-- generated: faults -->      every planted fault's record
+    <!-- generated: variants -->    the catalogue of variants
 """
 from __future__ import annotations
 
@@ -47,7 +48,18 @@ def fault_table() -> str:
     return "\n".join(lines)
 
 
-GENERATORS = {"cli": cli_reference, "optimizers": optimizer_table, "faults": fault_table}
+def variant_table() -> str:
+    from harness.engine.variants import VARIANTS
+
+    lines = ["| variant | optimizers | phase | what it computes | used by | the same as |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, v in VARIANTS.items():
+        lines.append(f"| `{name}` | {', '.join(v.optimizers) or 'all'} | {v.phase} | {v.description} | {v.used_by} | "
+                     f"{v.same_as or ''} |")
+    return "\n".join(lines)
+
+
+GENERATORS = {"cli": cli_reference, "optimizers": optimizer_table, "faults": fault_table, "variants": variant_table}
 
 
 def on_page_markdown(markdown, page, config, files):

@@ -309,7 +309,7 @@ def load_plugins(paths, names, cfg: Config, device: str, parser) -> list:
     return added
 
 
-def load_externals(specs, names, cfg: Config, parser) -> dict:
+def load_externals(specs, names, cfg: Config, parser, argument: str = "--external") -> dict:
     """--external NAME=FILE values as validated trajectories, before any training; a bad
     one is a usage error naming the file, the line and the problem."""
     from harness.engine.rows import register_external
@@ -323,12 +323,12 @@ def load_externals(specs, names, cfg: Config, parser) -> dict:
         name, sep, path = spec.partition("=")
         name = name.strip()
         if not sep or not name or not path:
-            parser.error(f"argument --external: expected NAME=FILE, got {spec!r}")
+            parser.error(f"argument {argument}: expected NAME=FILE, got {spec!r}")
         if name in names or name in externals or name in ROWS:
-            parser.error(f"argument --external: the name {name!r} is taken by another row")
+            parser.error(f"argument {argument}: the name {name!r} is taken by another row")
         try:
             externals[name] = load_external(name, path, cfg, first_step)
         except ExternalError as exc:
-            parser.error(f"argument --external: {exc}")
+            parser.error(f"argument {argument}: {exc}")
         register_external(name, path)
     return externals

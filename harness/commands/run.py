@@ -13,7 +13,8 @@ from harness.commands import options
 from harness.engine.agreement import compare_all, envelope_of, gaps_per_record, perturbed_starts
 from harness.engine.execution import Workers, run_row, with_plugins
 from harness.engine.faults import FAULTS
-from harness.engine.lockstep import lockstep_row, states_from_history
+from harness.engine.explain import TRAJECTORY_EPOCHS, explain_trajectory, lockstep_and_explain, unexplained
+from harness.engine.lockstep import states_from_history
 from harness.engine.rows import DEFAULT_ROWS, EXPECTED_COST, ROWS, expected_gap, plugin_paths
 from harness.engine.verdict import pair_accepted, pair_verdict
 from reference.spec import Config, initial_params
@@ -99,11 +100,12 @@ class Results:
 
 
 def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress=None,
-                externals: dict | None = None) -> Results:
+                externals: dict | None = None, match_epochs: int = TRAJECTORY_EPOCHS) -> Results:
     """``names``' first row is the reference. Lockstep and the derived tolerance need
     the numpy row (its states and its sensitivity); without it the fixed rule applies.
     ``externals``: rows read from trajectory files (name -> Trajectory), compared like
-    the others after them; they have no lockstep."""
+    the others after them; they have no lockstep, and a failing one is explained from
+    its first ``match_epochs`` epochs."""
     trained = _train_and_step(cfg, names, device, jobs, faults, progress or (lambda text: None))
     trajectories, perturbed, skipped, lockstep, lockstep_seconds = trained
     trajectories = {n: trajectories[n] for n in names if n in trajectories} | dict(externals or {})
@@ -116,9 +118,24 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
         # lockstep compares a row with numpy, so it speaks for the pairs that include numpy
         other = agreement.b if agreement.a == "numpy" else agreement.a if agreement.b == "numpy" else None
         gap = expected_gap(agreement.b, cfg) or expected_gap(agreement.a, cfg)
-        results.pairs.append(pair_verdict(agreement, lockstep.get(other, {}).get("errors"), a, b, gap))
+        step = lockstep.get(other, {})
+        explanation = step.get("explanation") or _explain_free_running(agreement, step, b, cfg, match_epochs)
+        results.pairs.append(pair_verdict(agreement, step.get("errors"), a, b, gap, explanation))
         results.gaps[agreement.b] = gaps_per_record(a, b)[2]
     return results
+
+
+def _explain_free_running(agreement, step: dict, traj, cfg: Config, match_epochs: int) -> dict | None:
+    """Why a pair parts that lockstep did not explain: every step agreed (rounding that
+    training amplified), or the row has no lockstep (its trajectory is recognised)."""
+    if agreement.passed:
+        return None
+    if step.get("errors"):
+        return unexplained(traj.name, "every step agrees with numpy's to rounding: the gap is rounding that "
+                           "training amplified, not a convention")
+    if agreement.a == "numpy" and ROWS[traj.name].kind in ("external", "library"):
+        return explain_trajectory(traj.name, traj, cfg, match_epochs)
+    return unexplained(traj.name, "no lockstep, and its trajectory is not compared with the spec's")
 
 
 def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress):
@@ -157,7 +174,7 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
                 if key == "numpy":  # its states are in: every other row's lockstep can start
                     states = states_from_history(cfg, result.params, result.states)
                     for other in (n for n in ordered if n != "numpy" and ROWS[n].lockstep):
-                        submit(workers, ("lockstep", other), lockstep_row, other, cfg, states, faults)
+                        submit(workers, ("lockstep", other), lockstep_and_explain, other, cfg, states, faults)
     lockstep = {n: lockstep[n] for n in ordered if n in lockstep and n in trajectories}
     return trajectories, perturbed, skipped, lockstep, seconds
 

@@ -9,7 +9,7 @@ from harness.engine.agreement import envelope_tolerance, trajectory_scale
 from harness.engine.lockstep import K_LOCKSTEP, phases_for
 from harness.engine.rows import ROWS
 from harness.engine.verdict import pair_accepted
-from harness.report.text import GRAD_LABELS, fmt, optimizer_line, predictions
+from harness.report.text import GRAD_LABELS, explanation_sentence, fmt, optimizer_line, predictions
 from reference.spec import Config, solves_xor, unflatten_params
 
 
@@ -146,6 +146,8 @@ def _known_differences(results) -> list:
         if p.get("expected"):
             where = "free-running drift only" if p["expected_phase"] == "drift" else f"{p['expected_phase']} phase"
             lines.append(f"known difference, {p['b']} ({where}): {p['expected_reason']}")
+            if p.get("explained") and (p.get("explanation") or {}).get("verdict") == "explained":
+                lines.append("  recognised: " + explanation_sentence(p["explanation"]))
     return lines
 
 
@@ -167,7 +169,8 @@ def _conclusion(results) -> list:
         lines = [f"{len(failed)} of {len(results.pairs)} pairs disagree: " + ", ".join(p["b"] for p in failed)]
         for p in failed:
             if "first_divergence" in p:
-                lines += ["", paragraph(p["a"], p["b"], p["first_divergence"], results.replay_files.get(p["b"]))]
+                lines += ["", paragraph(p["a"], p["b"], p["first_divergence"], results.replay_files.get(p["b"]),
+                                        p.get("explanation"))]
         return lines
     explained = [p["b"] for p in results.pairs if p.get("explained")]
     agreeing = len(results.pairs) - len(explained)
@@ -176,7 +179,7 @@ def _conclusion(results) -> list:
     return [head + f" (margin = largest gap / allowed; {_lockstep_note(results)})"]
 
 
-def paragraph(a: str, b: str, div: dict, replay_path) -> str:
+def paragraph(a: str, b: str, div: dict, replay_path, explanation: dict | None = None) -> str:
     where = div["tensor"] + (f"[{', '.join(map(str, div['index']))}]" if div["index"] else "")
     text = (f"{a} vs {b} first part at epoch {div['epoch']}, phase {div['phase']}, {where}: "
             f"{a} {div['reference']:.17g}, {b} {div['value']:.17g}; difference {div['abs_diff']:.3e} "
@@ -187,6 +190,8 @@ def paragraph(a: str, b: str, div: dict, replay_path) -> str:
     else:
         text += (" Every step agrees to rounding when started from the same state: the gap is rounding that "
                  "training amplified beyond the tolerance.")
+    if explanation:
+        text += " " + explanation_sentence(explanation)
     if replay_path:
         text += f" Replay that step: python compare.py replay {replay_path}"
     return text

@@ -235,6 +235,20 @@ def problem(row: str, fault: str, cfg: Config) -> str | None:
 
 
 @contextlib.contextmanager
+def patched(module, patches: dict):
+    """Within the block, ``module``'s attributes named in ``patches`` are replaced."""
+    saved = {name: getattr(module, name) for name in patches}
+    try:
+        for name, replacement in patches.items():
+            setattr(module, name, replacement)
+        with np.errstate(all="ignore"):  # some mistakes divide by zero at step 1, as they would
+            yield
+    finally:
+        for name, original in saved.items():
+            setattr(module, name, original)
+
+
+@contextlib.contextmanager
 def injected(backend: str, fault: str | None):
     """Within the block, ``backend``'s module computes with ``fault`` (None: unchanged).
     Every path of a row's step (its fast loop, ``train_step``, ``step_phases``) calls the
@@ -243,13 +257,5 @@ def injected(backend: str, fault: str | None):
         yield
         return
     module = backends.load(backend)
-    patches = FAULTS[fault].make(module)
-    saved = {name: getattr(module, name) for name in patches}
-    try:
-        for name, replacement in patches.items():
-            setattr(module, name, replacement)
-        with np.errstate(all="ignore"):  # some faults divide by zero at step 1, as they would
-            yield
-    finally:
-        for name, original in saved.items():
-            setattr(module, name, original)
+    with patched(module, FAULTS[fault].make(module)):
+        yield

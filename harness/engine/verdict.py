@@ -10,10 +10,11 @@ from harness.engine.lockstep import PHASES, first_failing
 from reference.spec import PARAM_NAMES, unflatten_params
 
 
-def pair_verdict(agreement: Agreement, errors: dict | None, a, b, gap=None) -> dict:
+def pair_verdict(agreement: Agreement, errors: dict | None, a, b, gap=None, explanation: dict | None = None) -> dict:
     """Everything reported for one pair (JSON-ready): the free-running figures, the
-    lockstep figures when the pair has them, the verdict, the first divergence of a
-    failing pair, and ``gap`` (``reference.optimizers.Gap``) when one is known."""
+    lockstep figures when the pair has them, the verdict, the first divergence and the
+    explanation (``harness.engine.explain``; None for a pair that agrees) of a failing
+    pair, and ``gap`` (``reference.optimizers.Gap``) when one is known."""
     lock_ok = all(e.passed for e in errors.values()) if errors else True
     entry = agreement.to_dict() | lockstep_summary(errors or {})
     entry["passed"] = bool(agreement.passed and lock_ok)
@@ -22,8 +23,9 @@ def pair_verdict(agreement: Agreement, errors: dict | None, a, b, gap=None) -> d
     divergence = None if entry["passed"] else first_divergence(agreement, errors, a, b)
     if divergence:
         entry["first_divergence"] = divergence
+    entry["explanation"] = None if entry["passed"] else explanation
     if gap:
-        entry |= explain_gap(gap, entry["passed"], errors)
+        entry |= explain_gap(gap, entry["passed"], errors, entry["explanation"])
     return entry
 
 
@@ -90,16 +92,19 @@ def pair_accepted(pair: dict) -> bool:
     return pair["passed"] or pair.get("explained", False)
 
 
-def explain_gap(gap, passed: bool, errors: dict | None) -> dict:
+def explain_gap(gap, passed: bool, errors: dict | None, explanation: dict | None = None) -> dict:
     """A pair with a known library gap: expected to disagree, and explained when it does
-    so where the gap says: lockstep's first failing phase is the one the gap names, or no
-    phase fails and only the free-running drift exceeds (a difference below one step's
-    rounding that accumulates: a "drift" gap always, any gap in float32, where ε's
-    placement can sit below a ULP). Without lockstep, any disagreement."""
+    so where the gap says: lockstep's first failing phase is the one the gap names (and
+    the step is recognised as the gap's variant, when it names one), or no phase fails
+    and only the free-running drift exceeds (a difference below one step's rounding that
+    accumulates: a "drift" gap always, any gap in float32, where ε's placement can sit
+    below a ULP). Without lockstep, any disagreement."""
     phase, reason = gap.phase, gap.reason
     if errors:
         failing = first_failing(errors)
-        explained = not passed and (failing is None or (phase != "drift" and failing.phase == phase))
+        recognised = (gap.variant is None or failing is None
+                      or (explanation or {}).get("variant") == gap.variant)
+        explained = not passed and recognised and (failing is None or (phase != "drift" and failing.phase == phase))
     else:
         explained = not passed
     return {"expected": True, "expected_reason": reason, "expected_phase": phase, "explained": explained}

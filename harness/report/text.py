@@ -38,3 +38,32 @@ def solved_from(params_history: np.ndarray, hidden: int):
     solved = solves_xor(predict(unflatten_params(params_history.astype(np.float64), hidden), X))
     stays = np.logical_and.accumulate(solved[::-1])[::-1]
     return int(np.argmax(stays)) if stays.any() else None
+
+
+def _steps(epochs: list) -> str:
+    if not epochs:
+        return ""
+    span = f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs[0]}-{epochs[-1]}"
+    return f" over {len(epochs)} {'step' if len(epochs) == 1 else 'steps'} ({span})"
+
+
+def explanation_sentence(explanation: dict | None) -> str:
+    """One sentence for a failing pair: which variant (or hyperparameters) its row
+    computes, to how many ULPs over which steps, and how to compare like with like."""
+    if not explanation:
+        return ""
+    row = explanation["row"]
+    if explanation["verdict"] != "explained":
+        return f"Unexplained: {explanation['description']}."
+    measure = f"to {explanation['max_ulp']:.2g} ULP{_steps(explanation['matched_epochs'])}"
+    if explanation["variant"] == "hyperparameters":
+        values = ", ".join(f"{k} {v:.6g} ± {explanation['uncertainty'][k]:.2g}"
+                           for k, v in explanation["hyperparameters"].items())
+        return (f"{row} matches the same algorithm with {values} {measure} (fit residual "
+                f"{explanation['residual']:.2g} {explanation['residual_unit']}): set the same hyperparameters.")
+    text = f"{row} matches {explanation['variant']} ({explanation['description']}; {explanation['used_by']}) {measure}"
+    if explanation.get("same_as"):
+        text += f"; the same steps as {explanation['same_as']}"
+    if explanation.get("hint"):
+        text += f": compare like with like with {explanation['hint']}"
+    return text + "."

@@ -1,0 +1,243 @@
+"""Why rows part: the variant of the catalogue (``harness.engine.variants``) that a row
+computes, or the hyperparameters it really used.
+
+For a row that can step from a given state, at the first step where lockstep fails, that
+step is computed again from the recorded state under every variant of the configured
+optimizer, and a variant is named when every phase it computes matches the row's to the
+lockstep bound (K_LOCKSTEP ULPs at the scale of the terms) at that step and the next
+CONFIRM_STEPS. For a trajectory without state (an --external file, the octave row) the
+first TRAJECTORY_EPOCHS epochs are trained again from the initial state under every
+variant, and a variant is named when its trajectory equals the file's within the derived
+tolerance at every one of them. Named variants are tried first (they change the fewest
+numbers); when none matches, the optimizer's hyperparameters are fitted
+(``harness.engine.fitting``) and named when the fit reproduces the row as well. Nothing
+that does not match is ever named: the verdict is then "unexplained".
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from harness.engine.agreement import envelope_of, envelope_tolerance, gaps_per_record, perturbed_starts, trajectory_scale
+from harness.engine.bounds import rounding_scales
+from harness.engine.faults import injected
+from harness.engine.fitting import fit
+from harness.engine.lockstep import K_LOCKSTEP, PHASES, States, phase_errors, row_phases
+from harness.engine.rows import ROWS
+from harness.engine.variants import HYPERPARAMETERS, candidates
+from reference.spec import Config, initial_params
+
+CONFIRM_STEPS = 4
+TRAJECTORY_EPOCHS = 50
+OPTIMIZER_PHASES = ("buf", "sum", "m", "v", "vmax", "update", "u", "params")
+
+
+def explained(row: str, variant, matched_epochs: list, max_ulp: float, hyperparameters=None, fit_report=None) -> dict:
+    """The JSON-ready explanation of a row that computes ``variant`` (None: the fitted
+    hyperparameters)."""
+    entry = {"verdict": "explained", "row": row, "matched_epochs": [int(e) for e in matched_epochs],
+             "max_ulp": float(max_ulp)}
+    if variant is None:
+        names = ", ".join(f"{k} {v:.6g}" for k, v in hyperparameters.items())
+        return entry | {"variant": HYPERPARAMETERS, "phase": _first_phase(hyperparameters),
+                        "description": f"the same algorithm with {names}", "used_by": "another implementation's "
+                        "settings", "hyperparameters": hyperparameters} | (fit_report or {})
+    return entry | {"variant": variant.name, "phase": variant.phase, "description": variant.description,
+                    "used_by": variant.used_by, "hyperparameters": None, "hint": variant.hint,
+                    "same_as": variant.same_as}
+
+
+def unexplained(row: str, why: str, matched_epochs=(), max_ulp=None) -> dict:
+    return {"verdict": "unexplained", "row": row, "variant": None, "phase": None, "description": why,
+            "used_by": None, "hyperparameters": None, "matched_epochs": [int(e) for e in matched_epochs],
+            "max_ulp": max_ulp}
+
+
+# the first phase a hyperparameter changes (the rest change the step Δ first)
+FIRST_PHASE = {"beta1": "m", "beta2": "v", "momentum": "buf", "rho": "v", "initial_accumulator": "sum"}
+
+
+def _first_phase(hyperparameters: dict) -> str:
+    return min((FIRST_PHASE.get(name, "update") for name in hyperparameters), key=PHASES.index)
+
+
+# --- rows that step: the first failing step, again ----------------------------------------------
+
+def subset(states: States, first_epoch: int, steps: int = CONFIRM_STEPS) -> States:
+    """The states before ``first_epoch`` and the ``steps`` epochs after it (those recorded)."""
+    rows = np.flatnonzero(states.epochs >= first_epoch)[:steps + 1]
+    return States(params={k: v[rows] for k, v in states.params.items()},
+                  slots={s: {k: v[rows] for k, v in tree.items()} for s, tree in states.slots.items()},
+                  t=states.t[rows], epochs=states.epochs[rows])
+
+
+def worst_ulp(reference: dict, values: dict, states: States, cfg: Config, phases=PHASES, extra=None) -> float:
+    """The largest error of ``values`` against ``reference`` over ``phases``, in ULPs at the
+    scale of the terms (lockstep's measure). A variant's values are its own arithmetic,
+    which the spec's bounds do not follow step for step: each bound also allows one
+    rounding of the value itself and the variant's ``extra`` bound, and from the first
+    phase the variant computes in float32 on, errors are counted in float32's ULPs."""
+    shown = {p: values[p] for p in phases if p in values and p in reference}
+    scales = rounding_scales(reference, states, cfg)
+    extra = extra or {}
+    scales = {p: {k: e + np.abs(np.asarray(reference[p][k], np.float64)) + extra.get(p, {}).get(k, 0.0)
+                  for k, e in tree.items()} for p, tree in scales.items() if p in reference}
+    errors = phase_errors(reference, shown, scales, states, cfg.dtype)
+    u = coarsest = float(np.finfo(cfg.dtype).eps)
+    worst = 0.0
+    for phase in PHASES:
+        if phase in reference:
+            coarsest = max([coarsest] + [float(np.finfo(np.asarray(x).dtype).eps) for x in reference[phase].values()])
+        if phase in errors:
+            worst = max(worst, errors[phase].max_ulp * u / coarsest)
+    return float(worst) if np.isfinite(worst) else float("inf")
+
+
+def explain_steps(name: str, cfg: Config, states: States, faults: dict, first_epoch: int) -> dict:
+    """The explanation of a pair (numpy, ``name``) whose lockstep first fails at
+    ``first_epoch``: of ``name``, or of numpy when numpy carries a planted fault and the
+    row computes the spec."""
+    started = time.perf_counter()
+    picked = subset(states, first_epoch)
+    with injected(ROWS[name].backend, faults.get(name)):
+        values = row_phases(name, cfg, picked)
+    row = name
+    if faults.get("numpy"):
+        spec = row_phases("numpy", cfg, picked)
+        if worst_ulp(spec, values, picked, cfg) <= K_LOCKSTEP:
+            with injected("numpy", faults["numpy"]):
+                row, values = "numpy", row_phases("numpy", cfg, picked)
+    explanation = recognize_step(row, cfg, picked, values)
+    return explanation | {"seconds": time.perf_counter() - started}
+
+
+def recognize_step(row: str, cfg: Config, picked: States, values: dict) -> dict:
+    """The variant (or hyperparameters) whose step from ``picked`` gives ``values``."""
+    matches = []
+    for variant in candidates(cfg):
+        run = variant.config(cfg) if variant.config else cfg
+        reference = variant.phases(cfg, picked)
+        extra = variant.extra_bound(reference, picked, run) if variant.extra_bound else None
+        worst = worst_ulp(reference, values, picked, run, extra=extra)
+        if worst <= K_LOCKSTEP:
+            matches.append((worst, variant))
+    if matches:
+        worst, variant = min(matches, key=lambda m: m[0])
+        return explained(row, variant, picked.epochs, worst)
+    return _fit_step(row, cfg, picked, values)
+
+
+def _fit_step(row: str, cfg: Config, picked: States, values: dict) -> dict:
+    """Hyperparameters, when the network's phases match and only the optimizer's differ."""
+    spec = row_phases("numpy", cfg, picked)
+    network = ("forward", "loss", "grads")
+    if worst_ulp(spec, values, picked, cfg, network) > K_LOCKSTEP:
+        return unexplained(row, "the forward pass, loss or gradients differ from the spec and from every variant "
+                           "of the catalogue")
+    phases = [p for p in OPTIMIZER_PHASES if p in values]
+    scales = rounding_scales(spec, picked, cfg)
+    u = float(np.finfo(cfg.dtype).eps)
+
+    def residual_of(shown):
+        def residual(trial: Config) -> np.ndarray:
+            phases_of = row_phases("numpy", trial, picked)
+            return np.concatenate([((np.asarray(phases_of[p][k], np.float64) - np.asarray(values[p][k], np.float64))
+                                    / (u * scales[p][k])).ravel() for p in shown for k in values[p]])
+        return residual
+
+    slots = [p for p in phases if p in picked.slots]
+    result = fit(residual_of(phases), cfg, [residual_of(slots)] if slots else [], accept=K_LOCKSTEP)
+    if result is None or result["max_residual"] > K_LOCKSTEP:
+        return unexplained(row, "no variant of the catalogue and no choice of the optimizer's hyperparameters "
+                           "reproduces this step")
+    return explained(row, None, picked.epochs, result["max_residual"], result["changed"], _report(result, "ULPs"))
+
+
+def _report(result: dict, unit: str) -> dict:
+    return {"uncertainty": result["uncertainty"], "residual": result["max_residual"], "residual_unit": unit}
+
+
+# --- trajectories: the first epochs, again -------------------------------------------------------
+
+def explain_trajectory(name: str, trajectory, cfg: Config, epochs: int = TRAJECTORY_EPOCHS) -> dict:
+    """The explanation of a row known only by its trajectory: the variant (or
+    hyperparameters) that trains its first ``epochs`` epochs from the initial state."""
+    started = time.perf_counter()
+    k = min(epochs, cfg.epochs, trajectory.loss.shape[0])
+    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    target = _first_records(trajectory.loss, trajectory.params, k)
+    allowed = _allowed(cfg, params0, k)
+    margin = lambda run: float((gaps_per_record(run, target)[2] / allowed).max())  # noqa: E731
+    spec_margin = margin(_first_records(*_numpy_train(cfg, params0, k), k))
+    if spec_margin <= 1.0:
+        return unexplained(name, f"its first {k} epochs are the spec's: the rows part later", range(1, k + 1),
+                           spec_margin) | {"seconds": time.perf_counter() - started}
+    matches = [(m, v) for v in candidates(cfg) if (m := margin(_first_records(*v.train(cfg, params0, k), k))) <= 1.0]
+    if matches:
+        worst, variant = min(matches, key=lambda m: m[0])
+        return explained(name, variant, range(1, k + 1), _ulps(worst, allowed, target, cfg)) | {
+            "seconds": time.perf_counter() - started}
+    return _fit_trajectory(name, cfg, params0, target, allowed, k) | {"seconds": time.perf_counter() - started}
+
+
+def _fit_trajectory(name: str, cfg: Config, params0, target, allowed, k: int) -> dict:
+    def residual_over(epochs: int):
+        def residual(trial: Config) -> np.ndarray:
+            run = _first_records(*_numpy_train(trial, params0, epochs), epochs)
+            gap = np.concatenate([((run.params - target.params[:epochs + 1]) / allowed[:epochs + 1, None]).ravel(),
+                                  (run.loss - target.loss[:epochs]) / allowed[1:epochs + 1]])
+            return np.nan_to_num(gap, nan=1e30, posinf=1e30, neginf=-1e30)
+        return residual
+
+    horizons = [2**i for i in range(k.bit_length()) if 2**i < k]
+    result = fit(residual_over(k), cfg, [residual_over(h) for h in horizons], accept=1.0)
+    if result is None or result["max_residual"] > 1.0:
+        return unexplained(name, f"no variant of the catalogue and no choice of the optimizer's hyperparameters "
+                           f"reproduces its first {k} epochs")
+    return explained(name, None, range(1, k + 1), _ulps(result["max_residual"], allowed, target, cfg),
+                     result["changed"], _report(result, "× the allowed gap"))
+
+
+class _Run:
+    def __init__(self, loss, params):
+        self.loss, self.params = loss, params
+
+
+def _first_records(loss, params, k: int) -> _Run:
+    return _Run(np.asarray(loss[:k], np.float64), np.asarray(params[:k + 1], np.float64))
+
+
+def _numpy_train(cfg: Config, params0, k: int):
+    import backends
+
+    return backends.load("numpy").train(replace(cfg, epochs=k), params0)
+
+
+def _allowed(cfg: Config, params0, k: int) -> np.ndarray:
+    """The derived tolerance per record over the first ``k`` epochs."""
+    import backends
+
+    numpy_backend = backends.load("numpy")
+    run = _first_records(*numpy_backend.train(replace(cfg, epochs=k), params0), k)
+    perturbed = numpy_backend.train(replace(cfg, epochs=k), perturbed_starts(params0, cfg.seed), nudge_seed=cfg.seed)
+    envelope = envelope_of(run, _Run(perturbed[0], perturbed[1]))
+    return envelope_tolerance(envelope, cfg.dtype, trajectory_scale(run.params))[0]
+
+
+def _ulps(margin: float, allowed: np.ndarray, target, cfg: Config) -> float:
+    """A margin over the allowed gap as ULPs of the parameters' scale (the worst case)."""
+    u = float(np.finfo(cfg.dtype).eps)
+    return float(margin * allowed.max() / (u * max(1.0, float(np.abs(target.params).max()))))
+
+
+
+def lockstep_and_explain(name: str, cfg: Config, states: States, faults: dict | None = None) -> dict:
+    """``lockstep_row``, and when a phase fails, the explanation of that step."""
+    from harness.engine.lockstep import lockstep_row
+
+    result = lockstep_row(name, cfg, states, faults)
+    failing = [e.first["epoch"] for e in result["errors"].values() if not e.passed and e.first]
+    result["explanation"] = explain_steps(name, cfg, states, faults or {}, min(failing)) if failing else None
+    return result

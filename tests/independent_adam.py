@@ -1,0 +1,60 @@
+"""A small independent program: Adam for the XOR network written plainly, sharing no
+code with the harness (only numpy's legacy generator for the same initial weights), with
+one switch per convention or slip. It stands for "another implementation" whose
+trajectory the harness must explain from the file alone."""
+import numpy as np
+
+X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+Y = np.array([[0.0], [1.0], [1.0], [0.0]])
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def gradients(W1, b1, W2, b2, way):
+    A1 = sigmoid(X @ W1 + b1)
+    A2 = sigmoid(A1 @ W2 + b2)
+    err = A2 - Y
+    loss = np.mean(err**2)
+    scale = {"grad-missing-2-over-n": 1.0, "grad-sse": 2.0}.get(way, 2.0 / 4)
+    d2 = A2 * (1 - A2) if way != "sigmoid-grad-at-activation" else sigmoid(A2) * (1 - sigmoid(A2))
+    d1 = A1 * (1 - A1) if way != "sigmoid-grad-at-activation" else sigmoid(A1) * (1 - sigmoid(A1))
+    delta2 = scale * err * d2
+    delta1 = (delta2 @ W2.T) * d1
+    gW1 = X.T @ delta1
+    if way == "w1-gradient-times-1.01":
+        gW1 = 1.01 * gW1
+    bias = (lambda d: d.mean(axis=0, keepdims=True)) if way == "bias-gradient-averaged" else (
+        lambda d: d.sum(axis=0, keepdims=True))
+    return loss, [gW1, bias(delta1), A1.T @ delta2, bias(delta2)]
+
+
+def train(seed=0, epochs=50, way="paper", lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, hidden=4):
+    """(loss per epoch, flat params after each epoch)."""
+    rng = np.random.RandomState(seed)
+    params = [rng.randn(2, hidden), rng.randn(1, hidden), rng.randn(hidden, 1), rng.randn(1, 1)]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    decay1, decay2 = (beta2, beta1) if way == "beta1-beta2-swapped" else (beta1, beta2)  # in the moments only
+    losses, rows = [], []
+    for t in range(1, epochs + 1):
+        loss, grads = gradients(*params, way)
+        for i, g in enumerate(grads):
+            m[i] = decay1 * m[i] + (1 - decay1) * g
+            v[i] = decay2 * v[i] + (1 - decay2) * g * g
+            if way == "float32-moments":
+                m[i], v[i] = m[i].astype(np.float32), v[i].astype(np.float32)
+            c1, c2 = (1 - beta1, 1 - beta2) if way == "seed-bias-correction" else (1 - beta1**t, 1 - beta2**t)
+            if way == "no-bias-correction":
+                c1 = c2 = 1.0
+            if way == "eps-inside-sqrt":
+                step = lr * (m[i] / c1) / np.sqrt(v[i] / c2 + eps)
+            elif way == "epshat":
+                step = lr * np.sqrt(c2) / c1 * m[i] / (np.sqrt(v[i]) + eps)
+            else:
+                step = lr * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)
+            params[i] = params[i] - step
+        losses.append(loss)
+        rows.append(np.concatenate([p.ravel() for p in params]))
+    return np.array(losses), np.array(rows)
