@@ -5,7 +5,7 @@ recognition costs on a failing default run.
 
 Counts, over every planted fault in every injectable row under each optimizer it
 applies to, the known optax gaps, an independent program's trajectories under each
-variant and under three hyperparameter mismatches, and bugs in no catalogue: explained
+variant and under four hyperparameter mismatches, and bugs in no catalogue: explained
 right, explained wrong (must be 0), unexplained (right only for the bugs in no catalogue).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from harness.engine.explain import explain_trajectory, lockstep_and_explain  # n
 from harness.engine.lockstep import states_from_history  # noqa: E402
 from harness.engine.rows import Trajectory, register_plugin  # noqa: E402
 from reference.spec import Config, flatten_params, initial_params  # noqa: E402
-from tests.independent_adam import train  # noqa: E402
+from tests.independent_adam import train, train_adagrad  # noqa: E402
 
 
 def tally(counts: dict, explanation: dict | None, expected: str | None) -> None:
@@ -69,6 +69,9 @@ def trajectories(counts: dict) -> None:
         loss, rows = train(way=way, epochs=50, **hyper)
         trajectory = Trajectory("theirs", loss, np.vstack([start[None], rows]), float("nan"), epochs_run=50)
         tally(counts, explain_trajectory("theirs", trajectory, Config(epochs=50)), expected)
+    loss, rows = train_adagrad(initial_accumulator=0.1)  # optax's default a0
+    trajectory = Trajectory("theirs", loss, np.vstack([start[None], rows]), float("nan"), epochs_run=50)
+    tally(counts, explain_trajectory("theirs", trajectory, Config(optimizer="adagrad", epochs=50)), "hyperparameters")
 
 
 def plugins(counts: dict) -> None:

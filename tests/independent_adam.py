@@ -58,3 +58,19 @@ def train(seed=0, epochs=50, way="paper", lr=1e-3, beta1=0.9, beta2=0.999, eps=1
         losses.append(loss)
         rows.append(np.concatenate([p.ravel() for p in params]))
     return np.array(losses), np.array(rows)
+
+
+def train_adagrad(seed=0, epochs=50, lr=1e-2, eps=1e-10, initial_accumulator=0.0, hidden=4):
+    """AdaGrad the same plain way (ε outside the root): (loss per epoch, flat params)."""
+    rng = np.random.RandomState(seed)
+    params = [rng.randn(2, hidden), rng.randn(1, hidden), rng.randn(hidden, 1), rng.randn(1, 1)]
+    total = [np.full_like(p, initial_accumulator) for p in params]
+    losses, rows = [], []
+    for _ in range(epochs):
+        loss, grads = gradients(*params, "paper")
+        for i, g in enumerate(grads):
+            total[i] = total[i] + g * g
+            params[i] = params[i] - lr * g / (np.sqrt(total[i]) + eps)
+        losses.append(loss)
+        rows.append(np.concatenate([p.ravel() for p in params]))
+    return np.array(losses), np.array(rows)

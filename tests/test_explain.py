@@ -15,7 +15,7 @@ from harness.engine.rows import DEFAULT_ROWS, Trajectory, register_plugin, unava
 from harness.engine.variants import VARIANTS
 from harness.files.exchange import write_trajectory_csv
 from reference.spec import Config, flatten_params, initial_params
-from tests.independent_adam import train
+from tests.independent_adam import train, train_adagrad
 from tests.test_cli import ROOT, run_cli
 
 AVAILABLE = [n for n in DEFAULT_ROWS if unavailable_reason(n) is None]
@@ -77,6 +77,15 @@ def test_the_hyperparameters_another_program_used_are_fitted_from_its_trajectory
     ((name, value),) = explanation["hyperparameters"].items()
     assert name == next(iter(hyper)) and value == pytest.approx(hyper[name], rel=1e-9)
     assert explanation["uncertainty"][name] < 1e-9 * hyper[name] and explanation["residual"] <= 1
+
+
+def test_optax_adagrads_initial_accumulator_is_fitted_from_a_trajectory():
+    # a port that kept optax's default a0 = 0.1 where the spec (and torch) start from 0
+    loss, rows = train_adagrad(initial_accumulator=0.1)
+    start = flatten_params(initial_params(0))
+    trajectory = Trajectory("theirs", loss, np.vstack([start[None], rows]), float("nan"), epochs_run=50)
+    explanation = explain_trajectory("theirs", trajectory, Config(optimizer="adagrad", epochs=50))
+    assert explanation["hyperparameters"] == pytest.approx({"initial_accumulator": 0.1}, rel=1e-9), explanation
 
 
 @pytest.mark.parametrize("way", ["bias-gradient-averaged", "w1-gradient-times-1.01"])
