@@ -168,9 +168,9 @@ def explain_trajectory(name: str, trajectory, cfg: Config, epochs: int = TRAJECT
     k = min(epochs, cfg.epochs, trajectory.loss.shape[0])
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     target = _first_records(trajectory.loss, trajectory.params, k)
-    allowed = _allowed(cfg, params0, k)
+    spec, allowed = _spec_and_allowed(cfg, params0, k)
     margin = lambda run: float((gaps_per_record(run, target)[2] / allowed).max())  # noqa: E731
-    spec_margin = margin(_first_records(*_numpy_train(cfg, params0, k), k))
+    spec_margin = margin(spec)
     if spec_margin <= 1.0:
         return unexplained(name, f"its first {k} epochs are the spec's: the rows part later", range(1, k + 1),
                            spec_margin) | {"seconds": time.perf_counter() - started}
@@ -215,15 +215,15 @@ def _numpy_train(cfg: Config, params0, k: int):
     return backends.load("numpy").train(replace(cfg, epochs=k), params0)
 
 
-def _allowed(cfg: Config, params0, k: int) -> np.ndarray:
-    """The derived tolerance per record over the first ``k`` epochs."""
+def _spec_and_allowed(cfg: Config, params0, k: int):
+    """The spec's first ``k`` epochs, and the derived tolerance per record over them."""
     import backends
 
     numpy_backend = backends.load("numpy")
-    run = _first_records(*numpy_backend.train(replace(cfg, epochs=k), params0), k)
+    spec = _first_records(*numpy_backend.train(replace(cfg, epochs=k), params0), k)
     perturbed = numpy_backend.train(replace(cfg, epochs=k), perturbed_starts(params0, cfg.seed), nudge_seed=cfg.seed)
-    envelope = envelope_of(run, _Run(perturbed[0], perturbed[1]))
-    return envelope_tolerance(envelope, cfg.dtype, trajectory_scale(run.params))[0]
+    envelope = envelope_of(spec, _Run(perturbed[0], perturbed[1]))
+    return spec, envelope_tolerance(envelope, cfg.dtype, trajectory_scale(spec.params))[0]
 
 
 def _ulps(margin: float, allowed: np.ndarray, target, cfg: Config) -> float:
