@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 
+import backends
 from harness.engine.agreement import envelope_of, envelope_tolerance, gaps_per_record, perturbed_starts, trajectory_scale
 from harness.engine.bounds import rounding_scales
 from harness.engine.faults import injected
@@ -117,7 +119,7 @@ def recognize_step(row: str, cfg: Config, picked: States, values: dict) -> dict:
     """The variant (or hyperparameters) whose step from ``picked`` gives ``values``."""
     matches = []
     for variant in candidates(cfg):
-        run = variant.config(cfg) if variant.config else cfg
+        run = variant.config_for(cfg)
         reference = variant.phases(cfg, picked)
         extra = variant.extra_bound(reference, picked, run) if variant.extra_bound else None
         worst = worst_ulp(reference, values, picked, run, extra=extra)
@@ -200,29 +202,20 @@ def _fit_trajectory(name: str, cfg: Config, params0, target, allowed, k: int) ->
                      result["changed"], _report(result, "× the allowed gap"))
 
 
-class _Run:
-    def __init__(self, loss, params):
-        self.loss, self.params = loss, params
+def _first_records(loss, params, k: int) -> SimpleNamespace:
+    """A run's first ``k`` epochs as the trajectory-like pair the gap functions take."""
+    return SimpleNamespace(loss=np.asarray(loss[:k], np.float64), params=np.asarray(params[:k + 1], np.float64))
 
 
-def _first_records(loss, params, k: int) -> _Run:
-    return _Run(np.asarray(loss[:k], np.float64), np.asarray(params[:k + 1], np.float64))
-
-
-def _numpy_train(cfg: Config, params0, k: int):
-    import backends
-
-    return backends.load("numpy").train(replace(cfg, epochs=k), params0)
+def _numpy_train(cfg: Config, params0, k: int, **extra):
+    return backends.load("numpy").train(replace(cfg, epochs=k), params0, **extra)
 
 
 def _spec_and_allowed(cfg: Config, params0, k: int):
     """The spec's first ``k`` epochs, and the derived tolerance per record over them."""
-    import backends
-
-    numpy_backend = backends.load("numpy")
-    spec = _first_records(*numpy_backend.train(replace(cfg, epochs=k), params0), k)
-    perturbed = numpy_backend.train(replace(cfg, epochs=k), perturbed_starts(params0, cfg.seed), nudge_seed=cfg.seed)
-    envelope = envelope_of(spec, _Run(perturbed[0], perturbed[1]))
+    spec = _first_records(*_numpy_train(cfg, params0, k), k)
+    loss, params = _numpy_train(cfg, perturbed_starts(params0, cfg.seed), k, nudge_seed=cfg.seed)
+    envelope = envelope_of(spec, SimpleNamespace(loss=loss, params=params))
     return spec, envelope_tolerance(envelope, cfg.dtype, trajectory_scale(spec.params))[0]
 
 

@@ -11,6 +11,7 @@ the issues that report each convention; see docs/explain.md.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -40,16 +41,24 @@ class Variant:
 
     def phases(self, cfg: Config, states) -> dict:
         """The spec's step from each of ``states``, computed this variant's way."""
-        module = backends.load("numpy")
-        with patched(module, self.patch(module) if self.patch else {}):
-            return module.step_phases(self.config(cfg) if self.config else cfg, states.params, states.slots, states.t)
+        with self._numpy() as module:
+            return module.step_phases(self.config_for(cfg), states.params, states.slots, states.t)
 
     def train(self, cfg: Config, params0, epochs: int):
         """The numpy row trained this variant's way: (loss, flat params)."""
+        with self._numpy() as module:
+            return module.train(replace(self.config_for(cfg), epochs=epochs), params0)
+
+    def config_for(self, cfg: Config) -> Config:
+        """The config this variant computes, for a run of ``cfg``."""
+        return self.config(cfg) if self.config else cfg
+
+    @contextlib.contextmanager
+    def _numpy(self):
+        """The numpy backend with this variant's functions swapped in."""
         module = backends.load("numpy")
-        run = replace(self.config(cfg) if self.config else cfg, epochs=epochs)
         with patched(module, self.patch(module) if self.patch else {}):
-            return module.train(run, params0)
+            yield module
 
 
 def _fault(name: str, used_by: str, **extra) -> Variant:
