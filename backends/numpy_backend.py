@@ -78,6 +78,20 @@ def loss_and_grads(params, X, y, convention: str = "mse"):
     return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 
+def gradient_term_scales(params, X, y, convention: str = "mse"):
+    """Per gradient element, the sum of the magnitudes of the terms it adds up: another
+    correct implementation's rounding error in it is a few u times this, however much the
+    terms cancel (the perturbation envelope's gradient nudge, ``train``)."""
+    Z1 = X @ params["W1"] + params["b1"]
+    A1 = sigmoid(Z1);                  dA1_dZ1 = A1 * (1.0 - A1)
+    Z2 = A1 @ params["W2"] + params["b2"]
+    A2 = sigmoid(Z2);                  dA2_dZ2 = A2 * (1.0 - A2)
+    dZ2 = np.abs(OUTPUT_SCALES[convention](X.shape[0]) * (A2 - y) * dA2_dZ2)
+    dZ1 = (dZ2 @ np.abs(_transpose(params["W2"]))) * dA1_dZ1
+    return {"W1": _transpose(np.abs(X)) @ dZ1, "b1": dZ1.sum(axis=-2, keepdims=True),
+            "W2": _transpose(A1) @ dZ2, "b2": dZ2.sum(axis=-2, keepdims=True)}
+
+
 sqrt = np.sqrt
 maximum = np.maximum
 
@@ -148,9 +162,10 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     (keys: the slot names, "m" and "v" for Adam), so any recorded step can be run again
     from its exact state.
 
-    Given ``nudge_seed``, every parameter is moved by u·|θ| (about one ULP) up or down at
-    random after every step: the model of another correct row's rounding that the
-    harness's perturbation envelope is made of (``harness.engine.agreement``).
+    Given ``nudge_seed``, every gradient element is moved by u times the magnitude of its
+    terms (``gradient_term_scales``) and every parameter by u·|θ| (about one ULP) after
+    every step, each up or down at random: the model of another correct row's rounding
+    that the harness's perturbation envelope is made of (``harness.engine.agreement``).
 
     The fast path of ``train_step``: the same hand gradients, then the optimizer's rule
     on whole flat buffers of params and state, with the matrices as views of them.
@@ -179,6 +194,8 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
             loss, grads = loss_and_grads(params, X, y, cfg.grad)
             for k in PARAM_NAMES:
                 grad_views[k][...] = grads[k]
+            if nudge is not None:
+                grad += _flat(gradient_term_scales(params, X, y, cfg.grad), theta) * nudge()
             delta, slots = UPDATES[cfg.optimizer](grad, slots, theta, t, cfg)
             theta -= delta
             if nudge is not None:
@@ -199,6 +216,10 @@ def step_phases(cfg: Config, params, slots, t) -> dict:
 
     with np.errstate(over="ignore"):  # σ's saturation, as in train
         return backends.phases_of_step(sys.modules[__name__], cfg, params, slots, t)
+
+
+def _flat(tree: dict, like):
+    return flatten_params(tree).reshape(like.shape)
 
 
 def _nudges(theta, seed: int):

@@ -71,7 +71,7 @@ def rounding_scales(ref: dict, states, cfg: Config) -> dict:
     t = _f64(states.t) + 1
     for k in PARAM_NAMES:
         g = _f64(ref["grads"][k])
-        x = StepValues(g=g, e_g=e["grads"][k], e_sq=2 * np.abs(g) * e["grads"][k] + g * g,
+        x = StepValues(g=g, e_g=e["grads"][k], e_sq=_square_scale(g, e["grads"][k], u),
                        old={s: _f64(states.slots[s][k]) for s in slots}, new={s: _f64(ref[s][k]) for s in slots},
                        theta=_f64(states.params[k]), update=_f64(ref["update"][k]), t=t, u=u)
         bounds = bound(cfg, x)
@@ -133,7 +133,7 @@ def _adadelta(cfg: Config, x: StepValues) -> dict:
     e_ratio = ratio * (0.5 + (e_v + b) / (2 * b) + 3)  # a rounded once; b off by e_v, rounded; 3 ops
     d = ratio * x.g
     e_d = ratio * x.e_g + np.abs(x.g) * e_ratio + np.abs(d)
-    e_u = _ema_scale(cfg.rho, x.old["u"], d * d, 2 * np.abs(d) * e_d + d * d, x.new["u"])
+    e_u = _ema_scale(cfg.rho, x.old["u"], d * d, _square_scale(d, e_d, x.u), x.new["u"])
     return {"v": e_v, "u": e_u, "update": cfg.lr * e_d + np.abs(cfg.lr * d)}
 
 
@@ -153,6 +153,13 @@ OPTIMIZER_BOUNDS = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "
 
 
 # --- the pieces --------------------------------------------------------------------------------
+
+def _square_scale(x, e_x, u):
+    """Bound of x² given x's bound e_x: 2|x|·e_x to first order, plus u·e_x², the square
+    of x's own error, which is all there is where x is 0 (a gradient whose terms cancel
+    exactly in one row is u·e_x from 0 in another), plus the rounding of the square."""
+    return 2 * np.abs(x) * e_x + u * e_x * e_x + x * x
+
 
 def _ema_scale(beta, old, new_term, e_new_term, value):
     """Bound of β·old + (1 − β)·term, old exact (a recorded state), term off by
@@ -191,7 +198,7 @@ def _adam_scales(cfg: Config, g, e_g, old: dict, new: dict, t, u) -> dict:
     else:
         a1, a2, pre, rel_a1, rel_a2, rel_pre = bc1, bc2, cfg.lr, e_bc1 / bc1, e_bc2 / bc2, 0.0
     e = {"m": _ema_scale(cfg.beta1, old["m"], g, e_g, new["m"]),
-         "v": _ema_scale(cfg.beta2, old["v"], g * g, 2 * np.abs(g) * e_g, new["v"])}
+         "v": _ema_scale(cfg.beta2, old["v"], g * g, _square_scale(g, e_g, u), new["v"])}
     v_used, e_v_used = new["v"], e["v"]
     if cfg.optimizer == "amsgrad":  # the max is exact; it is off by the v it picks
         e["vmax"] = e["v"]

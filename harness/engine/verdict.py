@@ -17,7 +17,9 @@ def pair_verdict(agreement: Agreement, errors: dict | None, a, b, gap=None, expl
     pair, and ``gap`` (``reference.optimizers.Gap``) when one is known."""
     lock_ok = all(e.passed for e in errors.values()) if errors else True
     entry = agreement.to_dict() | lockstep_summary(errors or {})
-    entry["passed"] = bool(agreement.passed and lock_ok)
+    # where training is chaotic, drift cannot tell rounding from a difference: lockstep judges
+    drift_ok = agreement.passed or (agreement.chaotic and bool(errors))
+    entry["passed"] = bool(drift_ok and lock_ok)
     entry["free_running_passed"] = agreement.passed
     entry["diagnosis"] = diagnosis(agreement, errors)
     divergence = None if entry["passed"] else first_divergence(agreement, errors, a, b)
@@ -78,6 +80,8 @@ def diagnosis(agreement, errors: dict | None) -> str:
     if failing is not None:
         return f"computation differs (lockstep fails first in {failing.phase})"
     if not agreement.passed:
+        if errors and agreement.chaotic:
+            return "agree: chaotic training (one-ULP nudges part by > √u), drift cannot judge, lockstep at rounding level"
         if errors:
             return "rounding amplified by training (lockstep at rounding level)"
         return "trajectories part (no lockstep for this pair)"
