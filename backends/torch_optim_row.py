@@ -70,26 +70,33 @@ def state_slots(cfg: Config, entry: dict) -> dict:
 
 def step_phases(cfg: Config, params, slots, t) -> dict:
     """The torch row's forward pass and gradients, then the torch.optim optimizer stepping
-    one flat parameter per state of the batch, each given its step count and state.
-    torch.optim does not expose its step, so the update phase is not observable; its
-    state updates in place, into views of the batch read back here."""
+    the batch of states, those that share a step count as one parameter (the rules are
+    element-wise, so a (k, n) leaf is k independent states). torch.optim does not expose
+    its step, so the update phase is not observable; its state updates in place, into
+    views of the batch read back here."""
     module = torch_backend
     tensors, state, X, y = backends.state_to_backend(module, params, slots, t, cfg.dtype)
     with torch.no_grad():
         forward = module.forward(tensors, X)
     loss, grads = module.loss_and_grads(tensors, X, y, cfg.grad)
+    steps = np.asarray(t).reshape(-1)
+    order = np.argsort(steps, kind="stable")  # states of one step count side by side
 
     def flat(tree):
-        return torch.from_numpy(np.ascontiguousarray(flatten_params({k: module.to_numpy(tree[k]) for k in PARAM_NAMES})))
+        return torch.from_numpy(np.ascontiguousarray(
+            flatten_params({k: module.to_numpy(tree[k]) for k in PARAM_NAMES})[order]))
 
     theta, g = flat(tensors).clone(), flat(grads)
     flat_slots = {s: flat(tree).clone() for s, tree in state.slots.items()}
-    leaves = list(theta.unbind(0))  # views of theta: the optimizer's in-place steps land there
+    counts, starts = np.unique(steps[order], return_index=True)
+    bounds = list(zip(starts, list(starts[1:]) + [len(order)]))
+    leaves = [theta[a:b] for a, b in bounds]  # views of theta: the optimizer's in-place steps land there
     optimizer = make_optimizer(cfg, leaves)
-    for i, leaf in enumerate(leaves):
-        leaf.grad = g[i]
-        optimizer.state[leaf] = state_entry(cfg, {s: x[i] for s, x in flat_slots.items()}, t[i, 0, 0])
+    for leaf, (a, b), count in zip(leaves, bounds, counts):
+        leaf.grad = g[a:b]
+        optimizer.state[leaf] = state_entry(cfg, {s: x[a:b] for s, x in flat_slots.items()}, count)
     optimizer.step()
     tree = backends.numpy_tree(module, {"forward": forward, "loss": {"loss": loss}, "grads": grads})
-    unflat = lambda x: unflatten_params(x.numpy(), cfg.hidden)  # noqa: E731
+    inverse = np.argsort(order)
+    unflat = lambda x: unflatten_params(x.numpy()[inverse], cfg.hidden)  # noqa: E731
     return tree | {s: unflat(x) for s, x in flat_slots.items()} | {"params": unflat(theta)}

@@ -16,7 +16,8 @@ import sys
 
 # subcommand -> its module; None is the default run
 COMMANDS = {None: "run", "bench": "bench", "sweep": "sweep", "grads": "grads", "replay": "replay",
-            "flavors": "flavors", "lineage": "lineage", "init": "init", "explain": "explain"}
+            "flavors": "flavors", "lineage": "lineage", "init": "init", "explain": "explain",
+            "audit": "audit", "power": "power"}
 SUBCOMMANDS = tuple(name for name in COMMANDS if name)
 
 

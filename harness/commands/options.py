@@ -135,6 +135,62 @@ def row_list(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def comma_list(item_type, choices=None):
+    """An argument type: a comma-separated list of ``item_type`` values (from ``choices``)."""
+    def parse(text: str) -> list:
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        values = [item_type(item) for item in items]
+        wrong = [v for v in values if choices is not None and v not in choices]
+        if wrong:
+            raise argparse.ArgumentTypeError(f"unknown {wrong[0]!r} (choose from {', '.join(choices)})")
+        return list(dict.fromkeys(values))
+    return parse
+
+
+def add_grid_options(parser: argparse.ArgumentParser, seeds: int, epochs: int, lr_factors: list, hidden: list) -> None:
+    """The grid of configurations that ``audit`` and ``power`` run, and where they run it."""
+    grid = parser.add_argument_group("the grid (every combination is run)")
+    grid.add_argument("--seeds", type=positive_int, default=seeds, help="initial-weight seeds 0..N−1 per "
+                      "configuration (default %(default)s)")
+    grid.add_argument("--epochs", type=positive_int, default=epochs, help="training epochs (default %(default)s)")
+    grid.add_argument("--optimizers", type=comma_list(str, tuple(OPTIMIZERS)), default=list(OPTIMIZERS),
+                      metavar="A,B", help="optimizers (default: all " + str(len(OPTIMIZERS)) + ")")
+    grid.add_argument("--dtypes", type=comma_list(str, DTYPES), default=list(DTYPES), metavar="A,B",
+                      help="dtypes (default: " + ",".join(DTYPES) + ")")
+    grid.add_argument("--lr-factors", type=comma_list(positive_float), default=lr_factors, metavar="F,G",
+                      help="learning rates as factors of each optimizer's default (default "
+                      + ",".join(f"{f:g}" for f in lr_factors) + ")")
+    grid.add_argument("--hidden", type=comma_list(positive_int), default=hidden, metavar="H,K",
+                      help="hidden sizes (default " + ",".join(map(str, hidden)) + ")")
+    add_cluster_options(parser)
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("where the tasks run (dask.distributed)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                       "(default: a local cluster of --jobs worker processes)")
+    where.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
+                       help="local worker processes (default: the cpu count, here %(default)s)")
+
+
+def run_grid(parser, args, tasks: list, label: str, summarize) -> tuple[int | None, dict | None]:
+    """The grid's ``tasks`` on the cluster the options name (``harness.engine.cluster``):
+    (None, ``summarize(results in task order)`` with where and how long they ran and the
+    grid), or (the usage exit status, None) when the cluster failed, with one line."""
+    from harness.engine.cluster import ClusterError, run_tasks
+    from harness.report.progress import Progress
+
+    try:
+        results, report, seconds = run_tasks(tasks, args.jobs, args.scheduler, Progress(len(tasks), label))
+    except ClusterError as exc:
+        return usage_error(parser, str(exc)), None
+    grid = {name: getattr(args, name) for name in ("optimizers", "dtypes", "lr_factors", "hidden", "seeds", "epochs")}
+    data = summarize([results[key] for key, _, _ in tasks])
+    return None, data | report.to_json() | {"seconds": seconds, "tasks": len(tasks), "grid": grid}
+
+
 def add_problem_options(parser: argparse.ArgumentParser) -> None:
     """Options that define the training problem; later subcommands share them."""
     parser.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, help="training epochs (default %(default)s)")

@@ -24,9 +24,10 @@ import numpy as np
 from harness.commands import options
 from harness.engine.agreement import (ENVELOPE_DIRECTIONS, K_ENVELOPE, envelope_of, envelope_tolerance,
                                       gaps_per_record, perturbed_starts, tolerance, trajectory_scale)
+from harness.engine.cluster import ClusterError
+from harness.engine.execution import batch_params
 from harness.engine.rows import ROWS, expected_gap
-from reference.spec import (PARAM_NAMES, Config, checkpoint_epochs, initial_params, predict, solves_xor,
-                            unflatten_params, xor_data)
+from reference.spec import Config, checkpoint_epochs, predict, solves_xor, unflatten_params, xor_data
 
 DESCRIPTION = ("Train every row over many initial-weight seeds at once and report, per pair, how many seeds agree, "
                "the distribution of gaps, the failing seeds, and per row how often XOR is solved.")
@@ -36,7 +37,11 @@ EPILOG = "exit status: 0 every seed agrees in every pair, 1 some seed disagrees,
 def add_arguments(parser) -> None:
     options.add_problem_options(parser)
     options.add_adam_options(parser)
-    options.add_execution_options(parser)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="device of the JAX and torch rows; numpy always runs on the cpu (default %(default)s)")
+    options.add_cluster_options(parser)
+    parser.add_argument("--seeds-per-task", type=options.positive_int, default=1000,
+                        help="seeds one task trains as a batch (default %(default)s)")
     parser.add_argument("--seeds", type=options.positive_int, default=100, help="how many seeds (default %(default)s)")
     parser.add_argument("--first-seed", type=options.seed_int, default=0,
                         help="seeds run from this one up (default %(default)s)")
@@ -65,48 +70,73 @@ def main(args, parser) -> int:
     options.notice_skipped(skipped.values())
     started = time.perf_counter()
     seeds = np.arange(args.first_seed, args.first_seed + args.seeds)
-    outcome = train_seeds(cfg, names, seeds, every, args.device, args.jobs, strict=bool(args.backends))
+    try:
+        outcome = train_seeds(cfg, names, seeds, every, args.device, args.jobs, strict=bool(args.backends),
+                              scheduler=args.scheduler, per_task=args.seeds_per_task)
+    except ClusterError as exc:
+        return options.usage_error(parser, str(exc))
     if isinstance(outcome, str):
         return options.usage_error(parser, outcome)
-    trajectories, perturbed = outcome
+    trajectories, perturbed, report = outcome
     result = summarize(cfg, seeds, every, trajectories, perturbed)
-    result.data["seconds"] = time.perf_counter() - started
-    result.data["peak_memory_mib"] = peak_memory_mib()
+    result.data |= report.to_json() | {"seconds": time.perf_counter() - started}
+    result.data["peak_memory_mib"] = {"main": peak_memory_mib(), "largest_worker": report.peak_worker_mib}
     print(render_sweep(result.data))
     return options.finish(parser, outputs, result, {"environment": environment(args.device), "skipped": skipped},
                           plots=lambda folder: plot_sweep(result, trajectories, folder))
 
 
-def train_seeds(cfg: Config, names: list, seeds, every: int, device: str, jobs: int, strict: bool = False):
-    """Every row over all ``seeds`` as one batch each (and the numpy row's perturbed batch
-    for the envelope): (trajectories, perturbed run), or the reason a requested row
-    could not run when ``strict``."""
-    from harness.engine.execution import Workers, run_row
-    from harness.engine.rows import EXPECTED_COST
+def train_seeds(cfg: Config, names: list, seeds, every: int, device: str, jobs: int, strict: bool = False,
+                scheduler: str | None = None, per_task: int = 1000):
+    """Every row over all ``seeds`` in tasks of at most ``per_task`` seeds each (and the
+    numpy row's perturbed batches for the envelope), on a dask cluster
+    (``harness.engine.cluster``): (trajectories, perturbed run, the cluster's report), or
+    the reason a requested row could not run when ``strict``."""
+    from harness.engine.cluster import run_tasks
     from harness.report.progress import Progress
+    from harness.engine.execution import guarded, run_row
+    from harness.engine.rows import EXPECTED_COST
 
-    params0 = batch_params(seeds, cfg.hidden, cfg.dtype)
-    tasks = [(n, run_row, (n, cfg, params0, every, device)) for n in sorted(names, key=lambda n: -EXPECTED_COST.get(n, 0))]
-    if names[0] == "numpy":  # each seed's perturbation envelope: one more numpy batch, the largest task: first
-        starts = perturbed_starts(params0, int(seeds[0]))
-        tasks.insert(0, (("perturbed",), run_row, ("numpy", cfg, starts, every, "cpu", None, False, int(seeds[0]))))
-    progress = Progress(len(tasks), "runs trained")
-    trajectories, perturbed = {}, None
-    with Workers(min(jobs, len(tasks))) as workers:
-        for key, result in workers.run(tasks):
-            if isinstance(result, str):
-                progress.close()
-                if strict:
-                    return result
-                options.notice_skipped([result])
-                continue
-            if isinstance(key, tuple):
-                perturbed = result
-            else:
-                trajectories[key] = result
-            progress.advance(key if isinstance(key, str) else "envelope")
-    progress.close()
-    return {n: trajectories[n] for n in names if n in trajectories}, perturbed
+    batches = [seeds[i:i + per_task] for i in range(0, len(seeds), per_task)]
+    tasks = []
+    for b, batch in enumerate(batches):
+        params0 = batch_params(batch, cfg.hidden, cfg.dtype)
+        if names[0] == "numpy":  # each seed's perturbation envelope: one more numpy batch, the largest task: first
+            starts = perturbed_starts(params0, int(batch[0]))
+            tasks.append((("perturbed", b), guarded, (run_row, "numpy", cfg, starts, every, "cpu", None, False,
+                                                       int(batch[0]))))
+        tasks += [((n, b), guarded, (run_row, n, cfg, params0, every, device))
+                  for n in sorted(names, key=lambda n: -EXPECTED_COST.get(n, 0))]
+    results, report, _ = run_tasks(tasks, jobs, scheduler, Progress(len(tasks), "runs trained"))
+    reasons = [r for r in results.values() if isinstance(r, str)]
+    if reasons and strict:
+        return reasons[0]
+    options.notice_skipped(dict.fromkeys(reasons))
+    trajectories = {n: joined([results[(n, b)] for b in range(len(batches))])
+                    for n in names if not any(isinstance(results[(n, b)], str) for b in range(len(batches)))}
+    perturbed = None
+    if names[0] == "numpy" and "numpy" in trajectories:
+        perturbed = joined([results[("perturbed", b)] for b in range(len(batches))], ENVELOPE_DIRECTIONS)
+    return trajectories, perturbed, report
+
+
+def joined(parts: list, directions: int = 1):
+    """One trajectory of all seeds from the runs of consecutive seed batches (a perturbed
+    batch holds ``directions`` blocks of its seeds, kept as blocks of all seeds)."""
+    from harness.engine.rows import Trajectory
+
+    def columns(array, d):
+        n = array.shape[1] // directions
+        return array[:, d * n:(d + 1) * n]
+
+    def join(field):
+        return np.concatenate([columns(getattr(p, field), d) for d in range(directions) for p in parts], axis=1)
+
+    first = parts[0]
+    compile_seconds = [p.compile_seconds for p in parts if p.compile_seconds is not None]
+    return Trajectory(name=first.name, loss=join("loss"), params=join("params"), seconds=sum(p.seconds for p in parts),
+                      compile_seconds=sum(compile_seconds) if compile_seconds else None, epochs_run=first.epochs_run)
+
 
 QUANTILES = {"median": 0.5, "p99": 0.99, "max": 1.0}
 
@@ -114,11 +144,6 @@ QUANTILES = {"median": 0.5, "p99": 0.99, "max": 1.0}
 def default_every(epochs: int) -> int:
     """About 200 checkpoints per run."""
     return max(1, epochs // 200)
-
-
-def batch_params(seeds, hidden: int, dtype: str) -> dict:
-    draws = [initial_params(int(s), hidden, dtype) for s in seeds]
-    return {k: np.stack([d[k] for d in draws]) for k in PARAM_NAMES}
 
 
 def quantiles(values) -> dict:
@@ -259,14 +284,12 @@ def render_sweep(summary, max_failing: int = 10) -> str:
     return "\n".join(lines)
 
 
-def peak_memory_mib() -> dict:
-    """Peak resident memory of this process and of its largest finished child (Linux: KiB)."""
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
     import resource
 
     kib = 1.0 if sys.platform != "darwin" else 1 / 1024
-    main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 1024
-    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 1024
-    return {"main": main, "largest_worker": worker}
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 1024
 
 
 def plot_sweep(result: SweepResult, trajectories: dict, folder) -> list:

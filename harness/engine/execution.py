@@ -12,7 +12,7 @@ from harness.engine.faults import injected
 from harness.engine.rows import ROWS, Trajectory, device_for, register_plugin
 from harness.engine.trajectory_check import reference_first_step, validate_trajectory
 from reference.exchange import ExternalError
-from reference.spec import Config, checkpoint_epochs, initial_params
+from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, initial_params
 
 
 def with_plugins(paths: list, function, *args):
@@ -55,7 +55,13 @@ def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = 
     )
 
 
-def _guarded(function, *args):
+def batch_params(seeds, hidden: int, dtype: str) -> dict:
+    """The initial weights of every seed, stacked along a first axis: a batch of runs."""
+    draws = [initial_params(int(s), hidden, dtype) for s in seeds]
+    return {k: np.stack([d[k] for d in draws]) for k in PARAM_NAMES}
+
+
+def guarded(function, *args):
     """Run a task; a framework that fails to import comes back as its reason."""
     try:
         return function(*args)
@@ -87,7 +93,7 @@ class Workers:
         if self.pool is None:
             self.pending[key] = (function, args)
         else:
-            self.pending[self.pool.submit(_guarded, function, *args)] = key
+            self.pending[self.pool.submit(guarded, function, *args)] = key
 
     def results(self):
         """Yields (key, result) until nothing submitted is left, including tasks
@@ -96,7 +102,7 @@ class Workers:
             if self.pool is None:
                 key = next(iter(self.pending))
                 function, args = self.pending.pop(key)
-                yield key, _guarded(function, *args)
+                yield key, guarded(function, *args)
                 continue
             future = next(as_completed(list(self.pending)))
             yield self.pending.pop(future), future.result()

@@ -83,6 +83,25 @@ class PhaseError:
         return {**self.__dict__, "index": list(self.index)}
 
 
+def scaled_gap(gap: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """|row − numpy| in units of its rounding bound u·e; where e is 0 any gap is infinite."""
+    return np.where(bound > 0, gap / np.where(bound > 0, bound, 1.0), np.where(gap > 0, np.inf, 0.0))
+
+
+def worst_per_state(ref: dict, other: dict, scales: dict, dtype: str) -> np.ndarray:
+    """Per state of the batch (the first axis), the worst scaled error over every phase and
+    element: the lockstep verdict of each step apart, > K_LOCKSTEP where it fails."""
+    u = float(np.finfo(dtype).eps)
+    worst = None
+    for phase in PHASES:
+        for k, want in ref.get(phase, {}).items() if phase in other else ():
+            gap = elementwise_gap(np.asarray(want, np.float64), np.asarray(other[phase][k], np.float64))
+            scaled = scaled_gap(gap, u * scales[phase][k])
+            scaled = scaled.reshape(scaled.shape[0], -1).max(axis=1) if scaled.ndim > 1 else scaled
+            worst = scaled if worst is None else np.maximum(worst, scaled)
+    return worst
+
+
 def phase_errors(ref: dict, other: dict, scales: dict, states: States, dtype: str) -> dict:
     """Per phase: the worst error at the scale of its terms and where, and the earliest
     epoch where it exceeds K_LOCKSTEP."""
@@ -95,8 +114,7 @@ def phase_errors(ref: dict, other: dict, scales: dict, states: States, dtype: st
         for k, want in ref[phase].items():
             want64, got64 = np.asarray(want, np.float64), np.asarray(other[phase][k], np.float64)
             gap = elementwise_gap(want64, got64)
-            bound = u * scales[phase][k]
-            scaled = np.where(bound > 0, gap / np.where(bound > 0, bound, 1.0), np.where(gap > 0, np.inf, 0.0))
+            scaled = scaled_gap(gap, u * scales[phase][k])
             spacing = np.spacing(np.abs(np.asarray(want, dtype))).astype(np.float64)
             with np.errstate(over="ignore"):  # a gap from exactly 0 is infinitely many ULPs of 0
                 raw = gap / np.where(spacing > 0, spacing, np.finfo(dtype).smallest_subnormal)

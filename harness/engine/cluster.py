@@ -1,0 +1,133 @@
+"""Running many independent tasks on a dask.distributed cluster: the sweep, the audit and
+the power scan split their work into tasks of batched seeds and hand them here.
+
+The embedded default is a ``LocalCluster`` of one worker process per core, each with one
+thread (dask's nanny sets OMP_NUM_THREADS=1 in its workers, so numpy and torch do not
+oversubscribe the cores). ``address`` sends the same tasks to an existing scheduler
+(``dask scheduler`` and ``dask worker`` on any machines that have this package installed).
+
+A worker that dies takes its running and held tasks with it; the scheduler reruns them on
+the workers left (dask gives up on a task after ``distributed.scheduler.allowed-failures``
+deaths, 3 by default). Each task's ``suspicious`` count on the scheduler says how many
+workers died while holding it: that is how a run reports what was retried.
+
+Tasks are pure functions of their arguments and results are keyed, so a run gives the
+same bits whichever workers ran it, in whatever order.
+"""
+from __future__ import annotations
+
+import logging
+import resource
+import time
+import uuid
+from dataclasses import dataclass, field
+
+
+class ClusterError(Exception):
+    """The cluster could not be reached, or a task could not be finished: one line for
+    the user."""
+
+
+@dataclass
+class TaskReport:
+    """Where the tasks of one run went."""
+
+    workers: set = field(default_factory=set)   # addresses of the workers that returned results
+    retried: list = field(default_factory=list)  # keys of tasks rerun after a worker died holding them
+    failed_twice: list = field(default_factory=list)  # of those, the ones that lost two workers or more
+    peak_worker_mib: float = 0.0                 # the largest peak resident memory a worker reported
+
+    def to_json(self) -> dict:
+        return {"workers": sorted(self.workers), "retried_tasks": len(self.retried),
+                "tasks_failed_twice": sorted(self.failed_twice), "peak_worker_memory_mib": self.peak_worker_mib}
+
+
+def _on_worker(function, args):
+    """A task as a worker runs it: its result, the worker's address and its peak memory."""
+    from distributed import get_worker
+
+    result = function(*args)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return result, get_worker().address, peak_mib
+
+
+def _suspicious_counts(dask_scheduler=None, keys=()) -> dict:
+    """On the scheduler: per task key, how many workers died while it was running there."""
+    return {key: dask_scheduler.tasks[key].suspicious for key in keys if key in dask_scheduler.tasks}
+
+
+class Cluster:
+    """``jobs`` local worker processes, or the scheduler at ``address``, for one block."""
+
+    def __init__(self, jobs: int = 1, address: str | None = None, connect_timeout: float = 10.0):
+        self.jobs, self.address, self.connect_timeout = jobs, address, connect_timeout
+        self.client = self.local = None
+
+    def __enter__(self):
+        from distributed import Client, LocalCluster
+
+        try:
+            if self.address:
+                self.client = Client(self.address, timeout=self.connect_timeout)
+            else:
+                self.local = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
+                                          dashboard_address=None, worker_dashboard_address=None,
+                                          silence_logs=logging.ERROR)
+                self.client = Client(self.local)
+        except (OSError, TimeoutError, ValueError) as exc:
+            self.__exit__()
+            raise ClusterError(f"cannot reach the dask scheduler at {self.address}: {exc}") from None
+        return self
+
+    def __exit__(self, *exc):
+        for part in (self.client, self.local):
+            if part is not None:
+                part.close()
+
+    def worker_count(self) -> int:
+        return len(self.client.scheduler_info()["workers"])
+
+    def run(self, tasks, report: TaskReport, progress=None):
+        """``tasks``: (key, function, args). Yields (key, result) as each finishes; a task
+        that no worker could finish raises :class:`ClusterError`. ``report`` collects the
+        workers, the retried tasks and the peak memory."""
+        from distributed import as_completed
+
+        run_id = uuid.uuid4().hex[:8]
+        futures, keys = {}, {}
+        for i, (key, function, args) in enumerate(tasks):
+            future = self.client.submit(_on_worker, function, args, key=f"xorcheck-{run_id}-{i}", pure=False)
+            futures[future], keys[future.key] = key, key
+        for future in as_completed(list(futures)):
+            if future.status != "finished":
+                self._count_retries(keys, report)
+                raise ClusterError(f"task {futures[future]} could not be finished: {future.exception()}")
+            result, address, peak = future.result()
+            report.workers.add(address)
+            report.peak_worker_mib = max(report.peak_worker_mib, peak)
+            if progress is not None:
+                progress.advance()
+            yield futures[future], result
+        self._count_retries(keys, report)
+
+    def _count_retries(self, keys: dict, report: TaskReport) -> None:
+        counts = self.client.run_on_scheduler(_suspicious_counts, keys=list(keys))
+        for task_key, count in counts.items():
+            if count >= 1:
+                report.retried.append(str(keys[task_key]))
+            if count >= 2:
+                report.failed_twice.append(str(keys[task_key]))
+
+
+def run_tasks(tasks: list, jobs: int, address: str | None, progress=None) -> tuple[dict, TaskReport, float]:
+    """Every task on a cluster (module doc), ``progress.advance()`` after each: ({key:
+    result}, the report, the seconds the tasks took from the first submission)."""
+    report = TaskReport()
+    with Cluster(jobs, address) as cluster:
+        started = time.perf_counter()
+        try:
+            results = dict(cluster.run(tasks, report, progress))
+        finally:
+            if progress is not None:
+                progress.close()
+    return results, report, time.perf_counter() - started
