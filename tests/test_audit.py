@@ -232,7 +232,7 @@ def test_the_audits_remaining_rmsprop_float32_alarm_is_rounding_amplified():
     """An explained false alarm (docs/error-rates.md): RMSprop, float32, lr 0.01, hidden 1,
     seed 48 drifts 2.7 × its allowance in jax while every pair's lockstep stays under 0.6
     ULP: rounding amplified by RMSprop's normalised step near the plateau, which the three
-    nudged runs of the envelope did not reach; the default run says so in its diagnosis."""
+    nudged runs of the envelope did not reach; a default run that flags it diagnoses that."""
     result = audit_task(Cell("rmsprop", "float32", 1.0, 1, 2000), np.arange(125), 10)
     jax = result["pairs"]["jax"]
     assert 1 < jax["drift"][48] < 3 and not result["chaotic"][48]
