@@ -15,7 +15,6 @@ needs per-epoch states, and the sweep keeps checkpoints.
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ import numpy as np
 from harness.commands import options
 from harness.engine.agreement import (ENVELOPE_DIRECTIONS, K_ENVELOPE, envelope_of, envelope_tolerance,
                                       gaps_per_record, perturbed_starts, tolerance, trajectory_scale)
-from harness.engine.cluster import ClusterError
+from harness.engine.cluster import ClusterError, peak_memory_mib
 from harness.engine.execution import batch_params
 from harness.engine.rows import ROWS, expected_gap
 from reference.spec import Config, checkpoint_epochs, predict, solves_xor, unflatten_params, xor_data
@@ -282,14 +281,6 @@ def render_sweep(summary, max_failing: int = 10) -> str:
         mem = summary["peak_memory_mib"]
         lines.append(f"peak memory: this process {mem['main']:.0f} MiB, largest worker process {mem['largest_worker']:.0f} MiB")
     return "\n".join(lines)
-
-
-def peak_memory_mib() -> float:
-    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
-    import resource
-
-    kib = 1.0 if sys.platform != "darwin" else 1 / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 1024
 
 
 def plot_sweep(result: SweepResult, trajectories: dict, folder) -> list:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -42,13 +43,18 @@ class TaskReport:
                 "tasks_failed_twice": sorted(self.failed_twice), "peak_worker_memory_mib": self.peak_worker_mib}
 
 
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    kib = 1.0 if sys.platform != "darwin" else 1 / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 1024
+
+
 def _on_worker(function, args):
     """A task as a worker runs it: its result, the worker's address and its peak memory."""
     from distributed import get_worker
 
     result = function(*args)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    return result, get_worker().address, peak_mib
+    return result, get_worker().address, peak_memory_mib()
 
 
 def _suspicious_counts(dask_scheduler=None, keys=()) -> dict:

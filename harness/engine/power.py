@@ -25,6 +25,7 @@ run's perturbation envelope).
 from __future__ import annotations
 
 import contextlib
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -156,18 +157,12 @@ def drift_detection(cfg: Config, base: dict, phase: str, kind: str, deltas: np.n
     batch = {k: np.repeat(v[None], deltas.size, axis=0) for k, v in base["params0"].items()}
     with planted(cfg, phase, kind, deltas, cfg.seed):
         runs = run_row("numpy", cfg, batch, base["every"])
-    gaps = gaps_per_record(_broadcast(base["reference"], deltas.size), runs)[2]
+    reference = base["reference"]  # one run, against every δ's run: broadcast along the runs' axis
+    gaps = gaps_per_record(SimpleNamespace(params=reference.params[:, None], loss=reference.loss[:, None]), runs)[2]
     with np.errstate(invalid="ignore"):
         over = gaps > base["allowed"][:, None]
     caught = over.any(axis=0)
     return caught, np.where(caught, base["recorded"][np.argmax(over, axis=0)], -1)
-
-
-def _broadcast(trajectory, runs: int):
-    from types import SimpleNamespace
-
-    return SimpleNamespace(params=np.repeat(trajectory.params[:, None], runs, axis=1),
-                           loss=np.repeat(trajectory.loss[:, None], runs, axis=1))
 
 
 DETECTORS = {"lockstep": (lockstep_baseline, lockstep_detection), "drift": (drift_baseline, drift_detection)}
