@@ -1,5 +1,6 @@
 """One module per framework, each exporting the same small set of pure functions, and
-the library rows beside their framework (torch.optim, optax, keras) and the octave runner.
+the library rows beside their framework (torch.optim, optax, keras) and the rows of the
+series' other languages (octave, scilab: ``program_row``).
 
 The interface every backend module implements (``INTERFACE``; tests/test_exchange.py
 checks that numpy, JAX and torch define all of it):
@@ -67,6 +68,7 @@ MODULES = {
     "optax": "backends.optax_row",
     "keras": "backends.keras_row",
     "octave": "backends.octave_backend",
+    "scilab": "backends.scilab_backend",
 }
 
 

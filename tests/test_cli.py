@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# the default rows; the octave row joins them where octave-cli is on PATH
-ROW_NAMES = ["numpy", "jax", "torch", "torch.optim", "optax"] + (["octave"] if shutil.which("octave-cli") else [])
+# the default rows; the language rows join them where their programs are on PATH
+ROW_NAMES = ["numpy", "jax", "torch", "torch.optim", "optax"] + [
+    row for row, program in (("octave", "octave-cli"), ("scilab", "scilab-cli")) if shutil.which(program)]
 
 
 def run_cli(*args, env_extra=None, cwd=ROOT):

@@ -111,3 +111,18 @@ def test_flavors_table(tmp_path):
     assert steps["1"] == pytest.approx(1.0, abs=1e-6) and steps["10"] > 1.5
     assert data["epshat/mse"]["step_vs_paper"]["1000"] == pytest.approx(1.0, abs=1e-3)
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["flavors_decision_regions.png", "flavors_loss.png"]
+
+
+def test_flavors_judges_each_row_in_the_forms_it_implements(tmp_path):
+    rows = [n for n in ("jax", "torch.optim") if unavailable_reason(n) is None]
+    if not rows:
+        pytest.skip("neither jax nor torch is installed")
+    result = run_cli("flavors", "--epochs", "300", "--backends", ",".join(rows), "--json", str(tmp_path / "f.json"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "f.json").read_text())
+    assert data["rows"] == rows and data["passed"] is True
+    for label, entry in data["flavors"].items():
+        judged = entry["rows"]
+        # torch.optim computes the paper form only; jax every form
+        assert set(judged) == {n for n in rows if n == "jax" or label == "paper/mse"}, label
+        assert all(r["passed"] and r["margin"] < 0.5 for r in judged.values()), (label, judged)

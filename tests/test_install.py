@@ -1,6 +1,6 @@
 """A non-editable install in a fresh virtual environment, run from another folder: the
-console script, the package data (the MATLAB code of the octave row, the C floor of the
-bench) and the golden files must all come with the package.
+console script, the package data (the MATLAB and Scilab code of the language rows, the C
+floor of the bench) and the golden files must all come with the package.
 
 The virtual environment sees the machine's site-packages (numpy, JAX, torch and the rest
 are not downloaded again: several GB); the project itself is installed into it from a
@@ -53,9 +53,10 @@ def test_xorcheck_runs_the_default_run_from_another_folder(installed):
     bin_dir, work = installed
     result = run(bin_dir, work, "xorcheck", "--epochs", "300")
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = 6 if shutil.which("octave-cli") else 5
-    assert f"all {rows - 1} pairs agree" in result.stdout
-    assert ("\noctave " in result.stdout) == (rows == 6)
+    languages = {"octave": shutil.which("octave-cli"), "scilab": shutil.which("scilab-cli")}
+    assert f"all {4 + sum(map(bool, languages.values()))} pairs agree" in result.stdout
+    for row, installed_program in languages.items():
+        assert (f"\n{row} " in result.stdout) == bool(installed_program)
     assert "Traceback" not in result.stderr
 
 

@@ -1,10 +1,15 @@
 """``python compare.py flavors``: every Adam form (and both gradient conventions for the
-seed's form) from one initial state, side by side.
+seed's form) from one initial state, side by side, and whether other rows compute each
+form as the numpy row does.
 
 The effective step size relative to ``paper`` is measured at the same state: the paper
 run's m and v at that epoch (scaled as the convention's gradient would scale them:
 m·s, v·s² with s = GRAD_SCALE) go through each form's update, and the ratio of the
 update norms is printed.
+
+Per form, every other row that implements it (by default the series' other languages,
+octave and scilab, where installed) is judged against numpy by its free-running drift:
+16 × the envelope of numpy runs nudged by one ULP, as ``lineage`` judges.
 """
 from __future__ import annotations
 
@@ -13,14 +18,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harness.commands import options
-from harness.engine.execution import run_row
+from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of, perturbed_starts
+from harness.engine.execution import Workers, run_row
+from harness.engine.rows import EXPECTED_COST, LANGUAGE_ROWS, ROWS, device_problem
 from harness.report.text import solved_from
 from reference import adam as spec
 from reference.spec import GRAD_SCALE, Config, initial_params
 
 DESCRIPTION = ("Run every Adam form (paper, epshat, seed; the seed form with both gradient conventions) from one "
-               "initial state and compare final loss, when XOR is solved, step size and parameter gap.")
-EPILOG = None
+               "initial state and compare final loss, when XOR is solved, step size and parameter gap; judge other rows "
+               "(by default the series' other languages) in each form against numpy.")
+EPILOG = "exit status: 0 every row computes every form as numpy does, 1 otherwise, 2 bad usage"
 
 FLAVORS = (("paper", "mse"), ("epshat", "mse"), ("seed", "mse"), ("seed", "half-sse"))
 STEP_EPOCHS = (1, 10, 100, 1000, 20000)
@@ -28,6 +36,10 @@ STEP_EPOCHS = (1, 10, 100, 1000, 20000)
 
 def add_arguments(parser) -> None:
     options.add_problem_options(parser)
+    options.add_execution_options(parser)
+    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
+                        help=f"rows to judge against numpy per form (default: {','.join(LANGUAGE_ROWS)}, those "
+                        "installed); a row joins the forms it implements")
     parser.add_argument("--json", metavar="FILE", help="write the table as JSON")
     parser.add_argument("--plot", metavar="DIR", help="loss curves overlaid and decision regions side by side")
 
@@ -37,8 +49,16 @@ def main(args, parser) -> int:
 
     cfg = options.config_from(args, parser)
     outputs = options.check_outputs(parser, args, files=("json",), folders=("plot",))
-    options.refuse_if_too_large(parser, "flavors", cfg, len(FLAVORS))
-    result = run_flavors(cfg)
+    names, skipped = options.requested_or_default([n for n in args.backends or [] if n != "numpy"], LANGUAGE_ROWS)
+    if args.backends and skipped:
+        parser.error(next(iter(skipped.values())))
+    problems = [p for p in (device_problem(n, args.device) for n in names) if p]
+    if problems:
+        parser.error(problems[0])
+    options.refuse_if_too_large(parser, "flavors", cfg, len(FLAVORS) * (2 + len(names)))
+    options.notice_skipped(skipped.values())
+    result = run_flavors(cfg, names, args.jobs, args.device)
+    options.notice_skipped(result["skipped"].values())
     print(render_flavors(result))
     return options.finish(parser, outputs, result, {"environment": environment()},
                           plots=lambda folder: plot_flavors(result, folder))
@@ -53,11 +73,43 @@ def flavor_label(adam: str, grad: str) -> str:
     return f"{adam}/{grad}"
 
 
-def run_flavors(cfg: Config) -> FlavorsResult:
+def flavor_tasks(cfg: Config, names: list, device: str) -> list:
+    """Per form: the numpy row with its states, its perturbed runs (the envelope) and
+    every row of ``names`` that implements the form; the slowest first."""
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
-    runs = {}
+    starts = perturbed_starts(params0, cfg.seed)
+    tasks = []
     for adam, grad in FLAVORS:
-        runs[(adam, grad)] = run_row("numpy", replace(cfg, adam=adam, grad=grad), params0, record_states=True)
+        form = replace(cfg, adam=adam, grad=grad)
+        tasks.append(((adam, grad, "numpy"), run_row, ("numpy", form, params0, 1, "cpu", None, True)))
+        if names:
+            tasks.append(((adam, grad, "perturbed"), run_row, ("numpy", form, starts, 1, "cpu", None, False, cfg.seed)))
+        tasks += [((adam, grad, n), run_row, (n, form, params0, 1, device)) for n in names if ROWS[n].implements(form)]
+    return sorted(tasks, key=lambda task: -EXPECTED_COST.get(task[0][2], 4))
+
+
+def judge_rows(cfg: Config, trained: dict) -> dict:
+    """Each row against numpy in one form: {row: its pair's verdict and margin}."""
+    perturbed = trained.pop("perturbed", None)
+    if len(trained) < 2:
+        return {}
+    envelope = envelope_of(trained["numpy"], perturbed)
+    ordered = {"numpy": trained["numpy"]} | trained
+    return {a.b: {"passed": a.passed, "margin": a.margin, "max_abs_param_diff": a.max_abs_param_diff,
+                  "max_abs_loss_diff": a.max_abs_loss_diff, "tolerance": a.tolerance}
+            for a in compare_all(ordered, cfg.dtype, envelope)}
+
+
+def run_flavors(cfg: Config, names: list = (), jobs: int = 1, device: str = "cpu") -> FlavorsResult:
+    trained, skipped = {}, {}
+    tasks = flavor_tasks(cfg, list(names), device)
+    with Workers(min(jobs, len(tasks))) as workers:
+        for (adam, grad, row), result in workers.run(tasks):
+            if isinstance(result, str):
+                skipped[row] = result
+            else:
+                trained.setdefault((adam, grad), {})[row] = result
+    runs = {flavor: trained[flavor]["numpy"] for flavor in FLAVORS}
     paper = runs[("paper", "mse")]
     epochs = [e for e in STEP_EPOCHS if e <= cfg.epochs]
     table = {}
@@ -76,8 +128,12 @@ def run_flavors(cfg: Config) -> FlavorsResult:
             "solved_from_epoch": solved_from(run.params, cfg.hidden),
             "step_vs_paper": steps,
             "max_param_gap_to_paper": float(np.abs(run.params.astype(np.float64) - paper.params).max()),
+            "rows": judge_rows(cfg, trained[(adam, grad)]),
         }
-    return FlavorsResult({"config": cfg.to_dict(), "flavors": table}, runs)
+    passed = all(r["passed"] for entry in table.values() for r in entry["rows"].values())
+    rows = [n for n in names if n not in skipped]
+    return FlavorsResult({"config": cfg.to_dict(), "rows": rows, "skipped": skipped, "flavors": table,
+                          "passed": passed}, runs)
 
 
 def render_flavors(result: FlavorsResult) -> str:
@@ -88,14 +144,28 @@ def render_flavors(result: FlavorsResult) -> str:
              f"epochs, {cfg['dtype']}, numpy row); the logged loss is the MSE in every row", "",
              f"{'form/gradient':<16} {'final loss':>11} {'solved from':>12}  "
              + " ".join(f"{'step@' + str(e):>10}" for e in epochs) + f"  {'max|Δθ| to paper':>17}"]
+    rows = result["rows"]
+    lines[-1] += "".join(f"  {n:>8}" for n in rows)
     for label, row in result["flavors"].items():
         solved = "never" if row["solved_from_epoch"] is None else str(row["solved_from_epoch"])
         steps = " ".join(f"{row['step_vs_paper'][e]:10.3f}" for e in epochs)
-        lines.append(f"{label:<16} {row['final_loss']:11.4e} {solved:>12}  {steps}  {row['max_param_gap_to_paper']:17.3e}")
+        judged = "".join(f"  {_margin_cell(row['rows'].get(n)):>8}" for n in rows)
+        lines.append(f"{label:<16} {row['final_loss']:11.4e} {solved:>12}  {steps}  "
+                     f"{row['max_param_gap_to_paper']:17.3e}{judged}")
     lines += ["", "step@e: the form's update norm over paper's, from paper's m and v at epoch e (scaled as the "
               "gradient convention scales them); 'solved from': the epoch after which all four rounded "
               "predictions are right to the end"]
+    if rows:
+        lines += [f"{', '.join(rows)}: each row's margin against numpy in that form (largest gap over {K_ENVELOPE:g} × the "
+                  "envelope of runs nudged by one ULP; over 1 is NO); - where the row does not implement the form", "",
+                  "every row computes every form as numpy does" if result.passed else "disagreement (see NO above)"]
     return "\n".join(lines)
+
+
+def _margin_cell(judged) -> str:
+    if judged is None:
+        return "-"
+    return f"{judged['margin']:.3f}" if judged["passed"] else f"NO {judged['margin']:.3g}"
 
 
 def plot_flavors(result: FlavorsResult, folder) -> list:

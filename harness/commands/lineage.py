@@ -15,7 +15,7 @@ import numpy as np
 from harness.commands import options
 from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of, perturbed_starts
 from harness.engine.execution import Workers, run_row
-from harness.engine.rows import DEFAULT_ROWS, EXPECTED_COST, ROWS, expected_gap, unavailable_reason
+from harness.engine.rows import DEFAULT_ROWS, EXPECTED_COST, LANGUAGE_ROWS, ROWS, expected_gap
 from harness.engine.verdict import explain_gap, pair_accepted
 from harness.report.text import solved_from
 from reference.optimizers import OPTIMIZERS
@@ -24,6 +24,7 @@ from reference.spec import DTYPES, GRAD_CONVENTIONS, Config, initial_params
 DESCRIPTION = ("Train every optimizer (" + ", ".join(OPTIMIZERS) + ") from the same initial weights, each at its "
                "conventional default hyperparameters, in every row; one table of final loss, the epoch XOR is solved "
                "from, agreement across rows and µs/epoch.")
+LINEAGE_ROWS = DEFAULT_ROWS + LANGUAGE_ROWS  # every row that implements the whole lineage
 EPILOG = ("exit status: 0 every optimizer agrees across its rows (known library differences aside), 1 otherwise, "
           "2 bad usage")
 
@@ -41,7 +42,7 @@ def add_arguments(parser) -> None:
                         help="gradient of: mse or half-sse (default %(default)s)")
     options.add_execution_options(parser)
     parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
-                        help=f"rows to run, the first is the reference (default: {','.join(DEFAULT_ROWS)}, "
+                        help=f"rows to run, the first is the reference (default: {','.join(LINEAGE_ROWS)}, "
                         "those installed)")
     parser.add_argument("--json", metavar="FILE", help="write the table as JSON")
     parser.add_argument("--plot", metavar="DIR", help="loss curves overlaid and a grid of decision regions")
@@ -224,6 +225,4 @@ def plot_lineage(result: LineageResult, folder) -> list:
 
 def available_rows(requested) -> tuple[list, dict]:
     """The rows to run (requested ones, or the default ones whose framework is here)."""
-    names = list(requested or DEFAULT_ROWS)
-    reasons = {n: unavailable_reason(n) for n in names}
-    return [n for n in names if not reasons[n]], {n: r for n, r in reasons.items() if r}
+    return options.requested_or_default(requested, LINEAGE_ROWS)

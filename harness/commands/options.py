@@ -9,7 +9,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from harness.engine.rows import DEFAULT_ROWS, ROWS
+from harness.engine.rows import DEFAULT_ROWS, ROWS, unavailable_reason
 from harness.files.outputs import OutputError, check_writable_dir, check_writable_file, write_json, write_npz
 from reference.optimizers import OPTIMIZERS
 from reference.spec import ADAM_FORMS, DTYPES, GRAD_CONVENTIONS, Config
@@ -269,6 +269,14 @@ def config_from(args, parser=None) -> Config:
         parser.error(str(exc))
 
 
+def requested_or_default(requested, defaults) -> tuple[list, dict]:
+    """The rows to run (the requested ones, else the defaults) and those that cannot run
+    here (name -> reason): a caller refuses a requested one and skips a default one."""
+    names = list(requested or defaults)
+    reasons = {n: unavailable_reason(n) for n in names}
+    return [n for n in names if not reasons[n]], {n: r for n, r in reasons.items() if r}
+
+
 def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, len(DEFAULT_ROWS)))
 
@@ -276,7 +284,8 @@ def default_jobs() -> int:
 def add_execution_options(parser: argparse.ArgumentParser) -> None:
     """Where and how rows run; later subcommands share them."""
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="device of the JAX and torch rows; numpy always runs on the cpu (default %(default)s)")
+                        help="device of the JAX and torch rows; numpy and the language rows always run on the cpu "
+                        "(default %(default)s)")
     parser.add_argument("--jobs", type=positive_int, default=default_jobs(),
                         help="rows run in this many processes at once (default: the cpu count, here %(default)s)")
 
@@ -286,7 +295,7 @@ def select_rows(requested, parser, device: str = "cpu", cfg: Config = DEFAULTS) 
     is a usage error; a default row whose framework is missing is skipped. A device
     that is not here is a usage error. The default rows are those implementing
     ``cfg``'s optimizer (and Adam form)."""
-    from harness.engine.rows import device_problem, rows_for, unavailable_reason
+    from harness.engine.rows import device_problem, rows_for
 
     if requested:
         wrong = [ROWS[n] for n in requested if not ROWS[n].implements(cfg)]

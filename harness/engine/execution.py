@@ -42,7 +42,7 @@ def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = 
         start = time.perf_counter()
         loss, params = train(cfg, params0, every=every, device=device_for(name, device), timings=timings, **extra)
         seconds = timings.get("run_seconds", time.perf_counter() - start)
-    if row.kind == "external":  # another program's output: checked as any trajectory file is
+    if row.program:  # another program's output: checked as any trajectory file is
         loss, params = program_trajectory(name, loss, params, cfg, every)
     return Trajectory(
         name=name,

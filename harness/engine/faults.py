@@ -220,6 +220,10 @@ def problem(row: str, fault: str, cfg: Config) -> str | None:
         return f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})"
     record = FAULTS[fault]
     plugin = row in ROWS and ROWS[row].kind == "plug-in"
+    if row in ROWS and ROWS[row].program:
+        variable = backends.load(ROWS[row].backend).PROGRAM.code_variable
+        return (f"row {row!r} runs a program in another language: plant a mistake in a copy of its code and point "
+                f"{variable} at that folder")
     if row not in INJECTABLE_ROWS and not plugin:
         return (f"row {row!r} does not take injected faults (only {', '.join(INJECTABLE_ROWS)} and plug-ins: the others "
                 "are libraries or files)")

@@ -4,7 +4,6 @@ call, known gaps) are the optimizer's record's (``reference.optimizers``)."""
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ class Row:
     lockstep: bool = True   # whether it can step from a given state (lockstep, replay)
     optimizers: tuple = tuple(OPTIMIZERS)  # the optimizers (Config.optimizer) it implements
     library: str | None = None   # library rows: "torch" or "optax" (the optimizer record's call), "keras"
-    program: str | None = None   # an executable the row runs, looked up on PATH
+    program: str | None = None   # the executable a language row runs (its backend's PROGRAM)
     dtypes: tuple = DTYPES       # the dtypes it computes in
     batched: bool = True         # whether it trains a batch of runs at once (the sweep)
 
@@ -57,12 +56,15 @@ ROWS = {
         Row("optax", "optax", "jax.value_and_grad", "library", ("jax", "optax"), forms=("paper",), library="optax"),
         Row("keras", "keras", "jax.value_and_grad", "library", ("jax", "keras"), forms=("epshat",), lockstep=False,
             optimizers=("adam",), library="keras"),
-        Row("octave", "octave", "MATLAB code (backends/octave/xor_adam.m) run by GNU Octave", "external", (),
-            forms=("paper",), lockstep=False, optimizers=("adam",), program="octave-cli", dtypes=("float64",),
-            batched=False),
+        # the series' other languages: programs run in a subprocess (backends.program_row)
+        Row("octave", "octave", "MATLAB code (backends/octave) run by GNU Octave", "hand backprop",
+            program="octave-cli", dtypes=("float64",), batched=False),
+        Row("scilab", "scilab", "Scilab code (backends/scilab/xor.sci) run by Scilab", "hand backprop",
+            program="scilab-cli", dtypes=("float64",), batched=False),
     )
 }
 DEFAULT_ROWS = ("numpy", "jax", "torch", "torch.optim", "optax")  # the paper form's rows
+LANGUAGE_ROWS = tuple(name for name, row in ROWS.items() if row.program)  # they join a default run where installed
 
 
 def register_plugin(path) -> Row:
@@ -137,15 +139,17 @@ def unavailable_reason(name: str) -> str | None:
             found = False
         if not found:
             return f"{name} row unavailable: {module} is not installed"
-    program = ROWS[name].program
-    if program and shutil.which(program) is None:
-        return f"{name} row unavailable: {program} is not on PATH (install GNU Octave, e.g. apt-get install octave)"
+    if ROWS[name].program:
+        from backends.program_row import unavailable
+
+        return unavailable(backends.load(ROWS[name].backend).PROGRAM)
     return None
 
 
 def device_for(name: str, device: str) -> str:
-    """numpy always runs on the CPU; ``device`` applies to the JAX and torch rows."""
-    return "cpu" if ROWS[name].backend == "numpy" else device
+    """numpy and the language rows always run on the CPU; ``device`` applies to the JAX
+    and torch rows."""
+    return "cpu" if ROWS[name].backend == "numpy" or ROWS[name].program else device
 
 
 def device_problem(name: str, device: str) -> str | None:
@@ -160,6 +164,6 @@ def device_problem(name: str, device: str) -> str | None:
 
 
 # Longest first, so that the slowest row never starts last when rows run in parallel.
-EXPECTED_COST = {"torch.optim": 5, "torch": 4, "numpy": 3, "octave": 3, "jax": 2, "optax": 1, "keras": 1}
+EXPECTED_COST = {"scilab": 7, "octave": 6, "torch.optim": 5, "torch": 4, "numpy": 3, "jax": 2, "optax": 1, "keras": 1}
 
 

@@ -1,0 +1,219 @@
+// The 2-H-1 sigmoid XOR network trained with any optimizer of the lineage (SGD,
+// momentum, Nesterov, AdaGrad, RMSprop, AdaDelta, Adam in three forms, AdamW, AMSGrad),
+// as every row of the cross-check trains it, in Scilab 6.1 or newer:
+//
+//   exec("xor.sci", -1); xor_train("init.json", "trajectory.csv")
+//   exec("xor.sci", -1); xor_step("step.json", "states.f64", "phases.f64")
+//
+// xor_train reads what `python compare.py init --format json` writes and writes one
+// line per epoch: the loss (the MSE, before the update), then the parameters after the
+// update (W1, b1, W2, b2, each row by row): the format `compare.py --external` reads.
+// xor_step takes one step from each of a batch of recorded states (the harness's
+// lockstep check) and writes every phase's values. Both run the same xor_phases.
+//
+// A batch of B states is a B-row matrix, one state per row in the exchange order, so
+// a row of W1 is H consecutive columns. Scilab does not broadcast a column against a
+// matrix, so a per-state column is spread over H columns by an outer product with
+// ones(1, H), which is exact; the four samples are a loop.
+
+function xor_train(init_file, out_file)
+    init = fromJSON(init_file, "file");
+    cfg = init.config;
+    theta = matrix(init.flat, 1, -1);
+    S = initial_slots(cfg, theta);
+    record = zeros(cfg.epochs, 1 + size(theta, 2));
+    for t = 1:cfg.epochs
+        [loss, g, S, update, theta] = xor_phases(theta, S, t - 1, init.X, init.y, cfg);
+        record(t, :) = [loss, theta];
+    end
+    csvWrite(record, out_file, ",", ".", "%.17g");
+endfunction
+
+
+function S = initial_slots(cfg, theta)
+    // The optimizer's state before step 1, shaped like theta: AdaGrad's accumulator
+    // starts at a0, every other slot at zero.
+    S = struct();
+    zero = zeros(theta);
+    select cfg.optimizer
+    case "momentum" then
+        S.buf = zero;
+    case "nesterov" then
+        S.buf = zero;
+    case "adagrad" then
+        S.sum = cfg.initial_accumulator + zero;
+    case "rmsprop" then
+        S.v = zero;
+    case "adadelta" then
+        S.v = zero; S.u = zero;
+    case "adam" then
+        S.m = zero; S.v = zero;
+    case "adamw" then
+        S.m = zero; S.v = zero;
+    case "amsgrad" then
+        S.m = zero; S.v = zero; S.vmax = zero;
+    end
+endfunction
+
+
+function xor_step(step_file, states_file, out_file)
+    // step.json: an init file with count (B), slots (the state slots in the order the
+    // states file holds them, e.g. "m,v") and phases (the optimizer's phases in the
+    // order to write them, e.g. "m,v,update"). states.f64: B records of little-endian
+    // float64: the parameters (4H+1), each slot the same way, the steps taken.
+    // phases.f64 gets B records: Z1, A1 (4 x H, row by row), Z2, A2 (4), the loss, the
+    // gradient, each optimizer phase and the new parameters (4H+1 each).
+    init = fromJSON(step_file, "file");
+    B = init.count;
+    slots = tokens(init.slots, ",");
+    phases = tokens(init.phases, ",");
+    p = size(init.flat, "*");
+    width = p * (1 + size(slots, "*")) + 1;
+    fd = mopen(states_file, "rb");
+    numbers = mget(B * width, "dl", fd);
+    mclose(fd);
+    if size(numbers, "*") <> B * width then
+        error(msprintf("%s holds %d numbers, not %d records of %d", states_file, size(numbers, "*"), B, width));
+    end
+    records = matrix(numbers, width, B)';
+    S = struct();
+    for i = 1:size(slots, "*")
+        S(slots(i)) = records(:, p * i + 1:p * (i + 1));
+    end
+    [loss, g, S, update, theta, Z1, A1, Z2, A2] = xor_phases(records(:, 1:p), S, records(:, $), init.X, init.y, init.config);
+    out = [Z1, A1, Z2, A2, loss, g];
+    for i = 1:size(phases, "*")
+        if phases(i) == "update" then
+            out = [out, update];
+        else
+            out = [out, S(phases(i))];
+        end
+    end
+    out = [out, theta];
+    fd = mopen(out_file, "wb");
+    mput(matrix(out', 1, -1), "dl", fd);
+    mclose(fd);
+endfunction
+
+
+function [loss, g, S, update, theta, Z1, A1, Z2, A2] = xor_phases(theta, S, t, X, y, cfg)
+    // One training step from each of a batch of states (rows of theta; S holds each
+    // slot the same way; t the steps each has taken, a scalar or a column): the loss,
+    // the gradient, the new slots, the step subtracted and the new parameters, then
+    // the forward pass (Z1, A1 with sample s at columns (s-1)H+1..sH; Z2, A2).
+    [loss, g, Z1, A1, Z2, A2] = xor_gradients(theta, X, y, cfg.grad);
+    [update, S] = xor_rule(g, S, theta, t + 1, cfg);
+    theta = theta - update;
+endfunction
+
+
+function [loss, g, Z1, A1, Z2, A2] = xor_gradients(theta, X, y, convention)
+    // The logged MSE of each state and the exact gradient of the convention's loss
+    // ("mse", or "half-sse": 0.5*sum((A2 - y).^2), twice the MSE's gradient for 4
+    // samples), by hand backprop.
+    [n, d] = size(X);
+    B = size(theta, 1);
+    H = (size(theta, 2) - 1) / (d + 2);
+    b1 = theta(:, d*H+1:(d+1)*H);
+    W2 = theta(:, (d+1)*H+1:(d+2)*H);
+    b2 = theta(:, $);
+    Z1 = zeros(B, n * H); A1 = Z1; dA1_dZ1 = Z1;
+    Z2 = zeros(B, n);
+    for s = 1:n
+        c = (s - 1) * H + 1:s * H;
+        z = zeros(B, H);
+        for i = 1:d                   // Z1 = X W1 + b1, one input's row of W1 at a time
+            z = z + X(s, i) * theta(:, (i - 1) * H + 1:i * H);
+        end
+        Z1(:, c) = z + b1;
+        A1(:, c) = 1 ./ (1 + exp(-Z1(:, c)));     dA1_dZ1(:, c) = A1(:, c) .* (1 - A1(:, c));
+        Z2(:, s) = sum(A1(:, c) .* W2, "c") + b2;
+    end
+    A2 = 1 ./ (1 + exp(-Z2));                     dA2_dZ2 = A2 .* (1 - A2);
+    err = A2 - ones(B, 1) * matrix(y, 1, -1);
+    loss = sum(err .* err, "c") / n;
+
+    if convention == "mse" then
+        out_scale = 2 / n;            // d mean(err.^2) / dA2 = 2 err / n
+    else
+        out_scale = 1;                // d 0.5 sum(err.^2) / dA2 = err
+    end
+    dZ2 = out_scale * err .* dA2_dZ2;
+    gW1 = zeros(B, d * H); gb1 = zeros(B, H); gW2 = zeros(B, H);
+    for s = 1:n
+        c = (s - 1) * H + 1:s * H;
+        dz2 = dZ2(:, s) * ones(1, H);             // sample s's dZ2, once per hidden unit
+        gW2 = gW2 + A1(:, c) .* dz2;              // dZ2/dW2(j) = A1(s, j)
+        dz1 = dz2 .* W2 .* dA1_dZ1(:, c);         // dZ2/dA1 = W2
+        gb1 = gb1 + dz1;
+        for i = 1:d                               // dZ1/dW1(i, j) = X(s, i)
+            gW1(:, (i - 1) * H + 1:i * H) = gW1(:, (i - 1) * H + 1:i * H) + X(s, i) * dz1;
+        end
+    end
+    g = [gW1, gb1, gW2, sum(dZ2, "c")];
+endfunction
+
+
+function [delta, new] = xor_rule(g, old, theta, t, cfg)
+    // One optimizer step, element-wise: from the gradient g, the slots old (buf, sum,
+    // v, u, m, vmax as the optimizer keeps them, shaped like g), the parameters theta
+    // and the 1-based step t (a scalar, or a column: one per state), the step delta
+    // subtracted (theta - delta) and the new slots. The rules and hyperparameter names
+    // are those of reference/optimizers.py.
+    new = struct();
+    select cfg.optimizer
+    case "sgd" then
+        delta = cfg.lr * g;
+    case "momentum" then              // heavy ball
+        new.buf = cfg.momentum * old.buf + g;
+        delta = cfg.lr * new.buf;
+    case "nesterov" then
+        new.buf = cfg.momentum * old.buf + g;
+        delta = cfg.lr * (g + cfg.momentum * new.buf);
+    case "adagrad" then
+        new.sum = old.sum + g .* g;
+        delta = cfg.lr * g ./ (sqrt(new.sum) + cfg.eps);
+    case "rmsprop" then
+        new.v = cfg.rho * old.v + (1 - cfg.rho) * (g .* g);
+        delta = cfg.lr * g ./ (sqrt(new.v) + cfg.eps);
+    case "adadelta" then
+        new.v = cfg.rho * old.v + (1 - cfg.rho) * (g .* g);
+        step = sqrt(old.u + cfg.eps) ./ sqrt(new.v + cfg.eps) .* g;
+        new.u = cfg.rho * old.u + (1 - cfg.rho) * (step .* step);
+        delta = cfg.lr * step;
+    case "adam" then
+        new.m = cfg.beta1 * old.m + (1 - cfg.beta1) * g;
+        new.v = cfg.beta2 * old.v + (1 - cfg.beta2) * (g .* g);
+        delta = adam_step(new.m, new.v, t, cfg, cfg.adam);
+    case "adamw" then                 // decoupled decay: lr (Adam's step + lambda theta)
+        new.m = cfg.beta1 * old.m + (1 - cfg.beta1) * g;
+        new.v = cfg.beta2 * old.v + (1 - cfg.beta2) * (g .* g);
+        delta = adam_step(new.m, new.v, t, cfg, "paper") + cfg.lr * cfg.weight_decay * theta;
+    case "amsgrad" then               // the maximum of the raw v, bias-corrected afterwards
+        new.m = cfg.beta1 * old.m + (1 - cfg.beta1) * g;
+        new.v = cfg.beta2 * old.v + (1 - cfg.beta2) * (g .* g);
+        new.vmax = max(old.vmax, new.v);
+        delta = adam_step(new.m, new.vmax, t, cfg, "paper");
+    else
+        error("unknown optimizer " + cfg.optimizer);
+    end
+endfunction
+
+
+function delta = adam_step(m, v, t, cfg, form)
+    // Adam's step in one of its three forms (reference/adam.py); the bias corrections
+    // per state are spread over the columns.
+    spread = ones(1, size(m, 2));
+    bc1 = (1 - cfg.beta1 .^ t) * spread;
+    bc2 = (1 - cfg.beta2 .^ t) * spread;
+    select form
+    case "paper" then                 // Kingma & Ba, Algorithm 1
+        delta = cfg.lr * (m ./ bc1) ./ (sqrt(v ./ bc2) + cfg.eps);
+    case "epshat" then                // the paper's "efficient" form: eps outside the corrections
+        delta = cfg.lr * sqrt(bc2) ./ bc1 .* m ./ (sqrt(v) + cfg.eps);
+    case "seed" then                  // the article's constant denominators
+        delta = cfg.lr * (m / (1 - cfg.beta1)) ./ (sqrt(v / (1 - cfg.beta2)) + cfg.eps);
+    else
+        error("unknown Adam form " + form);
+    end
+endfunction
