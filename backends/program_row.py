@@ -54,7 +54,8 @@ class Program:
     harmless_stderr: tuple = ()  # lines the program may print on success
 
     def folder(self) -> Path:
-        return Path(os.environ.get(self.code_variable) or self.code)
+        """The folder of its code, absolute: the program runs elsewhere (``run``)."""
+        return Path(os.environ.get(self.code_variable) or self.code).resolve()
 
 
 def quoted(path) -> str:
@@ -84,7 +85,9 @@ def run(program: Program, entry: str, files: list) -> float:
     argv = program.call(program.executable, program.folder(), entry, files)
     start = time.perf_counter()
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+        # in the temporary folder of its files: whatever else the interpreter writes (Octave's
+        # octave-workspace after a crash) goes there too, and away with it
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, cwd=Path(files[0]).parent)
     except subprocess.TimeoutExpired:
         raise backends.BackendUnavailable(f"{program.row} row failed: no result in {TIMEOUT_SECONDS} s") from None
     seconds = time.perf_counter() - start

@@ -108,13 +108,14 @@ def test_a_mistake_planted_in_a_copy_of_the_code_is_found_at_epoch_1(row, tmp_pa
     name, right, wrong, phase = PLANTED[row]
     copy = edited_copy(row, tmp_path, name, right, wrong)
     out = tmp_path / "r.json"
+    # the copy named relative to the working folder, which gets the replay file and nothing of the program's
     result = run_cli("--epochs", "50", "--backends", f"numpy,{row}", "--json", str(out),
-                     env_extra={program.code_variable: str(copy)}, cwd=tmp_path)  # its replay file goes there
+                     env_extra={program.code_variable: copy.name}, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     (pair,) = json.loads(out.read_text())["agreement"]
     assert not pair["passed"]
     assert pair["first_divergence"]["epoch"] == 1 and pair["first_divergence"]["phase"] == phase, pair
-    assert (tmp_path / f"replay_{row}_epoch1.npz").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([copy.name, out.name, f"replay_{row}_epoch1.npz"])
 
 
 @pytest.mark.parametrize("row", LANGUAGES)
