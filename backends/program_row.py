@@ -76,7 +76,7 @@ def unavailable(program: Program) -> str | None:
 def run(program: Program, entry: str, files: list) -> float:
     """Run ``entry`` of the program's code on ``files``; the seconds it took (the
     interpreter's start included). A failure is :class:`backends.BackendUnavailable`
-    with the program's last line of complaint."""
+    with the program's own complaint (``complaint``)."""
     import backends
 
     reason = unavailable(program)
