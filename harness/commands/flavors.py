@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harness.commands import options
-from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of, perturbed_starts
-from harness.engine.execution import Workers, run_row
-from harness.engine.rows import EXPECTED_COST, LANGUAGE_ROWS, ROWS, device_problem
+from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of
+from harness.engine.execution import Workers, config_tasks
+from harness.engine.rows import EXPECTED_COST, LANGUAGE_ROWS, device_problem
 from harness.report.text import solved_from
 from reference import adam as spec
 from reference.spec import GRAD_SCALE, Config, initial_params
@@ -77,14 +77,10 @@ def flavor_tasks(cfg: Config, names: list, device: str) -> list:
     """Per form: the numpy row with its states, its perturbed runs (the envelope) and
     every row of ``names`` that implements the form; the slowest first."""
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
-    starts = perturbed_starts(params0, cfg.seed)
     tasks = []
     for adam, grad in FLAVORS:
-        form = replace(cfg, adam=adam, grad=grad)
-        tasks.append(((adam, grad, "numpy"), run_row, ("numpy", form, params0, 1, "cpu", None, True)))
-        if names:
-            tasks.append(((adam, grad, "perturbed"), run_row, ("numpy", form, starts, 1, "cpu", None, False, cfg.seed)))
-        tasks += [((adam, grad, n), run_row, (n, form, params0, 1, device)) for n in names if ROWS[n].implements(form)]
+        tasks += config_tasks((adam, grad), replace(cfg, adam=adam, grad=grad), ["numpy", *names], params0, device,
+                              envelope=bool(names), numpy_states=True)
     return sorted(tasks, key=lambda task: -EXPECTED_COST.get(task[0][2], 4))
 
 

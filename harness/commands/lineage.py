@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.commands import options
-from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of, perturbed_starts
-from harness.engine.execution import Workers, run_row
+from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of
+from harness.engine.execution import Workers, config_tasks
 from harness.engine.rows import DEFAULT_ROWS, EXPECTED_COST, LANGUAGE_ROWS, ROWS, expected_gap
 from harness.engine.verdict import explain_gap, pair_accepted
 from harness.report.text import solved_from
@@ -92,12 +92,7 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
     configs = {name: lineage_config(base, name) for name in OPTIMIZERS}
     tasks = []
     for name, cfg in configs.items():
-        for row in names:
-            if ROWS[row].implements(cfg):
-                tasks.append(((name, row), run_row, (row, cfg, params0, 1, device)))
-        if names[0] == "numpy":
-            starts = perturbed_starts(params0, cfg.seed)
-            tasks.append(((name, "perturbed"), run_row, ("numpy", cfg, starts, 1, "cpu", None, False, cfg.seed)))
+        tasks += config_tasks((name,), cfg, names, params0, device, envelope=names[0] == "numpy")
     tasks.sort(key=lambda task: -EXPECTED_COST.get(task[0][1], 4))  # the slowest rows first
     runs, skipped = {}, {}
     with Workers(min(jobs, len(tasks))) as workers:

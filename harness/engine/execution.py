@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
 
 import backends
+from harness.engine.agreement import perturbed_starts
 from harness.engine.faults import injected
 from harness.engine.rows import ROWS, Trajectory, device_for, register_plugin
 from harness.engine.trajectory_check import reference_first_step, validate_trajectory
@@ -53,6 +54,19 @@ def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = 
         epochs_run=cfg.epochs,
         states=extra.get("states"),
     )
+
+
+def config_tasks(key: tuple, cfg: Config, names: list, params0, device: str = "cpu", envelope: bool = True,
+                 numpy_states: bool = False) -> list:
+    """The tasks that train one config in every row of ``names`` that implements it, keyed
+    ``key + (row,)``, and (``envelope``, numpy among them) the numpy runs nudged by one ULP
+    that make its perturbation envelope, keyed ``key + ("perturbed",)``."""
+    tasks = [(key + (row,), run_row, (row, cfg, params0, 1, device, None, numpy_states and row == "numpy"))
+             for row in names if ROWS[row].implements(cfg)]
+    if envelope and "numpy" in names:
+        starts = perturbed_starts(params0, cfg.seed)
+        tasks.append((key + ("perturbed",), run_row, ("numpy", cfg, starts, 1, "cpu", None, False, cfg.seed)))
+    return tasks
 
 
 def batch_params(seeds, hidden: int, dtype: str) -> dict:

@@ -25,7 +25,7 @@ class Row:
     lockstep: bool = True   # whether it can step from a given state (lockstep, replay)
     optimizers: tuple = tuple(OPTIMIZERS)  # the optimizers (Config.optimizer) it implements
     library: str | None = None   # library rows: "torch" or "optax" (the optimizer record's call), "keras"
-    program: str | None = None   # the executable a language row runs (its backend's PROGRAM)
+    program: bool = False        # a program in another language (its backend's PROGRAM says which)
     dtypes: tuple = DTYPES       # the dtypes it computes in
     batched: bool = True         # whether it trains a batch of runs at once (the sweep)
 
@@ -58,9 +58,9 @@ ROWS = {
             optimizers=("adam",), library="keras"),
         # the series' other languages: programs run in a subprocess (backends.program_row)
         Row("octave", "octave", "MATLAB code (backends/octave) run by GNU Octave", "hand backprop",
-            program="octave-cli", dtypes=("float64",), batched=False),
+            program=True, dtypes=("float64",), batched=False),
         Row("scilab", "scilab", "Scilab code (backends/scilab/xor.sci) run by Scilab", "hand backprop",
-            program="scilab-cli", dtypes=("float64",), batched=False),
+            program=True, dtypes=("float64",), batched=False),
     )
 }
 DEFAULT_ROWS = ("numpy", "jax", "torch", "torch.optim", "optax")  # the paper form's rows
