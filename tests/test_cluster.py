@@ -50,8 +50,11 @@ def loopback_cluster(tmp_path, workers: int = 2):
     finally:
         for process in reversed(processes):
             process.terminate()
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+        for process in processes:  # a worker busy in a task may outlive SIGTERM: it must not outlive the test
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
                 process.wait(timeout=20)
         log.close()
 
