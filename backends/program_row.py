@@ -122,8 +122,9 @@ def train(program: Program, cfg: Config, params0, timings: dict | None = None):
 
     if np.ndim(params0["W1"]) != 2 or cfg.dtype != "float64":
         raise ValueError(f"the {program.row} row trains one float64 run at a time")
+    flat0 = flatten_params(params0).astype(np.float64)
     record = init_record(cfg) | {"params": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in params0.items()},
-                                 "flat": flatten_params(params0).astype(np.float64).tolist()}
+                                 "flat": flat0.tolist()}
     with tempfile.TemporaryDirectory(prefix=f"xor-{program.row}-") as folder:
         init_file, out_file = Path(folder) / "init.json", Path(folder) / "trajectory.csv"
         init_file.write_text(json.dumps(record))
@@ -134,7 +135,7 @@ def train(program: Program, cfg: Config, params0, timings: dict | None = None):
             raise backends.BackendUnavailable(f"{program.row} row wrote an unusable trajectory: {exc}") from None
     if timings is not None:
         timings["run_seconds"] = seconds
-    return loss, np.vstack([flatten_params(params0)[None].astype(np.float64), params])
+    return loss, np.vstack([flat0[None], params])
 
 
 def state_records(cfg: Config, params: dict, slots: dict, t) -> np.ndarray:

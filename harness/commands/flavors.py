@@ -86,11 +86,11 @@ def flavor_tasks(cfg: Config, names: list, device: str) -> list:
 
 def judge_rows(cfg: Config, trained: dict) -> dict:
     """Each row against numpy in one form: {row: its pair's verdict and margin}."""
-    perturbed = trained.pop("perturbed", None)
-    if len(trained) < 2:
+    rows = {name: run for name, run in trained.items() if name != "perturbed"}
+    if len(rows) < 2:
         return {}
-    envelope = envelope_of(trained["numpy"], perturbed)
-    ordered = {"numpy": trained["numpy"]} | trained
+    envelope = envelope_of(rows["numpy"], trained["perturbed"])
+    ordered = {"numpy": rows["numpy"]} | rows  # numpy first: the reference
     return {a.b: {"passed": a.passed, "margin": a.margin, "max_abs_param_diff": a.max_abs_param_diff,
                   "max_abs_loss_diff": a.max_abs_loss_diff, "tolerance": a.tolerance}
             for a in compare_all(ordered, cfg.dtype, envelope)}
