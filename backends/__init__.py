@@ -50,6 +50,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,11 @@ MODULES = {
 }
 
 
+# Seconds each backend's first import took in this process (its framework's import,
+# mostly): the default run's timeline reports them (harness.engine.execution.timed).
+IMPORT_SECONDS: dict = {}
+
+
 class BackendUnavailable(ImportError):
     """The framework a backend needs is not installed (or fails to import)."""
 
@@ -85,8 +91,11 @@ def load(name: str):
     names what is missing."""
     if name.startswith("file:"):
         return load_file(name[len("file:"):])
+    if MODULES[name] in sys.modules:
+        return sys.modules[MODULES[name]]
+    started = time.perf_counter()
     try:
-        return importlib.import_module(MODULES[name])
+        module = importlib.import_module(MODULES[name])
     except BackendUnavailable:
         raise
     except ImportError as exc:
@@ -94,6 +103,8 @@ def load(name: str):
         if missing.split(".")[0] in ("backends", "reference", "harness"):
             raise  # our own code is broken: that is a bug, not a missing framework
         raise BackendUnavailable(f"{name} backend unavailable: cannot import {missing}") from exc
+    IMPORT_SECONDS[name] = time.perf_counter() - started
+    return module
 
 
 def load_file(path) -> object:

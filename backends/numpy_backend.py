@@ -224,15 +224,23 @@ def _flat(tree: dict, like):
 
 def _nudges(theta, seed: int):
     """A function giving, per call, ±u for every element of ``theta``, the signs fresh
-    random bits (drawn as bytes: ~0.1 ms for 50000 elements, a quarter of rng.integers)."""
+    random bits. The bits come from ``rng.bytes`` in blocks of many calls' worth: its
+    32-bit words run on across calls, so call i of a block gets exactly the bytes the
+    i-th call of ``rng.bytes(⌈n/8⌉)`` would have (the same nudges as drawing one call at a
+    time, at a fraction of the cost for a few runs)."""
     rng = np.random.default_rng(seed)
     u = np.finfo(theta.dtype).eps
     signs = np.array([-u, u], dtype=theta.dtype)
     n = theta.size
+    used, words = (n + 7) // 8, ((n + 7) // 8 + 3) // 4
+    block = max(1, 2**18 // n)  # calls per block: at most ~2 MiB of signs at once
+    drawn = []
 
     def draw():
-        bits = np.unpackbits(np.frombuffer(rng.bytes((n + 7) // 8), dtype=np.uint8), count=n)
-        return signs[bits].reshape(theta.shape)
+        if not drawn:
+            raw = np.frombuffer(rng.bytes(4 * words * block), dtype=np.uint8).reshape(block, 4 * words)[:, :used]
+            drawn.extend(reversed(signs[np.unpackbits(raw, axis=1, count=n)]))
+        return drawn.pop().reshape(theta.shape)
 
     return draw
 

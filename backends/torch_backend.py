@@ -92,9 +92,18 @@ def loss_and_grads(params, X, y, convention: str = "mse"):
     leaves = {k: params[k].detach().requires_grad_(True) for k in PARAM_NAMES}
     with torch.enable_grad():
         loss = mse(forward(leaves, X)["A2"], y)
-        # Independent states in a batch: the gradient of the sum is each one's own.
-        grads = torch.autograd.grad(GRAD_SCALE[convention] * loss.sum(), [leaves[k] for k in PARAM_NAMES])
+        grads = torch.autograd.grad(differentiated(loss, convention), [leaves[k] for k in PARAM_NAMES])
     return loss.detach(), dict(zip(PARAM_NAMES, grads))
+
+
+def differentiated(loss, convention: str):
+    """The scalar autograd differentiates: the convention's loss, summed over a batch
+    (independent states: the gradient of the sum is each one's own). One state's loss is
+    not summed and a scale of 1 not applied: both exact, and each node costs ~10 µs of
+    backward here."""
+    total = loss if loss.dim() == 0 else loss.sum()
+    scale = GRAD_SCALE[convention]
+    return total if scale == 1.0 else scale * total
 
 
 def bias_corrections(t, cfg: Config, like):

@@ -13,7 +13,7 @@ import torch
 import backends
 from backends import torch_backend
 from reference.optimizers import OPTIMIZERS
-from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, flatten_params, unflatten_params
+from reference.spec import PARAM_NAMES, Config, flatten_params, unflatten_params
 
 NAME = "torch.optim"
 GRADIENT_SOURCE = torch_backend.GRADIENT_SOURCE
@@ -28,13 +28,6 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
     return getattr(torch.optim, call.function)(params, *args, **kwargs)
 
 
-def _differentiated(loss, convention: str):
-    """The scalar autograd differentiates: the convention's loss, summed over a batch."""
-    total = loss if loss.dim() == 0 else loss.sum()
-    scale = GRAD_SCALE[convention]
-    return total if scale == 1.0 else scale * total
-
-
 def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
     """The torch backend's loss on views of one flat leaf, stepped by torch.optim."""
     X, y, theta, kept, losses, history = torch_backend.setup(cfg, params0, every, device)
@@ -42,9 +35,9 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     optimizer = make_optimizer(cfg, [theta])
     row = 0
     for t in range(1, cfg.epochs + 1):
-        optimizer.zero_grad(set_to_none=True)
+        theta.grad = None  # zero_grad(set_to_none=True) for the one leaf, without its profiler hooks
         loss = torch_backend.mse(torch_backend.forward(torch_backend.flat_views(theta, cfg.hidden), X)["A2"], y)
-        _differentiated(loss, cfg.grad).backward()
+        torch_backend.differentiated(loss, cfg.grad).backward()
         optimizer.step()
         if t in kept:
             with torch.no_grad():

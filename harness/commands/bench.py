@@ -11,6 +11,7 @@ compete for a core; import times are measured in fresh interpreters. Figures are
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -146,6 +147,56 @@ def wall_seconds(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def default_run_breakdown(cfg: Config) -> dict:
+    """A whole default run (``python -m harness.cli --json --plot``) in a fresh interpreter,
+    timed from outside, and where its time went, from the timings its JSON carries."""
+    with tempfile.TemporaryDirectory() as folder:
+        report, figures = Path(folder) / "run.json", Path(folder) / "figures"
+        launched = time.time()
+        run = subprocess.run([sys.executable, "-m", "harness.cli", "--epochs", str(cfg.epochs), "--json", str(report),
+                              "--plot", str(figures)], capture_output=True, text=True)
+        finished = time.time()
+        if run.returncode not in (0, 1):  # 1: some pair disagrees, still a whole run
+            raise RuntimeError(f"the default run failed: {run.stderr.strip().splitlines()[-1:]}")
+        data = json.loads(report.read_text())
+    return breakdown(data["timings"], launched, finished, sorted(data["backends"]))
+
+
+def breakdown(timings: dict, launched: float, finished: float, rows: list) -> dict:
+    """Phases of a default run, each with its seconds and process ("main", or "worker N"
+    for the tasks, which run in parallel): the main process's start-up and imports, each
+    task (its imports apart), the main process's steps, and the rest (JSON, exit)."""
+    tasks, main = timings["tasks"], timings["main"]
+    workers = {pid: n for n, pid in enumerate(sorted({c["pid"] for c in tasks.values()}), 1)}
+    phases = [("start-up and imports", timings["started"] - launched, "main")]
+    for label, cost in sorted(tasks.items(), key=lambda kv: kv[1]["start"]):
+        where = f"worker {workers[cost['pid']]}"
+        if sum(cost["imports"].values()) >= 0.01:
+            phases.append((f"imports: {', '.join(cost['imports'])}", sum(cost["imports"].values()), where))
+        phases.append((label, cost["end"] - cost["start"] - sum(cost["imports"].values()), where))
+    phases += [(step, seconds, "main") for step, seconds in main.items() if step != "training and lockstep"]
+    wall = finished - launched
+    phases.append(("the rest (replay files, JSON, exit)", wall - (timings["started"] - launched) - sum(main.values()),
+                   "main"))
+    span = main["training and lockstep"]
+    busy = sum(c["end"] - c["start"] for c in tasks.values())
+    return {"rows": rows, "wall_seconds": wall,
+            "phases": [{"phase": p, "seconds": s, "process": w} for p, s, w in phases],
+            "imports": _imports_by_backend(tasks.values()),
+            "task_cpu_seconds": sum(c["cpu"] + c.get("child_cpu", 0.0) for c in tasks.values()),
+            "workers": len(workers), "training_and_lockstep_seconds": span,
+            "workers_busy": busy / (span * len(workers)) if span > 0 and workers else None}
+
+
+def _imports_by_backend(costs) -> dict:
+    """Backend -> the seconds of its first import in each worker process that loaded it."""
+    imports = {}
+    for cost in costs:
+        for backend, seconds in cost["imports"].items():
+            imports.setdefault(backend, []).append(seconds)
+    return imports
+
+
 def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -> dict:
     result = {"config": cfg.to_dict(), "repeat": repeat, "rows": {}}
     for name in rows:
@@ -169,8 +220,9 @@ def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -
         entry["vs_floor"] = us / floor if floor else None
     if wall:
         progress("timing whole runs: the default run (python -m harness.cli), python -m harness.yardsticks.seed_loop")
+        run = result["default_run"] = default_run_breakdown(cfg)
         result["wall_seconds"] = {
-            "compare_default_run": wall_seconds(["-m", "harness.cli", "--epochs", str(cfg.epochs)]),
+            "compare_default_run": run["wall_seconds"] - sum(p["seconds"] for p in run["phases"] if p["phase"] == "plots"),
             "seed_loop_script": wall_seconds(["-m", "harness.yardsticks.seed_loop"]),
         }
     return result
@@ -216,4 +268,19 @@ def render_bench(result: dict) -> str:
             f"wall seconds: the default run {w['compare_default_run']:.2f}, "
             f"python -m harness.yardsticks.seed_loop {w['seed_loop_script']:.2f} "
             f"(ratio {w['compare_default_run'] / w['seed_loop_script']:.1f})")
+    if "default_run" in result:
+        lines += [""] + render_breakdown(result["default_run"])
     return "\n".join(lines)
+
+
+def render_breakdown(run: dict) -> list:
+    plots = sum(p["seconds"] for p in run["phases"] if p["phase"] == "plots")
+    lines = [f"where a default run's time goes ({len(run['rows'])} rows, with --plot: {run['wall_seconds']:.2f} s "
+             f"of wall time, of which the plots {plots:.2f} s; the workers' tasks run in parallel)",
+             f"{'phase':<44} {'seconds':>8}  process"]
+    lines += [f"{p['phase']:<44} {p['seconds']:8.2f}  {p['process']}" for p in run["phases"]]
+    if run["workers_busy"] is not None:
+        lines.append(f"training and lockstep: {run['training_and_lockstep_seconds']:.2f} s of wall time, "
+                     f"{run['task_cpu_seconds']:.2f} s of CPU (the language rows' programs included), "
+                     f"{run['workers']} worker processes busy {100 * run['workers_busy']:.0f}% of it")
+    return lines

@@ -63,16 +63,16 @@ def refuse_if_too_large(parser, command: str, cfg: Config, rows: int, runs: int 
 
 
 def finish(parser, outputs: dict, result, json_extra: dict | None = None, npz=None, plots=None) -> int:
-    """Write what was asked for (``result.to_json()`` with ``json_extra`` to --json, ``npz()``
-    to --save, ``plots(folder)`` into --plot), then the exit status: 0 when
+    """Write what was asked for (``npz()`` to --save, ``plots(folder)`` into --plot, then
+    ``result.to_json()`` with ``json_extra`` to --json), then the exit status: 0 when
     ``result.passed``, 1 when not, 2 when a write failed (a one-line error)."""
-    try:
-        if outputs.get("json"):
-            write_json(outputs["json"], result.to_json() | (json_extra or {}))
+    try:  # the JSON last: it may report what writing the rest cost
         if outputs.get("save") and npz is not None:
             write_npz(outputs["save"], npz())
         if outputs.get("plot") and plots is not None:
             plots(outputs["plot"])
+        if outputs.get("json"):
+            write_json(outputs["json"], result.to_json() | (json_extra or {}))
     except OSError as exc:
         return usage_error(parser, f"cannot write output: {exc}")
     return EXIT_AGREE if result.passed else EXIT_DISAGREE

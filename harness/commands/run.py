@@ -4,6 +4,8 @@ from numpy's states, compare, and diagnose. Its report is ``harness.commands.run
 from __future__ import annotations
 
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,8 +70,10 @@ def main(args, parser) -> int:
         return options.usage_error(parser, next(iter(results.skipped.values())))
     results.environment = environment(args.device)
     results.replay_files = write_replays(results, outputs["replay_dir"], parser)
-    print(run_report.render(results))
-    return options.finish(parser, outputs, results, plots=lambda folder: run_report.write_plots(results, folder),
+    with results.timed("report"):
+        print(run_report.render(results))
+    return options.finish(parser, outputs, results, plots=lambda folder: results.timed_call(
+                              "plots", run_report.write_plots, results, folder),
                           npz=lambda: {f"{name}/{key}": getattr(traj, key)
                                        for name, traj in results.trajectories.items() for key in ("loss", "params")})
 
@@ -88,6 +92,23 @@ class Results:
     lockstep_seconds: float = 0.0  # summed over rows (they may run in parallel with training)
     environment: dict | None = None
     replay_files: dict = field(default_factory=dict)  # row -> the replay file of its failing pair
+    # Where the time went (bench's breakdown): "tasks", each task's cost in its process
+    # (execution.timed); "main", seconds of each step in this process; "started".
+    timings: dict = field(default_factory=lambda: {"started": time.time(), "tasks": {}, "main": {}})
+
+    @contextmanager
+    def timed(self, step: str):
+        """Adds the seconds the block takes to ``timings["main"][step]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            main = self.timings["main"]
+            main[step] = main.get(step, 0.0) + time.perf_counter() - start
+
+    def timed_call(self, step: str, function, *args):
+        with self.timed(step):
+            return function(*args)
 
     @property
     def passed(self) -> bool:
@@ -106,14 +127,27 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
     ``externals``: rows read from trajectory files (name -> Trajectory), compared like
     the others after them; they have no lockstep, and a failing one is explained from
     its first ``match_epochs`` epochs."""
+    started = time.time()
     trained = _train_and_step(cfg, names, device, jobs, faults, progress or (lambda text: None))
-    trajectories, perturbed, skipped, lockstep, lockstep_seconds = trained
+    trajectories, perturbed, skipped, lockstep, lockstep_seconds, costs = trained
     trajectories = {n: trajectories[n] for n in names if n in trajectories} | dict(externals or {})
+    compared = time.time()
     envelope = envelope_of(trajectories["numpy"], perturbed) if perturbed and names[0] == "numpy" else None
     agreements = compare_all(trajectories, cfg.dtype, envelope)
     results = Results(cfg, trajectories, agreements, envelope, lockstep, faults, skipped,
                       lockstep_seconds=lockstep_seconds)
-    for agreement in agreements:
+    results.timings.update(started=started, tasks=costs)
+    results.timings["main"].update({"training and lockstep": compared - started,
+                                    "envelope and comparison": time.time() - compared})
+    with results.timed("verdicts"):
+        _judge_pairs(results, match_epochs)
+    return results
+
+
+def _judge_pairs(results: Results, match_epochs: int) -> None:
+    """Each pair's verdict, explained where it parts, and its gap per record."""
+    cfg, trajectories, lockstep = results.cfg, results.trajectories, results.lockstep
+    for agreement in results.agreements:
         a, b = trajectories[agreement.a], trajectories[agreement.b]
         # lockstep compares a row with numpy, so it speaks for the pairs that include numpy
         other = agreement.b if agreement.a == "numpy" else agreement.a if agreement.b == "numpy" else None
@@ -122,7 +156,6 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
         explanation = step.get("explanation") or _explain_free_running(agreement, step, b, cfg, match_epochs)
         results.pairs.append(pair_verdict(agreement, step.get("errors"), a, b, gap, explanation))
         results.gaps[agreement.b] = gaps_per_record(a, b)[2]
-    return results
 
 
 def _explain_free_running(agreement, step: dict, traj, cfg: Config, match_epochs: int) -> dict | None:
@@ -141,7 +174,8 @@ def _explain_free_running(agreement, step: dict, traj, cfg: Config, match_epochs
 def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress):
     """Every row trained in ``jobs`` processes, numpy first with its states and the
     perturbed runs of the envelope; as soon as numpy's states are in, every other row's
-    lockstep is submitted too. (trajectories, perturbed run, skipped, lockstep, seconds)"""
+    lockstep is submitted too. (trajectories, perturbed run, skipped, lockstep, seconds,
+    each task's cost by its label)"""
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     ordered = sorted(names, key=lambda n: (n != "numpy", -EXPECTED_COST.get(n, 0)))
     plugins = plugin_paths(names)
@@ -151,13 +185,16 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
             function, args = with_plugins, (plugins, function, *args)
         workers.submit(key, function, *args)
 
+    tasks = [(n, (run_row, n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
+    if "numpy" in names:  # the perturbed runs train as one batch: one task
+        starts = perturbed_starts(params0, cfg.seed)
+        tasks.append((("perturbed",), (run_row, "numpy", cfg, starts, 1, "cpu", faults.get("numpy"), False, cfg.seed)))
+    # numpy first (lockstep waits for its states), then the longest first
+    tasks.sort(key=lambda task: (task[0] != "numpy", -EXPECTED_COST.get(_task_row(task[0]), 0)))
     trajectories, perturbed, skipped, lockstep, seconds = {}, None, {}, {}, 0.0
-    with Workers(min(jobs, len(ordered) + ("numpy" in names))) as workers:
-        for n in ordered:
-            submit(workers, n, run_row, n, cfg, params0, 1, device, faults.get(n), n == "numpy")
-        if "numpy" in names:  # the perturbed runs train as one batch: one task, ~1.2× one run
-            starts = perturbed_starts(params0, cfg.seed)
-            submit(workers, ("perturbed",), run_row, "numpy", cfg, starts, 1, "cpu", faults.get("numpy"), False, cfg.seed)
+    with Workers(min(jobs, len(tasks))) as workers:
+        for key, task in tasks:
+            submit(workers, key, *task)
         for key, result in workers.results():
             if isinstance(result, str):
                 if not isinstance(key, tuple):  # a lockstep task fails the same way: said once
@@ -176,7 +213,19 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
                     for other in (n for n in ordered if n != "numpy" and ROWS[n].lockstep):
                         submit(workers, ("lockstep", other), lockstep_and_explain, other, cfg, states, faults)
     lockstep = {n: lockstep[n] for n in ordered if n in lockstep and n in trajectories}
-    return trajectories, perturbed, skipped, lockstep, seconds
+    costs = {task_label(key): cost for key, cost in workers.costs.items()}
+    return trajectories, perturbed, skipped, lockstep, seconds, costs
+
+
+def _task_row(key) -> str:
+    return key[-1] if isinstance(key, tuple) else key
+
+
+def task_label(key) -> str:
+    """A default run's task by what it does: "train ROW", "lockstep ROW", "envelope runs"."""
+    if key == ("perturbed",):
+        return "envelope runs"
+    return f"lockstep {key[1]}" if isinstance(key, tuple) else f"train {key}"
 
 
 def write_replays(results: Results, folder, parser) -> dict:

@@ -43,6 +43,7 @@ def results_dict(results) -> dict:
         "agreement": list(results.pairs),
         "passed": results.passed,
         "replay_files": {k: str(v) for k, v in results.replay_files.items()},
+        "timings": results.timings,
     }
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -83,14 +85,33 @@ def guarded(function, *args):
         return str(exc)
 
 
+def timed(function, *args):
+    """``guarded(function, *args)`` and what it cost where it ran: the process, its start
+    and end (wall-clock time, comparable across processes), the CPU seconds of the whole
+    process (every thread), of the calling thread alone and of the programs it ran (the
+    language rows), and the backends' first imports it paid for."""
+    imported = set(backends.IMPORT_SECONDS)
+    start, cpu, thread, children = time.time(), time.process_time(), time.thread_time(), _children_cpu()
+    result = guarded(function, *args)
+    cost = {"pid": os.getpid(), "start": start, "end": time.time(), "cpu": time.process_time() - cpu,
+            "thread_cpu": time.thread_time() - thread, "child_cpu": _children_cpu() - children,
+            "imports": {k: s for k, s in backends.IMPORT_SECONDS.items() if k not in imported}}
+    return result, cost
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Workers:
     """Tasks in ``jobs`` processes (in this process when jobs is 1); the processes live
     as long as the block, so each imports its frameworks once. Tasks may be submitted
     while results are being collected, so work that depends on a result starts as soon
-    as that result is in."""
+    as that result is in. ``costs``: per finished task's key, what it cost (``timed``)."""
 
     def __init__(self, jobs: int):
-        self.jobs, self.pool, self.pending = jobs, None, {}
+        self.jobs, self.pool, self.pending, self.costs = jobs, None, {}, {}
 
     def __enter__(self):
         if self.jobs > 1:
@@ -107,7 +128,7 @@ class Workers:
         if self.pool is None:
             self.pending[key] = (function, args)
         else:
-            self.pending[self.pool.submit(guarded, function, *args)] = key
+            self.pending[self.pool.submit(timed, function, *args)] = key
 
     def results(self):
         """Yields (key, result) until nothing submitted is left, including tasks
@@ -116,10 +137,12 @@ class Workers:
             if self.pool is None:
                 key = next(iter(self.pending))
                 function, args = self.pending.pop(key)
-                yield key, guarded(function, *args)
-                continue
-            future = next(as_completed(list(self.pending)))
-            yield self.pending.pop(future), future.result()
+                result, self.costs[key] = timed(function, *args)
+            else:
+                future = next(as_completed(list(self.pending)))
+                key = self.pending.pop(future)
+                result, self.costs[key] = future.result()
+            yield key, result
 
     def run(self, tasks):
         """``tasks``: (key, function, args); yields (key, result) as each finishes."""
