@@ -44,3 +44,16 @@ def ulp_tolerance(reference, ulps=8):
 
 def params_at(seed=0, hidden=4, dtype="float64"):
     return initial_params(seed, hidden, dtype)
+
+
+# Fixtures that run something expensive (whole default runs, an install, a cluster, 20000
+# epochs of every row): every test that uses one is in the slow tier, so the quick tier
+# (pytest -m "not slow") never pays for them.
+EXPENSIVE_FIXTURES = {"full_run", "clean_audit", "local_audit", "installed", "float64_rows", "float32_rows",
+                      "canary_run", "float64_check"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if EXPENSIVE_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)

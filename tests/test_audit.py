@@ -49,6 +49,7 @@ def clean_audit():
     return audit_task(Cell("adam", "float64", 1.0, 2, 400), np.arange(3), 4)
 
 
+@pytest.mark.slow
 def test_an_audit_of_correct_rows_finds_no_alarm(clean_audit):
     assert set(clean_audit["pairs"]) == {"jax", "torch", "torch.optim", "optax"}
     for name, pair in clean_audit["pairs"].items():
@@ -60,6 +61,7 @@ def test_an_audit_of_correct_rows_finds_no_alarm(clean_audit):
     assert 0 < summary["margins"]["adam"]["float64"]["max"] < 1
 
 
+@pytest.mark.slow
 def test_an_audit_counts_a_planted_fault_as_an_alarm_in_every_seed():
     with injected("jax", "eps-inside-sqrt"):
         result = audit_task(Cell("adam", "float64", 1.0, 2, 400), np.arange(3), 4)
@@ -71,6 +73,7 @@ def test_an_audit_counts_a_planted_fault_as_an_alarm_in_every_seed():
     assert summary["configurations_alarmed"] == 3 and not summary["passed"]
 
 
+@pytest.mark.slow
 def test_a_known_library_gap_is_counted_apart():
     result = audit_task(Cell("amsgrad", "float64", 1.0, 2, 400), np.arange(2), 4)
     summary = summarize_audit([result])
@@ -128,6 +131,7 @@ def test_drift_catches_a_large_error_in_the_parameters_and_no_error_at_all():
     assert caught.tolist() == [False, True] and first[0] == -1 and 1 <= first[1] <= 300
 
 
+@pytest.mark.slow
 def test_power_command_writes_thresholds_and_curves(tmp_path):
     out = tmp_path / "power.json"
     result = run_cli("power", "--optimizers", "sgd", "--dtypes", "float64,float32", "--seeds", "1", "--epochs", "200",
@@ -152,6 +156,7 @@ def test_power_command_writes_thresholds_and_curves(tmp_path):
     (["--hidden", "1,x"], "expected a whole number"),
     (["--seeds", "0"], "must be at least 1"),
 ])
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["audit", "power"])
 def test_bad_grid_options_are_one_line_and_exit_2(command, args, message):
     result = run_cli(command, *args)
@@ -159,6 +164,7 @@ def test_bad_grid_options_are_one_line_and_exit_2(command, args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_the_audits_rmsprop_case_is_inside_the_envelope_nudged_in_the_gradient():
     """Found by `compare.py audit`: with an envelope nudged in θ alone, jax, torch.optim and
     optax drifted 1.5, 1.0 and 2.5 × their allowance at seed 7 (harness/engine/agreement.py)."""
@@ -168,6 +174,7 @@ def test_the_audits_rmsprop_case_is_inside_the_envelope_nudged_in_the_gradient()
         assert np.all(pair["drift"] < 1) and np.all(pair["lockstep"] < 1), name
 
 
+@pytest.mark.slow
 def test_the_hypothesis_adam_case_is_inside_the_envelope_nudged_in_the_gradient():
     """Found by tests/test_properties.py's search: numpy vs jax drifted 1.096 × the
     allowance of an envelope nudged in θ alone (lockstep 0.77 ULP: the rows agree)."""
@@ -177,6 +184,7 @@ def test_the_hypothesis_adam_case_is_inside_the_envelope_nudged_in_the_gradient(
     assert all(p["lockstep"][0] < 1 for p in result["pairs"].values())
 
 
+@pytest.mark.slow
 def test_the_audits_chaotic_rmsprop_case_is_judged_by_lockstep():
     """Found by `compare.py audit`: a transient at epoch 390 takes jax 0.53 from numpy
     against an envelope of 0.029 (drift margin 1.12) while every step agrees to rounding;
@@ -211,6 +219,7 @@ def test_a_chaotic_pair_passes_on_lockstep_and_fails_without_it():
     assert not pair_verdict(regular, steps, runs, runs)["passed"]
 
 
+@pytest.mark.slow
 def test_a_square_is_bounded_where_the_gradient_cancels_to_zero():
     """Found by `compare.py audit --seeds 125`: AdaDelta, lr 10, hidden 1, seed 90, where
     numpy's gradient of b2 cancels to exactly 0 at epoch 851 and jax's is 1.4e-17 (within
@@ -228,6 +237,7 @@ def test_a_square_is_bounded_where_the_gradient_cancels_to_zero():
     assert reference.states["v"][850].min() < 1e-31  # the state is the one that failed: v near 1e-32
 
 
+@pytest.mark.slow
 def test_the_audits_remaining_rmsprop_float32_alarm_is_rounding_amplified():
     """An explained false alarm (docs/error-rates.md): RMSprop, float32, lr 0.01, hidden 1,
     seed 48 drifts 2.7 × its allowance in jax while every pair's lockstep stays under 0.6

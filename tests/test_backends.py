@@ -33,6 +33,7 @@ def _to(module, params, dtype="float64"):
     return {k: module.to_backend(v, dtype) for k, v in params.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["jax", "torch"])
 def test_forward_loss_and_gradients_equal_numpy(name, numpy_trajectory):
     module, reference = load_backend(name), load_backend("numpy")
@@ -63,6 +64,7 @@ def test_numpy_loss_equals_mse_of_forward():
     assert loss == np.mean((A2 - y) ** 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_train_step_on_a_batch_equals_each_state_alone(name):
     module = load_backend(name)
@@ -82,6 +84,7 @@ def test_train_step_on_a_batch_equals_each_state_alone(name):
             np.testing.assert_allclose(module.to_numpy(batch[k])[i], module.to_numpy(singles[i][k]), rtol=0, atol=1e-15)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_batched_training_equals_per_seed_training(name):
     module = load_backend(name)
@@ -96,6 +99,7 @@ def test_batched_training_equals_per_seed_training(name):
         np.testing.assert_allclose(losses[:, s], one_loss, rtol=0, atol=ulp_tolerance(one_loss, 4))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_fast_training_loop_equals_the_readable_step(name, dtype):
@@ -120,6 +124,7 @@ def test_fast_training_loop_equals_the_readable_step(name, dtype):
     np.testing.assert_allclose(fast_loss, np.array(readable_loss), rtol=0, atol=tol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_checkpointed_training_keeps_the_checkpoint_rows(name):
     module = load_backend(name)
@@ -140,3 +145,18 @@ def test_asking_for_cuda_without_one_is_a_clear_error(name):
         pytest.skip("a CUDA device is present")
     with pytest.raises(RuntimeError, match="cuda"):
         module.check_device("cuda")
+
+
+@pytest.mark.parametrize("elements", [51, 51000])
+def test_nudges_drawn_in_blocks_are_the_one_call_at_a_time_draws(elements):
+    """The envelope's nudges come from rng.bytes in blocks: the same signs, in the same
+    order, as drawing ⌈n/8⌉ bytes per call (as the envelope's figures were made)."""
+    from backends.numpy_backend import _nudges
+
+    calls = 2 * max(1, 2**18 // elements) + 3  # across block boundaries
+    draw, rng = _nudges(np.zeros(elements), 7), np.random.default_rng(7)
+    got = np.array([draw() for _ in range(calls)])
+    bits = np.array([np.unpackbits(np.frombuffer(rng.bytes((elements + 7) // 8), dtype=np.uint8), count=elements)
+                     for _ in range(calls)])
+    u = np.finfo(np.float64).eps
+    np.testing.assert_array_equal(got, np.where(bits == 1, u, -u))

@@ -32,6 +32,7 @@ def full_run(tmp_path_factory):
     return result, out
 
 
+@pytest.mark.slow
 def test_default_run_prints_the_table_and_exits_0(full_run):
     result, _ = full_run
     assert result.returncode == 0, result.stderr
@@ -91,6 +92,7 @@ def test_plot_writes_png_figures(full_run):
         assert path.stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_chaotic_training_is_told_apart_from_a_real_difference(tmp_path):
     # lr 0.05, seed 3: training is chaotic, so rounding differences between two correct
     # rows grow until the trajectories part by ~0.5. The envelope of one-ULP perturbations
@@ -102,6 +104,7 @@ def test_chaotic_training_is_told_apart_from_a_real_difference(tmp_path):
     assert pair["max_abs_param_diff"] > 1e-3 and pair["passed"] and pair["lockstep_max_ulp"] < 8
 
 
+@pytest.mark.slow
 def test_a_planted_fault_exits_1_with_where_and_a_replay_file(tmp_path):
     pytest.importorskip("jax")
     result = run_cli("--backends", "numpy,jax", "--epochs", "300", "--inject", "jax:eps-inside-sqrt",
@@ -151,6 +154,7 @@ BAD_INPUTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_is_one_error_line_exit_2_and_no_file(case, tmp_path):
     args, named = BAD_INPUTS[case]
@@ -171,6 +175,7 @@ def test_a_run_too_large_is_refused_with_its_estimate_and_what_to_change(tmp_pat
     assert "would need about" in line and "GiB available here" in line and "--epochs" in line
 
 
+@pytest.mark.slow
 def test_absurd_learning_rates_leak_no_numpy_warning(tmp_path):
     pytest.importorskip("jax")
     result = run_cli("--lr", "1e300", "--epochs", "200", "--backends", "numpy,jax", "--plot", str(tmp_path))
@@ -198,6 +203,7 @@ def _blocking(tmp_path, *modules):
     return {"PYTHONPATH": str(tmp_path / "blocked") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
+@pytest.mark.slow
 def test_missing_framework_rows_are_skipped_with_a_notice(tmp_path):
     pytest.importorskip("jax"), pytest.importorskip("optax")
     result = run_cli("--epochs", "200", env_extra=_blocking(tmp_path, "torch"))
@@ -223,6 +229,7 @@ def test_help_lists_every_option():
         assert option in result.stdout
 
 
+@pytest.mark.slow
 def test_rows_in_parallel_processes_give_the_same_trajectories(tmp_path):
     pytest.importorskip("torch"), pytest.importorskip("jax")
     runs = {}
@@ -247,6 +254,36 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
     assert len(errors) == 1 and "cuda" in errors[0]
 
 
+def test_the_json_times_every_task_and_bench_breaks_the_run_down(full_run):
+    """The default run's timeline: every row's training and lockstep, the envelope runs,
+    in worker processes, and the main process's steps; bench's breakdown reads it."""
+    from harness.commands.bench import breakdown, render_breakdown
+
+    _, out = full_run
+    data = json.loads((out / "r.json").read_text())
+    timings = data["timings"]
+    expected = {f"train {n}" for n in ROW_NAMES} | {f"lockstep {n}" for n in ROW_NAMES[1:]} | {"envelope runs"}
+    assert set(timings["tasks"]) == expected
+    span = timings["main"]["training and lockstep"]
+    for label, cost in timings["tasks"].items():
+        assert timings["started"] <= cost["start"] <= cost["end"] <= timings["started"] + span + 1e-3, label
+        assert 0 <= cost["thread_cpu"] <= cost["cpu"] + 1e-3, label
+    assert sum(sum(c["imports"].values()) for c in timings["tasks"].values()) > 0  # torch and jax, at least
+    for step in ("envelope and comparison", "verdicts", "report", "plots"):
+        assert timings["main"][step] >= 0, step
+    run = breakdown(timings, timings["started"] - 0.5, timings["started"] + sum(timings["main"].values()) + 1.0,
+                    sorted(data["backends"]))
+    phases = {p["phase"]: p for p in run["phases"]}
+    assert phases["start-up and imports"]["seconds"] == pytest.approx(0.5)
+    assert phases["the rest (replay files, JSON, exit)"]["seconds"] == pytest.approx(1.0)
+    assert {p["process"] for p in run["phases"]} == {"main"} | {f"worker {i + 1}" for i in range(run["workers"])}
+    assert phases["train numpy"]["seconds"] <= timings["tasks"]["train numpy"]["end"] - timings["tasks"]["train numpy"]["start"]
+    assert 0 < run["workers_busy"] <= 1
+    text = "\n".join(render_breakdown(run))
+    assert "lockstep torch" in text and "envelope runs" in text and "plots" in text
+
+
+@pytest.mark.slow
 def test_bench_prints_its_figures(tmp_path):
     pytest.importorskip("torch"), pytest.importorskip("jax")
     result = run_cli("bench", "--epochs", "100", "--repeat", "2", "--no-wall", "--backends", "numpy,torch,jax",
@@ -269,6 +306,7 @@ def test_bench_prints_its_figures(tmp_path):
         assert "not measured" in result.stdout
 
 
+@pytest.mark.slow
 def test_without_the_numpy_row_the_fixed_rule_applies_and_no_lockstep_is_claimed(tmp_path):
     pytest.importorskip("torch"), pytest.importorskip("jax")
     result = run_cli("--backends", "jax,torch", "--epochs", "200", "--json", str(tmp_path / "j.json"))

@@ -68,6 +68,7 @@ def local_audit(tmp_path_factory):
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_an_audit_through_a_scheduler_equals_the_local_run(tmp_path, local_audit):
     with loopback_cluster(tmp_path) as (address, _):
         out = tmp_path / "audit.json"
@@ -97,6 +98,7 @@ def _kill_when_busy(address: str, victim, name: str, timeout: float = 120) -> No
     raise AssertionError("the worker never picked up a task")
 
 
+@pytest.mark.slow
 def test_a_killed_workers_tasks_are_finished_by_the_other(tmp_path, local_audit):
     with loopback_cluster(tmp_path) as (address, workers):
         out = tmp_path / "audit.json"
@@ -113,6 +115,7 @@ def test_a_killed_workers_tasks_are_finished_by_the_other(tmp_path, local_audit)
     assert {k: after[k] for k in FIGURES} == {k: local_audit[k] for k in FIGURES}
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path):
     out = tmp_path / "audit.json"
     result = run_cli("audit", *GRID, "--scheduler", "tcp://127.0.0.1:9", "--json", str(out))

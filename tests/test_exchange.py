@@ -99,6 +99,7 @@ def numpy_files(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "npz"])
 def test_export_and_import_reproduce_the_numpy_row_exactly(fmt, numpy_files, tmp_path):
     out = tmp_path / "r.json"
@@ -121,6 +122,7 @@ def test_export_and_import_reproduce_the_numpy_row_exactly(fmt, numpy_files, tmp
     ("other_seed.csv", "line 2: epoch 1 is"),
     ("absent.csv", "no such file"),
 ])
+@pytest.mark.slow
 def test_a_malformed_trajectory_is_one_line_naming_file_line_and_problem(name, problem, numpy_files, tmp_path):
     result = run_cli("--backends", "numpy", "--epochs", str(EPOCHS), "--external", f"mine={numpy_files / name}",
                      "--json", str(tmp_path / "r.json"))
@@ -164,6 +166,7 @@ def test_the_example_plug_in_implements_the_interface():
     assert set(module.UPDATES) == {"sgd", "adam"}
 
 
+@pytest.mark.slow
 def test_the_example_plug_in_runs_as_a_full_row(tmp_path):
     out = tmp_path / "r.json"
     result = run_cli("--backends", "numpy,jax", "--epochs", "300", "--backend-file", str(EXAMPLE), "--json", str(out))
@@ -173,6 +176,7 @@ def test_the_example_plug_in_runs_as_a_full_row(tmp_path):
     assert set(pairs["example"]["lockstep"]) == {"forward", "loss", "grads", "m", "v", "update", "params"}
 
 
+@pytest.mark.slow
 def test_a_plug_in_rows_divergence_replays_in_the_plug_in(tmp_path):
     failing = run_cli("--backends", "numpy", "--epochs", "50", "--backend-file", str(EXAMPLE),
                       "--inject", "example:grad-missing-2-over-n", "--replay-dir", str(tmp_path))
@@ -200,6 +204,7 @@ def test_a_fault_planted_in_the_plug_in_is_caught_in_its_phase():
      "unknown optimizer 'adamax'"),
     (EXAMPLE.read_text().replace('NAME = "example"', 'NAME = "jax"'), "NAME 'jax' is taken"),
 ])
+@pytest.mark.slow
 def test_a_broken_plug_in_is_one_line_naming_the_problem(source, problem, tmp_path):
     path = tmp_path / "mine.py"
     path.write_text(source)

@@ -32,6 +32,7 @@ def _explain(row, cfg, planted):
     return lockstep_and_explain(other, cfg, states, planted)["explanation"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", HAND_ROWS)
 @pytest.mark.parametrize("fault,optimizer", CASES)
 def test_every_planted_fault_is_named_in_the_row_that_has_it(fault, optimizer, row):
@@ -44,6 +45,7 @@ def test_every_planted_fault_is_named_in_the_row_that_has_it(fault, optimizer, r
     assert explanation["max_ulp"] <= 8 and len(explanation["matched_epochs"]) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer,variant", [("adagrad", "adagrad-eps-inside-sqrt"), ("amsgrad", "amsgrad-max-of-vhat")])
 def test_the_known_optax_gaps_are_recognised_not_only_listed(optimizer, variant):
     pytest.importorskip("optax")
@@ -70,6 +72,7 @@ def test_an_independent_programs_trajectory_is_recognised_from_its_first_epochs(
     assert explanation["matched_epochs"] == list(range(1, 51))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hyper", [{"eps": 1e-7}, {"lr": 2e-3}, {"beta2": 0.99}])
 def test_the_hyperparameters_another_program_used_are_fitted_from_its_trajectory(hyper):
     explanation = explain_trajectory("theirs", _trajectory(**hyper), Config(epochs=50))
@@ -79,6 +82,7 @@ def test_the_hyperparameters_another_program_used_are_fitted_from_its_trajectory
     assert explanation["uncertainty"][name] < 1e-9 * hyper[name] and explanation["residual"] <= 1
 
 
+@pytest.mark.slow
 def test_optax_adagrads_initial_accumulator_is_fitted_from_a_trajectory():
     # a port that kept optax's default a0 = 0.1 where the spec (and torch) start from 0
     loss, rows = train_adagrad(initial_accumulator=0.1)
@@ -88,6 +92,7 @@ def test_optax_adagrads_initial_accumulator_is_fitted_from_a_trajectory():
     assert explanation["hyperparameters"] == pytest.approx({"initial_accumulator": 0.1}, rel=1e-9), explanation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("way", ["bias-gradient-averaged", "w1-gradient-times-1.01"])
 def test_a_bug_in_no_catalogue_stays_unexplained_in_a_trajectory(way):
     explanation = explain_trajectory("theirs", _trajectory(way), Config(epochs=50))
@@ -160,6 +165,7 @@ def test_the_explain_command_exits_0_for_the_spec_and_2_for_bad_usage(tmp_path):
         assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stdout == ""
 
 
+@pytest.mark.slow
 def test_the_default_run_explains_a_failing_pair_in_its_paragraph_and_json(tmp_path):
     pytest.importorskip("jax")
     result = run_cli("--backends", "numpy,jax", "--epochs", "200", "--inject", "jax:eps-inside-sqrt",

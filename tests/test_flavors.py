@@ -15,6 +15,7 @@ HAND = [n for n in BACKEND_NAMES if unavailable_reason(n) is None]
 RECIPE = Config(adam="seed", grad="half-sse")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_seed_recipe_reproduces_the_article_to_1e_12(seed):
     from harness.engine.execution import run_row
@@ -27,6 +28,7 @@ def test_seed_recipe_reproduces_the_article_to_1e_12(seed):
     assert errors[-1] == pytest.approx({0: 0.00409, 1: 0.00476, 2: 0.00135}[seed], abs=5e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grad", GRAD_CONVENTIONS)
 @pytest.mark.parametrize("adam", ADAM_FORMS)
 def test_every_form_agrees_across_backends(adam, grad):
@@ -78,6 +80,7 @@ def test_keras_row_agrees_with_epshat():
     assert keras_pair["passed"] and keras_pair["max_abs_param_diff"] < 1e-13
 
 
+@pytest.mark.slow
 def test_recipe_seed_command(tmp_path):
     result = run_cli("--recipe", "seed", "--backends", "numpy,jax", "--json", str(tmp_path / "r.json"))
     assert result.returncode == 0, result.stderr
@@ -99,6 +102,7 @@ def test_form_options_bad_input(args, named):
     assert len(errors) == 1 and named in errors[0]
 
 
+@pytest.mark.slow
 def test_flavors_table(tmp_path):
     result = run_cli("flavors", "--epochs", "3000", "--json", str(tmp_path / "f.json"), "--plot", str(tmp_path / "p"))
     assert result.returncode == 0, result.stderr
@@ -113,6 +117,7 @@ def test_flavors_table(tmp_path):
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["flavors_decision_regions.png", "flavors_loss.png"]
 
 
+@pytest.mark.slow
 def test_flavors_judges_each_row_in_the_forms_it_implements(tmp_path):
     rows = [n for n in ("jax", "torch.optim") if unavailable_reason(n) is None]
     if not rows:

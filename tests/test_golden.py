@@ -11,6 +11,7 @@ from reference.golden import COMMAND, EVERY, SEEDS, golden_path, load_golden
 from reference.spec import checkpoint_epochs, flatten_params, initial_params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_numpy_row_matches_golden(seed):
     golden = load_golden(seed)

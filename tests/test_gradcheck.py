@@ -42,6 +42,7 @@ def test_the_true_gradient_passes_for_every_source_at_every_point(float64_check)
         assert gaps["regular"] < 1e-12
 
 
+@pytest.mark.slow
 def test_float32_sources_pass_with_their_own_tolerance_and_float64_is_closer():
     result = gradcheck.run_check(Config(dtype="float32"), 2, gradcheck.hand_source("mse"), "hand")
     assert result["passed"], report.render_check(result)
@@ -51,6 +52,7 @@ def test_float32_sources_pass_with_their_own_tolerance_and_float64_is_closer():
         assert comparison["float64_closer_by"] > 100, name
 
 
+@pytest.mark.slow
 def test_every_canary_is_caught_where_its_mistake_is(canary_run):
     assert canary_run["passed"] and canary_run["true_gradient_passed"]
     canaries = canary_run["canaries"]
@@ -138,6 +140,7 @@ def test_taylor_test_tells_a_right_gradient_from_a_scaled_one():
     assert abs(gradcheck.taylor_order(params, wrong)["order"] - 1) < 0.1
 
 
+@pytest.mark.slow
 def test_grads_command_report_and_json(tmp_path):
     result = run_cli("grads", "--points", "2", "--json", str(tmp_path / "g.json"))
     assert result.returncode == 0, result.stderr
@@ -152,6 +155,7 @@ def test_grads_command_report_and_json(tmp_path):
     assert data["passed"] is True and data["environment"]["python"]
 
 
+@pytest.mark.slow
 def test_grads_command_seed_hand_and_canaries():
     seed = run_cli("grads", "--hand", "seed", "--points", "1")
     assert seed.returncode == 1

@@ -41,6 +41,7 @@ def run(bin_dir, work, *args):
                           timeout=900)
 
 
+@pytest.mark.slow
 def test_the_installed_package_is_the_one_imported(installed):
     bin_dir, work = installed
     found = run(bin_dir, work, "python", "-c", "import backends, harness, reference; "
@@ -49,6 +50,7 @@ def test_the_installed_package_is_the_one_imported(installed):
     assert all(str(bin_dir.parent) in line for line in found.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_xorcheck_runs_the_default_run_from_another_folder(installed):
     bin_dir, work = installed
     result = run(bin_dir, work, "xorcheck", "--epochs", "300")
@@ -60,6 +62,7 @@ def test_xorcheck_runs_the_default_run_from_another_folder(installed):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_xorcheck_bench_finds_its_c_floor(installed):
     bin_dir, work = installed
     result = run(bin_dir, work, "xorcheck", "bench", "--repeat", "1", "--no-wall", "--epochs", "200")

@@ -55,6 +55,7 @@ def label(cfg: Config) -> str:
     return f"{cfg.optimizer}-{cfg.adam}-{cfg.grad}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", LANGUAGES)
 def test_every_configuration_steps_as_numpy_does_in_lockstep(row):
     """One call of the program's xor_step per configuration, over 300 recorded numpy
@@ -71,6 +72,7 @@ def test_every_configuration_steps_as_numpy_does_in_lockstep(row):
         assert worst.max_ulp < 2, (label(cfg), worst.phase, worst.max_ulp)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", LANGUAGES)
 def test_the_row_agrees_with_numpy_over_2000_epochs_of_adam(row):
     installed_or_skip(row)
@@ -101,6 +103,7 @@ PLANTED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", LANGUAGES)
 def test_a_mistake_planted_in_a_copy_of_the_code_is_found_at_epoch_1(row, tmp_path):
     installed_or_skip(row)
@@ -142,6 +145,7 @@ def test_a_code_folder_without_the_code_is_one_line(row, tmp_path):
     assert f"{tmp_path} has no {program.marker}" in error_lines(result)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", LANGUAGES)
 def test_code_that_fails_names_the_programs_complaint(row, tmp_path):
     installed_or_skip(row)
@@ -193,6 +197,7 @@ def test_a_batch_of_states_goes_to_the_program_and_back_in_order():
             np.testing.assert_array_equal(unpacked[phase][k], np.asarray(value).reshape(unpacked[phase][k].shape))
 
 
+@pytest.mark.slow
 def test_flavors_finds_a_mistake_in_one_form_of_the_matlab_code(tmp_path):
     """The seed form's first denominator squared: only the two seed rows of the table part."""
     installed_or_skip("octave")

@@ -17,6 +17,7 @@ from tests.test_cli import run_cli
 AVAILABLE = [n for n in DEFAULT_ROWS if unavailable_reason(n) is None]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_row_agrees_in_float64_but_the_known_gaps(name):
     cfg = Config(optimizer=name, epochs=300)
@@ -54,6 +55,7 @@ def adamw_in_torch_order(cfg):
     return theta
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("torch.optim" not in AVAILABLE, reason="torch is not installed")
 def test_torch_adamw_drift_is_the_rounded_decay_factor():
     """The explained AdamW gap: every step agrees to rounding; the free-running gap points
@@ -81,6 +83,7 @@ def test_torch_adamw_drift_is_the_rounded_decay_factor():
     assert 100 * np.abs(torch_order - torch_row.params[-1]).max() < np.abs(measured).max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["rmsprop", "adadelta", "nesterov"])
 def test_a_gradient_fault_is_caught_under_any_optimizer(name):
     cfg = Config(optimizer=name, epochs=60)
@@ -119,6 +122,7 @@ def test_replay_file_without_the_optimizer_state_is_refused(tmp_path):
         read_replay(path)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("optax" not in AVAILABLE, reason="optax is not installed")
 def test_sweep_reports_a_known_gap_without_failing(tmp_path):
     out = tmp_path / "s.json"
@@ -133,6 +137,7 @@ def test_sweep_reports_a_known_gap_without_failing(tmp_path):
     assert "expected: optax" in result.stdout
 
 
+@pytest.mark.slow
 def test_lineage_prints_its_table_and_writes_its_figures(tmp_path):
     rows = ",".join(n for n in ("numpy", "jax", "optax") if n in AVAILABLE)
     out = tmp_path / "l.json"

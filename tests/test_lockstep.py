@@ -23,6 +23,7 @@ def _states(cfg):
     return ref, states_from_history(cfg, ref.params, ref.states)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("seed,lr", [(0, 0.001), (5, 0.01), (3, 0.05)])
 def test_clean_rows_step_like_numpy_to_within_a_few_ulps(seed, lr, dtype):
@@ -50,6 +51,7 @@ def test_numpy_lockstep_step_is_the_recorded_trajectory():
 EXPECTED_PHASE = {name: fault.phase for name, fault in faults.FAULTS.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", HAND_ROWS)
 @pytest.mark.parametrize("fault", list(faults.FAULTS))
 def test_every_planted_fault_is_caught_in_its_phase(fault, row):
@@ -74,6 +76,7 @@ SWAPS = ("eps-inside-sqrt", "beta1-beta2-swapped", "rmsprop-eps-inside-sqrt", "g
          "sigmoid-grad-at-activation")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", HAND_ROWS)
 @pytest.mark.parametrize("fault", SWAPS)
 def test_the_fast_training_loop_steps_with_the_functions_lockstep_checks(fault, row):
@@ -134,6 +137,7 @@ def test_envelope_is_non_decreasing_and_sets_the_tolerance():
     assert np.allclose(allowed_zero, K_ENVELOPE * np.finfo(float).eps * 5.0) and source_zero.startswith("floor")
 
 
+@pytest.mark.slow
 def test_chaotic_seed_at_the_default_config_now_agrees():
     """Seed 101 stalls on the 0.125 plateau, where rows part by ~1e-3 from rounding
     alone (the fixed rule fails it): the envelope grows with it, lockstep stays clean."""
@@ -187,6 +191,7 @@ def _damaged(tmp_path, **changes):
     ({"faults": None}, "missing faults"),
     ({"params": np.array([{"evil": 1}] * 17, dtype=object)}, "not a replay file"),
 ])
+@pytest.mark.slow
 def test_damaged_replay_files_are_refused(tmp_path, changes, message):
     with pytest.raises(ReplayError, match=message):
         read_replay(_damaged(tmp_path, **changes))

@@ -32,6 +32,7 @@ AVAILABLE = [n for n in DEFAULT_ROWS if unavailable_reason(n) is None]
     hidden=st.integers(1, 8),
     dtype=st.sampled_from(["float64", "float32"]),
 )
+@pytest.mark.slow
 def test_correct_rows_never_disagree(seed, lr, hidden, dtype):
     cfg = Config(seed=seed, lr=lr, hidden=hidden, dtype=dtype, epochs=EPOCHS)
     results = run_default(cfg, AVAILABLE, "cpu", 1, {})
@@ -53,6 +54,7 @@ def test_correct_rows_never_disagree(seed, lr, hidden, dtype):
 )
 # Found by this property: a per-step envelope was needed for RMSprop (harness/agreement.py);
 # optax's AdaGrad ε in float32 sits below a ULP per step and shows only as drift (harness/run.py).
+@pytest.mark.slow
 @example(optimizer="rmsprop", seed=138, lr_scale=2.0, hidden=1, dtype="float64")
 @example(optimizer="adagrad", seed=5, lr_scale=2.0, hidden=5, dtype="float32")
 def test_no_optimizer_raises_a_false_alarm(optimizer, seed, lr_scale, hidden, dtype):

@@ -18,6 +18,7 @@ AVAILABLE = [n for n in DEFAULT_ROWS if unavailable_reason(n) is None]
 SEEDS = np.array([0, 5, 9])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", AVAILABLE)
 def test_a_sweep_matches_per_seed_runs(name):
     cfg = Config(epochs=300)
@@ -50,6 +51,7 @@ def test_summary_finds_the_seed_that_parts_and_where():
     assert summary["pairs"][0]["largest_gap"]["median"] == 0.0
 
 
+@pytest.mark.slow
 def test_sweep_command_writes_its_summary(tmp_path):
     if len(AVAILABLE) < len(DEFAULT_ROWS):
         pytest.skip("not every framework is installed")
@@ -109,6 +111,7 @@ def test_summary_judges_each_seed_by_its_own_perturbation_envelope():
     assert sorted(f["seed"] for f in fixed["failing"]) == [0, 1] and fixed["tolerance_rule"].startswith("fixed")
 
 
+@pytest.mark.slow
 def test_a_sweep_split_into_tasks_keeps_every_seed_in_its_place():
     from harness.commands.sweep import train_seeds
 

@@ -28,6 +28,7 @@ def float32_rows():
     return _run_all(Config(dtype="float32"))
 
 
+@pytest.mark.slow
 def test_float64_rows_agree_over_20000_epochs(float64_rows):
     for t in float64_rows.values():
         assert t.params.dtype == np.float64 and t.params.shape == (20001, 17) and t.loss.shape == (20000,)
@@ -39,6 +40,7 @@ def test_float64_rows_agree_over_20000_epochs(float64_rows):
         assert a.max_abs_param_diff < 1e-13, a
 
 
+@pytest.mark.slow
 def test_float32_rows_agree_within_their_tolerance(float32_rows):
     for t in float32_rows.values():
         assert t.params.dtype == np.float32
@@ -47,6 +49,7 @@ def test_float32_rows_agree_within_their_tolerance(float32_rows):
         assert a.max_abs_param_diff > 1e-9  # float32 really rounds in float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_xor_is_solved_in_every_row(dtype, float64_rows, float32_rows):
     rows = float64_rows if dtype == "float64" else float32_rows
@@ -63,6 +66,7 @@ def test_numpy_row_reproduces_the_documented_final_loss(float64_rows):
     assert float64_rows["numpy"].loss[-1] == pytest.approx(2.45e-5, rel=2e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("fault", ["eps-inside-sqrt", "seed-bias-correction"])
 def test_a_planted_adam_mistake_is_caught_by_the_fixed_rule(fault, dtype, float64_rows, float32_rows):
