@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -12,6 +14,21 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 BACKEND_NAMES = ("numpy", "jax", "torch")
+
+# One JAX compilation cache on disk for the whole session: the suite compiles the same
+# programs in many processes (xdist workers, the rows' worker pools, dask workers, every
+# compare.py it runs), which inherit these variables and reuse what any of them compiled.
+# The executables are XLA's own, so the numbers are the same bits; only compile time goes.
+_JAX_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _JAX_CACHE = tempfile.mkdtemp(prefix="xor-tests-jax-cache-")
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_JAX_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def pytest_unconfigure(config):
+    if _JAX_CACHE is not None:  # the process that made it (under xdist: the controller)
+        shutil.rmtree(_JAX_CACHE, ignore_errors=True)
 
 
 def load_backend(name):
@@ -48,12 +65,16 @@ def params_at(seed=0, hidden=4, dtype="float64"):
 
 # Fixtures that run something expensive (whole default runs, an install, a cluster, 20000
 # epochs of every row): every test that uses one is in the slow tier, so the quick tier
-# (pytest -m "not slow") never pays for them.
+# (pytest -m "not slow") never pays for them, and, per module (the fixtures are
+# module-scoped), in one xdist group, so that under pytest -n a module's expensive
+# fixtures run in one worker, once each (--dist loadgroup, pyproject.toml).
 EXPENSIVE_FIXTURES = {"full_run", "clean_audit", "local_audit", "installed", "float64_rows", "float32_rows",
                       "canary_run", "float64_check"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         if EXPENSIVE_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -1,4 +1,5 @@
-"""``python compare.py bench``: how fast each row trains, against two yardsticks.
+"""``python compare.py bench``: how fast each row trains, against two yardsticks, and
+where a whole default run's time goes.
 
 - the seed-style loop (``harness.yardsticks.seed_loop``): the article's training loop, op
   for op;
@@ -7,7 +8,9 @@
 
 Rows run one after another in this process, each ``repeat`` times, so they never
 compete for a core; import times are measured in fresh interpreters. Figures are
-µs per epoch: median, min and max over the repeats.
+µs per epoch: median, min and max over the repeats. The whole default run runs in a
+fresh interpreter as a user runs it; its breakdown comes from the timeline its JSON
+carries (``harness.commands.run``, ``harness.engine.execution.timed``).
 """
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ FRAMEWORK_IMPORTS = {"numpy": "numpy", "jax": "jax", "torch": "torch", "optax": 
 FLOOR_SOURCE = Path(__file__).resolve().parents[1] / "yardsticks" / "floor.c"
 WARM_UP_EPOCHS = 200  # one untimed short run per row first: lazy imports, allocator, caches
 DESCRIPTION = ("Time every row (µs per epoch: median, min, max over --repeat runs, one row at a time), with compile "
-               "and import times, against the seed-style numpy loop and a plain C loop (the floor).")
+               "and import times, against the seed-style numpy loop and a plain C loop (the floor); then a whole "
+               "default run, broken down by phase (imports, each row's training and lockstep, the envelope, the "
+               "report and plots), against the article's script.")
 EPILOG = None
 
 
@@ -41,7 +46,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
                         help="rows to time (default: all installed)")
     parser.add_argument("--no-wall", action="store_true",
-                        help="skip timing whole runs of the default run and of the seed-style script")
+                        help="skip the whole runs: the default run (and its breakdown by phase) and the seed-style "
+                        "script")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
 
 
