@@ -176,10 +176,10 @@ def breakdown(timings: dict, launched: float, finished: float, rows: list) -> di
     workers = {pid: n for n, pid in enumerate(sorted({c["pid"] for c in tasks.values()}), 1)}
     phases = [("start-up and imports", timings["started"] - launched, "main")]
     for label, cost in sorted(tasks.items(), key=lambda kv: kv[1]["start"]):
-        where = f"worker {workers[cost['pid']]}"
-        if sum(cost["imports"].values()) >= 0.01:
-            phases.append((f"imports: {', '.join(cost['imports'])}", sum(cost["imports"].values()), where))
-        phases.append((label, cost["end"] - cost["start"] - sum(cost["imports"].values()), where))
+        where, imports = f"worker {workers[cost['pid']]}", sum(cost["imports"].values())
+        if imports >= 0.01:
+            phases.append((f"imports: {', '.join(cost['imports'])}", imports, where))
+        phases.append((label, cost["end"] - cost["start"] - imports, where))
     phases += [(step, seconds, "main") for step, seconds in main.items() if step != "training and lockstep"]
     wall = finished - launched
     phases.append(("the rest (replay files, JSON, exit)", wall - (timings["started"] - launched) - sum(main.values()),
@@ -228,7 +228,7 @@ def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -
         progress("timing whole runs: the default run (python -m harness.cli), python -m harness.yardsticks.seed_loop")
         run = result["default_run"] = default_run_breakdown(cfg)
         result["wall_seconds"] = {
-            "compare_default_run": run["wall_seconds"] - sum(p["seconds"] for p in run["phases"] if p["phase"] == "plots"),
+            "compare_default_run": run["wall_seconds"] - phase_seconds(run, "plots"),
             "seed_loop_script": wall_seconds(["-m", "harness.yardsticks.seed_loop"]),
         }
     return result
@@ -279,8 +279,13 @@ def render_bench(result: dict) -> str:
     return "\n".join(lines)
 
 
+def phase_seconds(run: dict, phase: str) -> float:
+    """The seconds of ``phase`` in a breakdown (0 where it did not happen)."""
+    return sum(p["seconds"] for p in run["phases"] if p["phase"] == phase)
+
+
 def render_breakdown(run: dict) -> list:
-    plots = sum(p["seconds"] for p in run["phases"] if p["phase"] == "plots")
+    plots = phase_seconds(run, "plots")
     lines = [f"where a default run's time goes ({len(run['rows'])} rows, with --plot: {run['wall_seconds']:.2f} s "
              f"of wall time, of which the plots {plots:.2f} s; the workers' tasks run in parallel)",
              f"{'phase':<44} {'seconds':>8}  process"]
