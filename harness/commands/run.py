@@ -131,14 +131,14 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
     trained = _train_and_step(cfg, names, device, jobs, faults, progress or (lambda text: None))
     trajectories, perturbed, skipped, lockstep, lockstep_seconds, costs = trained
     trajectories = {n: trajectories[n] for n in names if n in trajectories} | dict(externals or {})
-    compared = time.time()
+    trained_at = time.time()
     envelope = envelope_of(trajectories["numpy"], perturbed) if perturbed and names[0] == "numpy" else None
     agreements = compare_all(trajectories, cfg.dtype, envelope)
     results = Results(cfg, trajectories, agreements, envelope, lockstep, faults, skipped,
                       lockstep_seconds=lockstep_seconds)
     results.timings.update(started=started, tasks=costs)
-    results.timings["main"].update({"training and lockstep": compared - started,
-                                    "envelope and comparison": time.time() - compared})
+    results.timings["main"].update({"training and lockstep": trained_at - started,
+                                    "envelope and comparison": time.time() - trained_at})
     with results.timed("verdicts"):
         _judge_pairs(results, match_epochs)
     return results
