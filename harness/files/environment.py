@@ -2,11 +2,15 @@
 the frameworks (importing torch or jax only to print a version costs seconds)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 from importlib import metadata
+from pathlib import Path
 
-PACKAGES = ("numpy", "jax", "jaxlib", "torch", "optax", "matplotlib")
+PACKAGES = ("numpy", "jax", "jaxlib", "torch", "optax", "keras", "matplotlib")
+CODE_PACKAGES = ("reference", "backends", "harness")
+CODE_SUFFIXES = (".py", ".m", ".sci")
 
 
 def package_version(name: str) -> str | None:
@@ -36,3 +40,18 @@ def cuda_device_name() -> str | None:
         return backends.load("torch").cuda_device_name()
     except backends.BackendUnavailable:
         return None
+
+
+def code_fingerprint() -> str:
+    """A digest of this project's code as this interpreter imports it (every .py, .m and
+    .sci file of its packages, by relative path): two environments that print the same
+    one run the same code, so a difference between them is the libraries'."""
+    import importlib
+
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        folder = Path(importlib.import_module(package).__file__).parent
+        for path in sorted(p for p in folder.rglob("*") if p.suffix in CODE_SUFFIXES and "__pycache__" not in p.parts):
+            digest.update(f"{package}/{path.relative_to(folder).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
