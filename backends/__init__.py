@@ -87,10 +87,15 @@ class PluginError(ValueError):
 
 
 def load(name: str):
-    """Import backend ``name`` ("file:PATH" for a plug-in); :class:`BackendUnavailable`
-    names what is missing."""
+    """Import backend ``name`` ("file:PATH" for a plug-in, "env:ROW@NAME=PYTHON" for a row
+    run by another interpreter, ``env_row``); :class:`BackendUnavailable` names what is
+    missing."""
     if name.startswith("file:"):
         return load_file(name[len("file:"):])
+    if name.startswith("env:"):  # a row run by another interpreter
+        from backends import env_row
+
+        return env_row.load(name)
     if MODULES[name] in sys.modules:
         return sys.modules[MODULES[name]]
     started = time.perf_counter()

@@ -17,7 +17,7 @@ import sys
 # subcommand -> its module; None is the default run
 COMMANDS = {None: "run", "bench": "bench", "sweep": "sweep", "grads": "grads", "replay": "replay",
             "flavors": "flavors", "lineage": "lineage", "init": "init", "explain": "explain",
-            "audit": "audit", "power": "power"}
+            "audit": "audit", "power": "power", "versions": "versions"}
 SUBCOMMANDS = tuple(name for name in COMMANDS if name)
 
 

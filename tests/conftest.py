@@ -1,6 +1,12 @@
+import fcntl
+import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,7 +75,7 @@ def params_at(seed=0, hidden=4, dtype="float64"):
 # module-scoped), in one xdist group, so that under pytest -n a module's expensive
 # fixtures run in one worker, once each (--dist loadgroup, pyproject.toml).
 EXPENSIVE_FIXTURES = {"full_run", "clean_audit", "local_audit", "installed", "float64_rows", "float32_rows",
-                      "canary_run", "float64_check"}
+                      "canary_run", "float64_check", "old_env"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -78,3 +84,62 @@ def pytest_collection_modifyitems(items):
         if EXPENSIVE_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+# --- a second Python environment with older libraries (compare.py --env) ----------------------
+# Built once per machine and kept (in XOR_ENV_CACHE, default ~/.cache/xor-crosscheck): a
+# virtual environment of its own, none of this machine's site-packages, with these pins
+# from the package registry. The project is not installed there: a .pth file names the
+# checkout under test, rewritten every session, so the other interpreter runs this code.
+OLD_ENV_PINS = ("numpy<2", "jax[cpu]==0.4.30", "optax==0.2.3")
+ROOT = Path(__file__).resolve().parents[1]
+REGISTRY_REFUSALS = ("No matching distribution", "Could not find a version", "404", "Network is unreachable",
+                     "Failed to establish a new connection")
+
+
+@contextmanager
+def _locked(path: Path):
+    """One process at a time (xdist workers share the cache)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_env(folder: Path, pins) -> str | None:
+    """A virtual environment in ``folder`` with ``pins``; None, or why the registry
+    could not serve them (any other failure fails the test that needs it)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True)
+    done = subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", *pins],
+                          capture_output=True, text=True)
+    if done.returncode == 0:
+        (folder / "ready").write_text("\n".join(pins) + "\n")
+        return None
+    said = [line for line in (done.stderr + done.stdout).splitlines() if line.strip() and "WARNING" not in line]
+    reason = said[-1] if said else f"pip exited {done.returncode}"
+    if any(refusal in done.stderr + done.stdout for refusal in REGISTRY_REFUSALS):
+        return reason
+    raise RuntimeError(f"building the second environment failed: {reason}")
+
+
+@pytest.fixture(scope="session")
+def old_env() -> str:
+    """The interpreter of a second environment: numpy 1.26, jax/jaxlib 0.4.30, optax 0.2.3."""
+    key = hashlib.sha256(("\n".join(OLD_ENV_PINS) + sys.version).encode()).hexdigest()[:12]
+    cache = Path(os.environ.get("XOR_ENV_CACHE") or Path.home() / ".cache" / "xor-crosscheck")
+    folder = cache / f"old-env-{key}"
+    with _locked(cache / f"old-env-{key}.lock"):
+        if not (folder / "ready").exists():
+            refused = _build_env(folder, OLD_ENV_PINS)
+            if refused:
+                pytest.skip(f"notice: the package registry cannot serve {', '.join(OLD_ENV_PINS)} for the second "
+                            f"environment: {refused}")
+        site = next((folder / "lib").glob("python*/site-packages"))
+        pth = site / "xor_crosscheck_source.pth"
+        pth.with_suffix(".tmp").write_text(str(ROOT) + "\n")
+        os.replace(pth.with_suffix(".tmp"), pth)
+    return str(folder / "bin" / "python")

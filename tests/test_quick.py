@@ -108,3 +108,17 @@ def test_power_catches_a_large_planted_error(tmp_path, one_worker):
     assert {t["phase"] for t in thresholds} == {"forward", "loss", "grads", "update", "params"}
     lockstep = [t for t in thresholds if t["judged_by"] == "lockstep"]
     assert lockstep and all(2 <= t["smallest_caught_ulps"] < 2**20 and t["first_epoch"] == 1 for t in lockstep)
+
+
+def test_versions_finds_a_fault_planted_in_another_interpreter(tmp_path, capsys):
+    """This interpreter as the "other" environment: the clean row is the same bits, a
+    fault planted in the other interpreter's run is a change in the computation."""
+    import sys
+
+    argv = ["versions", "--env", f"same={sys.executable}", "--backends", "numpy", "--epochs", 50, "--jobs", 1]
+    assert run(*argv, "--json", tmp_path / "v.json") == 0
+    assert read(tmp_path / "v.json")["rows"]["numpy@same"]["verdict"] == "bit-identical"
+    assert run(*argv, "--inject", "numpy@same:grad-missing-2-over-n", "--json", tmp_path / "f.json") == 1
+    row = read(tmp_path / "f.json")["rows"]["numpy@same"]
+    assert row["verdict"] == "computation changed (grads first)"
+    assert (row["lockstep"]["first_difference"]["epoch"], row["lockstep"]["first_difference"]["phase"]) == (1, "grads")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
+import shutil
 import sys
 from dataclasses import dataclass
 
@@ -397,3 +399,61 @@ def load_externals(specs, names, cfg: Config, parser, argument: str = "--externa
             parser.error(f"argument {argument}: {exc}")
         register_external(name, path)
     return externals
+
+
+def add_env_option(parser, required: bool = False) -> None:
+    parser.add_argument("--env", action="append", metavar="NAME=PYTHON", required=required,
+                        help="also run every Python row in another environment, as ROW@NAME: PYTHON is that "
+                        "environment's interpreter (a virtual environment's bin/python) with this project installed "
+                        "(pip install -e . --no-deps) beside other library versions (repeatable)")
+
+
+ENV_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+
+
+def _env_python(name: str, python: str, parser) -> str:
+    """The interpreter of ``--env NAME=PYTHON``, absolute, or a usage error."""
+    found = shutil.which(os.path.expanduser(python))
+    if found is None:
+        exists = os.path.exists(os.path.expanduser(python))
+        parser.error(f"argument --env: {name}={python}: " + ("not an executable file" if exists else "no such file"))
+    return os.path.abspath(found)
+
+
+def load_environments(specs, names: list, parser) -> tuple[list, dict, dict]:
+    """--env NAME=PYTHON values: each interpreter probed (``backends.env_row.probe``) and
+    every row of ``names`` that is Python code registered as ROW@NAME where it can run
+    there. (the rows added, the environments by name with their versions, the interpreter
+    and the code fingerprint, the rows that cannot run there with why); a bad value is a
+    usage error, a row missing there a notice."""
+    from backends.env_row import RemoteError, probe
+    from harness.engine.rows import register_twin, twinnable
+    from harness.files.environment import code_fingerprint
+
+    twins, environments, skipped = [], {}, {}
+    for spec in specs or []:
+        name, sep, python = spec.partition("=")
+        if not sep or not ENV_NAME.fullmatch(name) or not python:
+            parser.error(f"argument --env: expected NAME=PYTHON with NAME of letters, digits, _.- , got {spec!r}")
+        if name in environments or name == "here":
+            parser.error(f"argument --env: the name {name!r} is taken" + (" by this environment" if name == "here"
+                                                                           else ""))
+        python = _env_python(name, python, parser)
+        try:
+            found = probe(python)
+        except RemoteError as exc:
+            parser.error(f"argument --env: {name}={python}: {exc}")
+        environments[name] = {"python_executable": python, "code": found.get("code")} | found["environment"]
+        if found.get("code") != code_fingerprint():
+            print(f"notice: {name} ({python}) imports other code of this project (fingerprint {found.get('code')}, "
+                  f"here {code_fingerprint()}): a difference may be the code's, not the libraries'", file=sys.stderr)
+        for base in (n for n in names if twinnable(n)):
+            why = found["rows"].get(base, f"{name} does not know the {base} row")
+            if why:
+                why = why.partition("unavailable: ")[2] or why
+                skipped[f"{base}@{name}"] = f"{base}@{name} row unavailable: {why} in {name} ({python})"
+            else:
+                twins.append(register_twin(base, name, python).name)
+        if not any(t.endswith(f"@{name}") for t in twins):
+            parser.error(f"argument --env: none of the rows {', '.join(names)} can run in {name} ({python})")
+    return twins, environments, skipped

@@ -13,10 +13,13 @@ from harness.report.text import GRAD_LABELS, explanation_sentence, fmt, optimize
 from reference.spec import Config, solves_xor, unflatten_params
 
 
-def row_summary(traj, cfg: Config) -> dict:
+def row_summary(traj, cfg: Config, environments: dict | None = None) -> dict:
     outputs = predictions(traj, cfg)
     final = unflatten_params(traj.params[-1].astype(np.float64), cfg.hidden)
+    where = ROWS[traj.name].twin[1] if ROWS[traj.name].twin else "here"
     return {
+        "environment": where,
+        "versions": row_versions(traj.name, (environments or {}).get(where) or {}),
         "implementation": ROWS[traj.name].describe(cfg),
         "kind": ROWS[traj.name].kind,
         "final_loss": float(traj.loss[-1]),
@@ -29,13 +32,22 @@ def row_summary(traj, cfg: Config) -> dict:
     }
 
 
+def row_versions(name: str, env: dict) -> dict:
+    """The versions a row's numbers depend on: Python, numpy and its framework's packages."""
+    row = ROWS[ROWS[name].twin[0]] if ROWS[name].twin else ROWS[name]
+    packages = dict.fromkeys(("numpy", *row.requires, *(("jaxlib",) if "jax" in row.requires else ())))
+    return {"python": env.get("python")} | {p: env.get(p) for p in packages}
+
+
 def results_dict(results) -> dict:
     cfg = results.cfg
+    environments = {"here": results.environment} | results.environments
     return {
         "config": cfg.to_dict(),
         "environment": results.environment,
+        "environments": environments,
         "injected": results.faults,
-        "backends": {name: row_summary(t, cfg) for name, t in results.trajectories.items()},
+        "backends": {name: row_summary(t, cfg, environments) for name, t in results.trajectories.items()},
         "skipped": {str(k): v for k, v in results.skipped.items()},
         "reference_row": next(iter(results.trajectories), None),
         "tolerance_rule": (results.agreements[0].tolerance_source if results.agreements else None),
@@ -56,28 +68,55 @@ def render(results) -> str:
     return "\n".join(lines)
 
 
+def name_width(names, least: int = 12) -> int:
+    return max(least, *(len(n) for n in names))
+
+
+def environment_lines(results) -> list:
+    """One line per environment the rows ran in, with the versions that matter, when
+    rows ran in more than this one (--env)."""
+    if not results.environments:
+        return []
+    here = results.environment or {}
+    lines = ["here: " + versions_text(here)]
+    for name, env in results.environments.items():
+        lines.append(f"{name} ({env['python_executable']}): " + versions_text(env))
+    return lines
+
+
+def versions_text(env: dict) -> str:
+    from harness.files.environment import PACKAGES
+
+    shown = [f"python {env.get('python')}"] + [f"{p} {env[p]}" for p in PACKAGES if env.get(p) and p != "matplotlib"]
+    return ", ".join(shown)
+
+
 def _rows_table(results) -> list:
     cfg, trajectories = results.cfg, results.trajectories
     width = max(36, *(len(ROWS[n].describe(cfg)) for n in trajectories))
+    names = name_width(trajectories)
     lines = [
         f"XOR 2-{cfg.hidden}-1 sigmoid network, {optimizer_line(cfg)}; gradient of {GRAD_LABELS[cfg.grad]}",
         f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}; every row starts from the same initial weights"
         + (f"; planted: {', '.join(f'{r}:{f}' for r, f in results.faults.items())}" if results.faults else ""),
+        *environment_lines(results),
         "",
-        f"{'row':<12} {'gradient + optimizer':<{width}} {'final loss':>10}  {'predictions for 0 1 1 0':<27} "
+        f"{'row':<{names}} {'gradient + optimizer':<{width}} {'final loss':>10}  {'predictions for 0 1 1 0':<27} "
         f"{'solved':<6} {'µs/epoch':>9}",
     ]
     for name, traj in trajectories.items():
         outputs = predictions(traj, cfg)
         shown = " ".join(fmt(p, ".4f") for p in outputs)
         lines.append(
-            f"{name:<12} {ROWS[name].describe(cfg):<{width}} {fmt(float(traj.loss[-1]), '.4e'):>10}  "
+            f"{name:<{names}} {ROWS[name].describe(cfg):<{width}} {fmt(float(traj.loss[-1]), '.4e'):>10}  "
             f"{shown:<27} {'yes' if solves_xor(outputs) else 'NO':<6} {fmt(traj.us_per_epoch, '9.1f'):>9}"
         )
     return lines
 
 
 def _verdict(p: dict) -> str:
+    if "environment" in p:
+        return p["diagnosis"] + "; " + twin_difference_text(p)
     if not p.get("expected"):
         return p["diagnosis"]
     if p["explained"]:
@@ -87,17 +126,29 @@ def _verdict(p: dict) -> str:
     return f"DISAGREES beyond the known {p['b']} difference: {p['diagnosis']}"
 
 
+def twin_difference_text(p: dict) -> str:
+    """Where one row's runs in two environments first differ at all."""
+    if p["bit_identical"]:
+        return "bit-identical"
+    first = p["first_difference"]
+    if first is None:
+        return "every step bit-identical, the trajectories differ"
+    where = first["tensor"] + (f"[{', '.join(map(str, first['index']))}]" if first["index"] else "")
+    return f"steps first differ at epoch {first['epoch']}, {first['phase']} {where}, {first['ulps']:.3g} ULPs"
+
+
 def _pairs_table(results) -> list:
     first = results.agreements[0]
+    width = name_width([p["a"] + " vs " + p["b"] for p in results.pairs], 26)
     lines = ["", f"free-running drift against {first.a}: tolerance = {first.tolerance_source} "
                  f"(allowed at the last epoch {first.tolerance:.2e})",
-             f"{'pair':<26} {'max|Δθ|':>10} {'max|Δloss|':>11} {'first epoch over':>17} {'margin':>9}  "
+             f"{'pair':<{width}} {'max|Δθ|':>10} {'max|Δloss|':>11} {'first epoch over':>17} {'margin':>9}  "
              f"{'lockstep ULPs':>13}  verdict"]
     for p in results.pairs:
         first_over = "none" if p["first_epoch_over_tolerance"] is None else str(p["first_epoch_over_tolerance"])
         lock = f"{p['lockstep_max_ulp']:.3g}" if "lockstep_max_ulp" in p else "n/a"
         lines.append(
-            f"{p['a'] + ' vs ' + p['b']:<26} {fmt(p['max_abs_param_diff']):>10} {fmt(p['max_abs_loss_diff']):>11} "
+            f"{p['a'] + ' vs ' + p['b']:<{width}} {fmt(p['max_abs_param_diff']):>10} {fmt(p['max_abs_loss_diff']):>11} "
             f"{first_over:>17} {fmt(p['margin'], '.3f' if p['margin'] < 1e3 else '.2e'):>9}  {lock:>13}  {_verdict(p)}")
     return lines
 
@@ -116,11 +167,11 @@ def _lockstep_table(results) -> list:
     lines = ["", f"lockstep: every row steps from numpy's state at each of the {cfg.epochs} epochs; worst error "
                  f"per phase in ULPs at the scale of the value's terms (allowed {K_LOCKSTEP:g}; "
                  f"{results.lockstep_seconds:.1f} s)",
-             f"{'row':<12} " + " ".join(f"{ph:>9}" for ph in phases)]
+             f"{'row':<{name_width(results.lockstep)}} " + " ".join(f"{ph:>9}" for ph in phases)]
     where = []
     for name, result in results.lockstep.items():
         errors = result["errors"]
-        lines.append(f"{name:<12} " + phase_cells(errors, phases))
+        lines.append(f"{name:<{name_width(results.lockstep)}} " + phase_cells(errors, phases))
         worst = max(errors.values(), key=lambda e: e.max_ulp)
         index = f"[{', '.join(map(str, worst.index))}]" if worst.index else ""
         where.append(f"{name} {worst.phase} at epoch {worst.epoch}, {worst.tensor}{index}")
@@ -167,7 +218,7 @@ def _lockstep_note(results) -> str:
 def _conclusion(results) -> list:
     failed = [p for p in results.pairs if not pair_accepted(p)]
     if failed:
-        lines = [f"{len(failed)} of {len(results.pairs)} pairs disagree: " + ", ".join(p["b"] for p in failed)]
+        lines = [f"{len(failed)} of {len(results.pairs)} pairs disagree: " + ", ".join(_pair_name(p) for p in failed)]
         for p in failed:
             if "first_divergence" in p:
                 lines += ["", paragraph(p["a"], p["b"], p["first_divergence"], results.replay_files.get(p["b"]),
@@ -178,6 +229,11 @@ def _conclusion(results) -> list:
     head = (f"all {agreeing} pairs agree" if not explained else
             f"{agreeing} of {len(results.pairs)} pairs agree, {', '.join(explained)} differs as explained above")
     return [head + f" (margin = largest gap / allowed; {_lockstep_note(results)})"]
+
+
+def _pair_name(p: dict) -> str:
+    """A pair by its second row, or by both when the first is not the reference."""
+    return p["b"] if p["a"] == "numpy" or "environment" not in p else f"{p['a']} vs {p['b']}"
 
 
 def paragraph(a: str, b: str, div: dict, replay_path, explanation: dict | None = None) -> str:
@@ -208,5 +264,5 @@ def write_plots(results, folder) -> None:
                if results.envelope is not None else np.full(reference.params.shape[0], results.agreements[0].tolerance))
     for p in results.pairs:
         lock = results.lockstep.get(p["b"], {}).get("params_gap") if p["a"] == "numpy" else None
-        drift_figure(Path(folder) / f"drift_{p['a']}_vs_{p['b']}.png", p["a"], p["b"], results.gaps[p["b"]], allowed,
+        drift_figure(Path(folder) / f"drift_{p['a']}_vs_{p['b']}.png", p["a"], p["b"], results.gaps[p["a"], p["b"]], allowed,
                      lock)

@@ -131,10 +131,11 @@ def compare(a, b, dtype: str, tol=None, tolerance_source: str = "fixed rule", ch
     )
 
 
-def compare_all(trajectories: dict, dtype: str, envelope=None) -> list[Agreement]:
-    """Every row against the first one (numpy when it ran). The tolerance is
-    ``envelope_tolerance(envelope)`` when a perturbation envelope is given, else the
-    fixed rule."""
+def compare_all(trajectories: dict, dtype: str, envelope=None, pairs=None) -> list[Agreement]:
+    """Every row against the first one (numpy when it ran), or the given ``pairs`` of
+    names. The tolerance, the same for every pair, is ``envelope_tolerance(envelope)``
+    when a perturbation envelope is given, else the fixed rule, at the scale of the first
+    row's trajectory."""
     names = list(trajectories)
     if len(names) < 2:
         return []
@@ -145,7 +146,8 @@ def compare_all(trajectories: dict, dtype: str, envelope=None) -> list[Agreement
     else:
         tol, source = envelope_tolerance(envelope, dtype, scale)
     chaotic = envelope is not None and bool(chaotic_runs(envelope, dtype, scale))
-    return [compare(reference, trajectories[n], dtype, tol, source, chaotic) for n in names[1:]]
+    pairs = [(names[0], n) for n in names[1:]] if pairs is None else pairs
+    return [compare(trajectories[a], trajectories[b], dtype, tol, source, chaotic) for a, b in pairs]
 
 
 # --- the tolerance from the problem itself -------------------------------------------------------

@@ -12,17 +12,18 @@ import numpy as np
 import backends
 from harness.engine.agreement import perturbed_starts
 from harness.engine.faults import injected
-from harness.engine.rows import ROWS, Trajectory, device_for, register_plugin
+from harness.engine.rows import ROWS, Trajectory, device_for
 from harness.engine.trajectory_check import reference_first_step, validate_trajectory
 from reference.exchange import ExternalError
 from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, initial_params
 
 
-def with_plugins(paths: list, function, *args):
-    """``function(*args)`` in a process that has registered the plug-in rows first (worker
-    processes start with the built-in rows only)."""
-    for path in paths:
-        register_plugin(path)
+def with_rows(rows: list, function, *args):
+    """``function(*args)`` in a process that has registered ``rows`` first (worker
+    processes start with the built-in rows only; a plug-in's module loads when its row
+    first runs)."""
+    for row in rows:
+        ROWS[row.name] = row
     return function(*args)
 
 

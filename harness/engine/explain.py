@@ -230,7 +230,8 @@ def lockstep_and_explain(name: str, cfg: Config, states: States, faults: dict | 
     """``lockstep_row``, and when a phase fails, the explanation of that step."""
     from harness.engine.lockstep import lockstep_row
 
-    result = lockstep_row(name, cfg, states, faults)
+    twin = ROWS[name].twin
+    result = lockstep_row(name, cfg, states, faults, twin_of=twin[0] if twin else None)
     failing = [e.first["epoch"] for e in result["errors"].values() if not e.passed and e.first]
     result["explanation"] = explain_steps(name, cfg, states, faults or {}, min(failing)) if failing else None
     return result

@@ -219,6 +219,8 @@ def problem(row: str, fault: str, cfg: Config) -> str | None:
     if fault not in FAULTS:
         return f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})"
     record = FAULTS[fault]
+    if row in ROWS and ROWS[row].twin:  # planted in another environment's run of a row
+        row = ROWS[row].twin[0]
     plugin = row in ROWS and ROWS[row].kind == "plug-in"
     if row in ROWS and ROWS[row].program:
         variable = backends.load(ROWS[row].backend).PROGRAM.code_variable
@@ -261,5 +263,9 @@ def injected(backend: str, fault: str | None):
         yield
         return
     module = backends.load(backend)
+    if getattr(module, "REMOTE", False):  # another interpreter plants it there
+        with module.planted(fault):
+            yield
+        return
     with patched(module, FAULTS[fault].make(module)):
         yield

@@ -150,18 +150,51 @@ def first_failing(errors: dict) -> PhaseError | None:
     return None
 
 
-def lockstep_row(name: str, cfg: Config, states: States, faults: dict | None = None) -> dict:
+def lockstep_row(name: str, cfg: Config, states: States, faults: dict | None = None, twin_of: str | None = None) -> dict:
     """One row's lockstep against numpy (each with its planted fault, if any): per phase
-    errors, and per epoch the largest |Δθ| of the new params."""
+    errors, and per epoch the largest |Δθ| of the new params. A row of another
+    environment (``twin_of``: the row it runs) is also held against that row here: its
+    per phase errors (``twin_errors``) and where the two first differ at all
+    (``first_difference``)."""
     faults = faults or {}
     started = time.perf_counter()
-    with injected("numpy", faults.get("numpy")):
-        ref = row_phases("numpy", cfg, states)
+    ref = _phases_with_fault("numpy", cfg, states, faults)
     scales = rounding_scales(ref, states, cfg)
-    with injected(ROWS[name].backend, faults.get(name)):
-        other = row_phases(name, cfg, states)
+    other = _phases_with_fault(name, cfg, states, faults)
     errors = phase_errors(ref, other, scales, states, cfg.dtype)
     params_gap = np.max([elementwise_gap(np.asarray(ref["params"][k], np.float64),
                                          np.asarray(other["params"][k], np.float64)).reshape(len(states.epochs), -1).max(axis=1)
                          for k in PARAM_NAMES], axis=0)
-    return {"errors": errors, "params_gap": params_gap, "seconds": time.perf_counter() - started}
+    result = {"errors": errors, "params_gap": params_gap}
+    if twin_of is not None:
+        here = ref if twin_of == "numpy" else _phases_with_fault(twin_of, cfg, states, faults)
+        result["twin_errors"] = phase_errors(here, other, scales, states, cfg.dtype)
+        result["first_difference"] = first_bitwise_difference(here, other, states)
+    return result | {"seconds": time.perf_counter() - started}
+
+
+def _phases_with_fault(name: str, cfg: Config, states: States, faults: dict) -> dict:
+    with injected(ROWS[name].backend, faults.get(name)):
+        return row_phases(name, cfg, states)
+
+
+def first_bitwise_difference(ref: dict, other: dict, states: States) -> dict | None:
+    """Where two rows' phases of the same steps first differ at all: the earliest epoch,
+    then the first phase a step computes, its tensor and element, both values and the
+    gap in ULPs of the reference value; None when every phase is bit-identical."""
+    found = None
+    for phase in (p for p in PHASES if p in ref and p in other):
+        for k, want in ref[phase].items():
+            want64, got64 = np.asarray(want, np.float64), np.asarray(other[phase][k], np.float64)
+            differs = (elementwise_gap(want64, got64) > 0).reshape(want64.shape[0], -1)
+            rows = np.flatnonzero(differs.any(axis=1))
+            if rows.size and (found is None or rows[0] < found[0]):
+                element = np.unravel_index(int(np.argmax(differs[rows[0]])), want64.shape[1:])
+                found = (int(rows[0]), phase, k, element, float(want64[rows[0]][element]), float(got64[rows[0]][element]))
+    if found is None:
+        return None
+    row, phase, k, element, reference, value = found
+    spacing = float(np.spacing(abs(reference))) if np.isfinite(reference) else float("nan")
+    ulps = abs(value - reference) / spacing if np.isfinite(value) and spacing > 0 else float("inf")
+    return {"epoch": int(states.epochs[row]), "phase": phase, "tensor": k, "index": [int(i) for i in element],
+            "reference": reference, "value": value, "ulps": ulps}

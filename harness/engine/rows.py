@@ -4,7 +4,7 @@ call, known gaps) are the optimizer's record's (``reference.optimizers``)."""
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class Row:
     program: bool = False        # a program in another language (its backend's PROGRAM says which)
     dtypes: tuple = DTYPES       # the dtypes it computes in
     batched: bool = True         # whether it trains a batch of runs at once (the sweep)
+    twin: tuple | None = None    # a row run by another interpreter: (the row it runs, the environment's name)
 
     def implements(self, cfg: Config) -> bool:
         return (cfg.optimizer in self.optimizers and (cfg.optimizer != "adam" or cfg.adam in self.forms)
@@ -35,6 +36,8 @@ class Row:
 
     def describe(self, cfg: Config) -> str:
         """What the row computes for ``cfg``, for the table."""
+        if self.twin is not None:
+            return f"{ROWS[self.twin[0]].describe(cfg)}, in {self.twin[1]}"
         if self.kind in ("external", "plug-in"):
             return self.implementation
         if self.library == "keras":
@@ -63,6 +66,7 @@ ROWS = {
             program=True, dtypes=("float64",), batched=False),
     )
 }
+BUILT_IN = frozenset(ROWS)
 DEFAULT_ROWS = ("numpy", "jax", "torch", "torch.optim", "optax")  # the paper form's rows
 LANGUAGE_ROWS = tuple(name for name, row in ROWS.items() if row.program)  # they join a default run where installed
 
@@ -81,9 +85,33 @@ def register_plugin(path) -> Row:
     return row
 
 
-def plugin_paths(names) -> list:
-    """The files of the plug-in rows among ``names``: what a worker process must register."""
-    return [ROWS[n].backend[len("file:"):] for n in names if n in ROWS and ROWS[n].kind == "plug-in"]
+def added_rows(names) -> list:
+    """The rows among ``names`` that this process registered (plug-ins, rows of other
+    environments): what a worker process must register too (``execution.with_rows``)."""
+    return [ROWS[n] for n in names if n in ROWS and n not in BUILT_IN]
+
+
+def twinnable(name: str) -> bool:
+    """Whether row ``name`` can also run in another Python environment: the built-in rows
+    that are Python code (a language row runs the same program in either)."""
+    return name in BUILT_IN and not ROWS[name].program
+
+
+def is_twin_pair(a: str, b: str) -> bool:
+    """Whether row ``b`` is row ``a`` run in another environment."""
+    return ROWS[b].twin is not None and ROWS[b].twin[0] == a
+
+
+def register_twin(name: str, env: str, python) -> Row:
+    """Row ``name`` run by the interpreter ``python`` as environment ``env``: ``name@env``
+    (``backends.env_row``)."""
+    from backends.env_row import backend_key
+
+    base = ROWS[name]
+    row = replace(base, name=f"{name}@{env}", backend=backend_key(name, env, python), requires=(), batched=False,
+                  twin=(name, env))
+    ROWS[row.name] = row
+    return row
 
 
 def register_external(name: str, path) -> Row:
@@ -94,14 +122,17 @@ def register_external(name: str, path) -> Row:
 
 
 def rows_for(cfg: Config) -> tuple:
-    """The rows that implement ``cfg``'s optimizer (and Adam form), numpy first."""
-    return tuple(name for name, row in ROWS.items() if row.implements(cfg))
+    """The built-in rows that implement ``cfg``'s optimizer (and Adam form), numpy first
+    (plug-ins, files and other environments join a run only when named)."""
+    return tuple(name for name, row in ROWS.items() if name in BUILT_IN and row.implements(cfg))
 
 
 def expected_gap(name: str, cfg: Config):
     """The known gap (``reference.optimizers.Gap``: first differing phase, why) when row
-    ``name`` cannot compute ``cfg``'s spec (a library that cannot express it), or None."""
-    return OPTIMIZERS[cfg.optimizer].gaps.get(name)
+    ``name`` cannot compute ``cfg``'s spec (a library that cannot express it), or None;
+    a row of another environment has the gaps of the row it runs."""
+    twin = ROWS[name].twin if name in ROWS else None
+    return OPTIMIZERS[cfg.optimizer].gaps.get(twin[0] if twin else name)
 
 
 @dataclass
@@ -147,9 +178,10 @@ def unavailable_reason(name: str) -> str | None:
 
 
 def device_for(name: str, device: str) -> str:
-    """numpy and the language rows always run on the CPU; ``device`` applies to the JAX
-    and torch rows."""
-    return "cpu" if ROWS[name].backend == "numpy" or ROWS[name].program else device
+    """numpy, the language rows and the rows of other environments always run on the CPU;
+    ``device`` applies to the JAX and torch rows."""
+    row = ROWS[name]
+    return "cpu" if row.backend == "numpy" or row.program or row.twin else device
 
 
 def device_problem(name: str, device: str) -> str | None:

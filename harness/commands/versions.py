@@ -1,0 +1,191 @@
+"""``compare.py versions --env NAME=PYTHON``: did an upgrade change the numbers? Every
+Python row runs here and in the other environment (``backends.env_row``) from the same
+initial weights; per row, whether the two runs are the same bits over the whole run, and
+if not, where they first differ (in the trajectory, and stepping from the same states in
+lockstep: epoch, phase, tensor, element, ULPs) and whether that is rounding (every step
+within its rounding bound, the trajectories within the derived tolerance) or a change in
+the computation."""
+from __future__ import annotations
+
+import numpy as np
+
+from harness.commands import options
+from harness.engine.agreement import elementwise_gap
+from harness.engine.lockstep import K_LOCKSTEP
+from harness.engine.rows import ROWS, twinnable
+from harness.engine.verdict import pair_accepted
+from reference.spec import unflatten_params
+
+DESCRIPTION = ("Run every Python row here and in another environment (--env NAME=PYTHON: that environment's "
+               "interpreter, with this project installed beside other library versions) and say per row whether the "
+               "two runs are bit-identical over the whole run; if not, the first epoch, phase, tensor and element "
+               "where they differ, by how many ULPs, and whether it is rounding or a change in the computation.")
+EPILOG = ("exit status: 0 every row agrees with itself across the environments within the derived tolerance (bit-"
+          "identical or rounding level), 1 some row does not, 2 bad usage")
+
+
+def add_arguments(parser) -> None:
+    options.add_problem_options(parser)
+    options.add_adam_options(parser)
+    options.add_env_option(parser, required=True)
+    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
+                        help="comma-separated Python rows to compare (default: every Python row of the optimizer "
+                        "that can run in both environments; numpy runs here as the reference either way)")
+    parser.add_argument("--inject", action="append", metavar="ROW:FAULT",
+                        help="plant a fault in one row (ROW@NAME: in its run in environment NAME) to see a change "
+                        "in the computation caught (repeatable, one per row)")
+    parser.add_argument("--jobs", type=options.positive_int, default=options.default_jobs(),
+                        help="rows run in this many processes at once (default %(default)s)")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+
+
+def main(args, parser) -> int:
+    from harness.commands.run import run_default, stderr_progress
+    from harness.files.environment import environment
+
+    cfg = options.config_from(args, parser)
+    outputs = options.check_outputs(parser, args, files=("json",), folders=())
+    chosen = _rows(args.backends, parser, cfg)
+    names, skipped = options.select_rows(chosen, parser, "cpu", cfg)
+    twins, environments, not_there = options.load_environments(args.env, names, parser)
+    names = [n for n in names if any(ROWS[t].twin[0] == n for t in twins)]  # a row with no twin has nothing to say
+    reference = [] if "numpy" in names else ["numpy"]
+    faults = options.parse_faults(args.inject, names + twins, cfg, parser)
+    options.refuse_if_too_large(parser, "default", cfg, len(reference + names + twins))
+    options.notice_skipped([*skipped.values(), *not_there.values()])
+    results = run_default(cfg, reference + names + twins, "cpu", args.jobs, faults, progress=stderr_progress,
+                          twins_only=True)
+    results.environment, results.environments = environment(), environments
+    data = summary(results)
+    print(render(results, data))
+    return options.finish(parser, outputs, options.Result(data))
+
+
+def _rows(requested, parser, cfg) -> list:
+    """The rows to compare: the requested ones, which must be Python rows, else every
+    Python row of the optimizer whose framework is here."""
+    from harness.engine.rows import rows_for, unavailable_reason
+
+    if requested:
+        wrong = [n for n in requested if not twinnable(n)]
+        if wrong:
+            parser.error(f"argument --backends: {wrong[0]} is not a Python row of this project: the same program "
+                         "runs in either environment" if ROWS[wrong[0]].program else
+                         f"argument --backends: {wrong[0]} cannot run in another environment")
+        return requested
+    return [n for n in rows_for(cfg) if twinnable(n) and not unavailable_reason(n)]
+
+
+def summary(results) -> dict:
+    """The JSON of a versions run: per twin pair, the whole-run comparison, the lockstep
+    comparison and the verdict."""
+    rows = {}
+    for p in results.pairs:
+        a, b = results.trajectories[p["a"]], results.trajectories[p["b"]]
+        rows[p["b"]] = {"row": p["a"], "environment": p["environment"], "verdict": verdict(p),
+                        "passed": pair_accepted(p), "bit_identical": p["bit_identical"],
+                        "trajectory": {"bit_identical": p["trajectory_bit_identical"],
+                                       "first_difference": first_trajectory_difference(a, b),
+                                       "max_abs_param_diff": p["max_abs_param_diff"],
+                                       "max_abs_loss_diff": p["max_abs_loss_diff"], "margin": p["margin"],
+                                       "tolerance": p["tolerance"], "passed": p["free_running_passed"]},
+                        "lockstep": {"run": p["stepped"], "first_difference": p["first_difference"],
+                                     "max_ulp": p.get("lockstep_max_ulp"), "allowed_ulp": K_LOCKSTEP,
+                                     "first_failing_phase": first_failing_phase(p), "phases": p.get("lockstep")},
+                        "diagnosis": p["diagnosis"]}
+    return {"config": results.cfg.to_dict(), "environments": {"here": results.environment} | results.environments,
+            "injected": results.faults, "rows": rows, "skipped": dict(results.skipped),
+            "passed": all(r["passed"] for r in rows.values())}
+
+
+def verdict(p: dict) -> str:
+    """bit-identical, rounding level, or what differs."""
+    if p["bit_identical"]:
+        return "bit-identical"
+    if p["passed"]:
+        return "rounding level"
+    failing = first_failing_phase(p)
+    if failing:
+        return f"computation changed ({failing} first)"
+    return "parts beyond the derived tolerance"
+
+
+def first_failing_phase(p: dict) -> str | None:
+    """The first phase, in the order a step computes them, whose lockstep error is over its bound."""
+    return next((phase for phase, error in (p.get("lockstep") or {}).items() if not error["passed"]), None)
+
+
+def first_trajectory_difference(a, b) -> dict | None:
+    """Where two whole-run trajectories (every epoch) first differ at all: the earliest
+    epoch, the loss logged before its update first, then the parameters after it."""
+    loss_differs = elementwise_gap(a.loss, b.loss) > 0
+    param_differs = (elementwise_gap(a.params, b.params) > 0).any(axis=1)
+    epochs = [int(np.argmax(loss_differs)) + 1 if loss_differs.any() else None,
+              int(np.argmax(param_differs)) if param_differs.any() else None]
+    if epochs == [None, None]:
+        return None
+    epoch = min(e for e in epochs if e is not None)
+    if epochs[0] == epoch and epoch >= 1:
+        return _difference(epoch, "loss", "loss", [], float(a.loss[epoch - 1]), float(b.loss[epoch - 1]))
+    hidden = (a.params.shape[1] - 1) // 4
+    here, there = unflatten_params(a.params[epoch], hidden), unflatten_params(b.params[epoch], hidden)
+    for k in here:
+        differs = elementwise_gap(here[k], there[k]) > 0
+        if differs.any():
+            index = np.unravel_index(int(np.argmax(differs)), differs.shape)
+            return _difference(epoch, "params", k, [int(i) for i in index], float(here[k][index]),
+                               float(there[k][index]))
+    return None
+
+
+def _difference(epoch, phase, tensor, index, here, there) -> dict:
+    spacing = float(np.spacing(abs(here))) if np.isfinite(here) else float("nan")
+    ulps = abs(there - here) / spacing if np.isfinite(there) and spacing > 0 else float("inf")
+    return {"epoch": epoch, "phase": phase, "tensor": tensor, "index": index, "reference": here, "value": there,
+            "ulps": ulps}
+
+
+def _where(first: dict) -> str:
+    index = f"[{', '.join(map(str, first['index']))}]" if first["index"] else ""
+    tensor = "" if first["tensor"] == first["phase"] else f" {first['tensor']}"
+    return (f"epoch {first['epoch']}, {first['phase']}{tensor}{index}: {first['reference']:.17g} here, "
+            f"{first['value']:.17g} there, {first['ulps']:.3g} ULPs")
+
+
+def render(results, data: dict) -> str:
+    from harness.commands.run_report import environment_lines
+    from harness.report.text import optimizer_line
+
+    cfg = results.cfg
+    lines = [f"one row, two environments: {optimizer_line(cfg)}; {cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}",
+             *environment_lines(results), ""]
+    for name, row in data["rows"].items():
+        lines += _row_lines(name, row, cfg.epochs)
+    failed = [name for name, row in data["rows"].items() if not row["passed"]]
+    lines.append("")
+    lines.append(f"{len(failed)} of {len(data['rows'])} rows differ beyond rounding: {', '.join(failed)}" if failed
+                 else f"all {len(data['rows'])} rows agree across the environments (bit-identical or at rounding "
+                      "level)")
+    return "\n".join(lines)
+
+
+def _row_lines(name: str, row: dict, epochs: int) -> list:
+    traj, lock = row["trajectory"], row["lockstep"]
+    if row["bit_identical"]:
+        return [f"{row['row']} vs {name}: bit-identical: every epoch of the {epochs}"
+                + (" and every phase of every step" if lock["run"] else " (no lockstep for this row)")]
+    lines = [f"{row['row']} vs {name}: {row['verdict']}"]
+    if traj["bit_identical"]:
+        lines.append("  whole run: bit-identical")
+    else:
+        lines.append(f"  whole run: first differs at {_where(traj['first_difference'])}; max|Δθ| "
+                     f"{traj['max_abs_param_diff']:.2e}, margin {traj['margin']:.3g} of the allowed "
+                     f"{traj['tolerance']:.2e}" + ("" if traj["passed"] else " (OVER)"))
+    first = lock["first_difference"]
+    if not lock["run"]:
+        return lines + ["  same states (lockstep): not run for this row"]
+    lines.append("  same states (lockstep): " + ("every phase of every step bit-identical" if first is None else
+                 f"first differs at {_where(first)}; worst {lock['max_ulp']:.3g} ULPs at the scale of its terms "
+                 f"(allowed {lock['allowed_ulp']:g})" + (f", fails first in {lock['first_failing_phase']}"
+                                                         if lock["first_failing_phase"] else ": rounding level")))
+    return lines
