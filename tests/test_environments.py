@@ -202,3 +202,14 @@ def test_goldens_made_in_the_older_environment_say_where_they_differ(old_env, tm
     if not result["bit_identical"]:
         first = result["first_difference"]
         assert first["epoch"] >= 1 and first["phase"] in [str(p) for p in golden["phases"]]
+
+
+@pytest.mark.slow
+def test_a_float32_difference_is_counted_in_float32_ulps(tmp_path):
+    code, data = versions_json(tmp_path, "--env", f"same={sys.executable}", "--backends", "numpy", "--epochs", "50",
+                               "--dtype", "float32", "--inject", "numpy@same:grad-missing-2-over-n")
+    assert code == 1
+    for first in (data["rows"]["numpy@same"]["lockstep"]["first_difference"],
+                  data["rows"]["numpy@same"]["trajectory"]["first_difference"]):
+        spacing = float(np.spacing(np.float32(abs(first["reference"]))))
+        assert first["ulps"] == pytest.approx(abs(first["value"] - first["reference"]) / spacing)

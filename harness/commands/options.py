@@ -431,6 +431,7 @@ def load_environments(specs, names: list, parser) -> tuple[list, dict, dict]:
     from harness.files.environment import code_fingerprint
 
     twins, environments, skipped = [], {}, {}
+    here = code_fingerprint() if specs else None
     for spec in specs or []:
         name, sep, python = spec.partition("=")
         if not sep or not ENV_NAME.fullmatch(name) or not python:
@@ -444,9 +445,9 @@ def load_environments(specs, names: list, parser) -> tuple[list, dict, dict]:
         except RemoteError as exc:
             parser.error(f"argument --env: {name}={python}: {exc}")
         environments[name] = {"python_executable": python, "code": found.get("code")} | found["environment"]
-        if found.get("code") != code_fingerprint():
+        if found.get("code") != here:
             print(f"notice: {name} ({python}) imports other code of this project (fingerprint {found.get('code')}, "
-                  f"here {code_fingerprint()}): a difference may be the code's, not the libraries'", file=sys.stderr)
+                  f"here {here}): a difference may be the code's, not the libraries'", file=sys.stderr)
         for base in (n for n in names if twinnable(n)):
             why = found["rows"].get(base, f"{name} does not know the {base} row")
             if why:

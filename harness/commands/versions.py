@@ -11,7 +11,7 @@ import numpy as np
 
 from harness.commands import options
 from harness.engine.agreement import elementwise_gap
-from harness.engine.lockstep import K_LOCKSTEP
+from harness.engine.lockstep import K_LOCKSTEP, difference_at
 from harness.engine.rows import ROWS, twinnable
 from harness.engine.verdict import pair_accepted
 from reference.spec import unflatten_params
@@ -126,23 +126,17 @@ def first_trajectory_difference(a, b) -> dict | None:
         return None
     epoch = min(e for e in epochs if e is not None)
     if epochs[0] == epoch and epoch >= 1:
-        return _difference(epoch, "loss", "loss", [], float(a.loss[epoch - 1]), float(b.loss[epoch - 1]))
+        return difference_at(epoch, "loss", "loss", [], float(a.loss[epoch - 1]), float(b.loss[epoch - 1]),
+                             a.loss.dtype)
     hidden = (a.params.shape[1] - 1) // 4
     here, there = unflatten_params(a.params[epoch], hidden), unflatten_params(b.params[epoch], hidden)
     for k in here:
         differs = elementwise_gap(here[k], there[k]) > 0
         if differs.any():
             index = np.unravel_index(int(np.argmax(differs)), differs.shape)
-            return _difference(epoch, "params", k, [int(i) for i in index], float(here[k][index]),
-                               float(there[k][index]))
+            return difference_at(epoch, "params", k, [int(i) for i in index], float(here[k][index]),
+                                 float(there[k][index]), a.params.dtype)
     return None
-
-
-def _difference(epoch, phase, tensor, index, here, there) -> dict:
-    spacing = float(np.spacing(abs(here))) if np.isfinite(here) else float("nan")
-    ulps = abs(there - here) / spacing if np.isfinite(there) and spacing > 0 else float("inf")
-    return {"epoch": epoch, "phase": phase, "tensor": tensor, "index": index, "reference": here, "value": there,
-            "ulps": ulps}
 
 
 def _where(first: dict) -> str:

@@ -180,8 +180,8 @@ def _phases_with_fault(name: str, cfg: Config, states: States, faults: dict) -> 
 
 def first_bitwise_difference(ref: dict, other: dict, states: States) -> dict | None:
     """Where two rows' phases of the same steps first differ at all: the earliest epoch,
-    then the first phase a step computes, its tensor and element, both values and the
-    gap in ULPs of the reference value; None when every phase is bit-identical."""
+    then the first phase a step computes, its tensor and element (``difference_at``);
+    None when every phase is bit-identical."""
     found = None
     for phase in (p for p in PHASES if p in ref and p in other):
         for k, want in ref[phase].items():
@@ -190,11 +190,19 @@ def first_bitwise_difference(ref: dict, other: dict, states: States) -> dict | N
             rows = np.flatnonzero(differs.any(axis=1))
             if rows.size and (found is None or rows[0] < found[0]):
                 element = np.unravel_index(int(np.argmax(differs[rows[0]])), want64.shape[1:])
-                found = (int(rows[0]), phase, k, element, float(want64[rows[0]][element]), float(got64[rows[0]][element]))
+                found = (int(rows[0]), phase, k, element, float(want64[rows[0]][element]),
+                         float(got64[rows[0]][element]), np.asarray(want).dtype)
     if found is None:
         return None
-    row, phase, k, element, reference, value = found
-    spacing = float(np.spacing(abs(reference))) if np.isfinite(reference) else float("nan")
-    ulps = abs(value - reference) / spacing if np.isfinite(value) and spacing > 0 else float("inf")
-    return {"epoch": int(states.epochs[row]), "phase": phase, "tensor": k, "index": [int(i) for i in element],
-            "reference": reference, "value": value, "ulps": ulps}
+    row, phase, k, element, reference, value, dtype = found
+    return difference_at(int(states.epochs[row]), phase, k, [int(i) for i in element], reference, value, dtype)
+
+
+def difference_at(epoch: int, phase: str, tensor: str, index: list, reference: float, value: float, dtype) -> dict:
+    """One first difference, JSON-ready: where, both values, and the gap in ULPs of the
+    reference value in ``dtype`` (infinite where either is not finite)."""
+    finite = np.isfinite(reference) and np.isfinite(value)
+    spacing = float(np.spacing(np.abs(np.asarray(reference, dtype)))) if finite else 0.0
+    ulps = abs(value - reference) / spacing if spacing > 0 else float("inf")
+    return {"epoch": int(epoch), "phase": phase, "tensor": tensor, "index": list(index), "reference": reference,
+            "value": value, "ulps": ulps}
