@@ -444,14 +444,14 @@ def load_environments(specs, names: list, parser) -> tuple[list, dict, dict]:
             found = probe(python)
         except RemoteError as exc:
             parser.error(f"argument --env: {name}={python}: {exc}")
-        environments[name] = {"python_executable": python, "code": found.get("code")} | found["environment"]
+        environments[name] = found["environment"] | {"python_executable": python, "code": found.get("code")}
         if found.get("code") != here:
             print(f"notice: {name} ({python}) imports other code of this project (fingerprint {found.get('code')}, "
                   f"here {here}): a difference may be the code's, not the libraries'", file=sys.stderr)
         for base in (n for n in names if twinnable(n)):
             why = found["rows"].get(base, f"{name} does not know the {base} row")
             if why:
-                why = why.partition("unavailable: ")[2] or why
+                why = str(why).partition("unavailable: ")[2] or str(why)
                 skipped[f"{base}@{name}"] = f"{base}@{name} row unavailable: {why} in {name} ({python})"
             else:
                 twins.append(register_twin(base, name, python).name)
