@@ -6,6 +6,7 @@ from harness.commands import options
 from harness.engine.lockstep import K_LOCKSTEP, first_failing, lockstep_row, phases_for
 from harness.engine.rows import ROWS
 from harness.commands.run_report import phase_cells
+from harness.report.text import element
 
 DESCRIPTION = ("Run the single step a replay file holds (the numpy row's exact state before the step where a pair "
                "parted) in every row, and compare each phase with numpy's.")
@@ -63,7 +64,7 @@ def render_replay(replay: dict, results: dict) -> str:
     if not failing:
         lines.append("every row computes this step as numpy does, to rounding")
     for name, f in failing.items():
-        where = f.tensor + (f"[{', '.join(map(str, f.index))}]" if f.index else "")
+        where = element(f.tensor, f.index)
         lines.append(f"{name}: first differs in {f.phase}, worst at {where}: numpy {f.reference:.17g}, "
                      f"{name} {f.value:.17g} ({f.max_ulp:.3g} ULPs at the scale of its terms)")
     return "\n".join(lines)

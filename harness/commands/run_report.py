@@ -9,7 +9,7 @@ from harness.engine.agreement import envelope_tolerance, trajectory_scale
 from harness.engine.lockstep import K_LOCKSTEP, phases_for
 from harness.engine.rows import ROWS
 from harness.engine.verdict import pair_accepted
-from harness.report.text import GRAD_LABELS, explanation_sentence, fmt, optimizer_line, predictions
+from harness.report.text import GRAD_LABELS, element, explanation_sentence, fmt, optimizer_line, predictions
 from reference.spec import Config, solves_xor, unflatten_params
 
 
@@ -133,7 +133,7 @@ def twin_difference_text(p: dict) -> str:
     first = p["first_difference"]
     if first is None:
         return "every step bit-identical, the trajectories differ"
-    where = first["tensor"] + (f"[{', '.join(map(str, first['index']))}]" if first["index"] else "")
+    where = element(first["tensor"], first["index"])
     return f"steps first differ at epoch {first['epoch']}, {first['phase']} {where}, {first['ulps']:.3g} ULPs"
 
 
@@ -173,8 +173,7 @@ def _lockstep_table(results) -> list:
         errors = result["errors"]
         lines.append(f"{name:<{name_width(results.lockstep)}} " + phase_cells(errors, phases))
         worst = max(errors.values(), key=lambda e: e.max_ulp)
-        index = f"[{', '.join(map(str, worst.index))}]" if worst.index else ""
-        where.append(f"{name} {worst.phase} at epoch {worst.epoch}, {worst.tensor}{index}")
+        where.append(f"{name} {worst.phase} at epoch {worst.epoch}, {element(worst.tensor, worst.index)}")
     return lines + ["worst: " + "; ".join(where)]
 
 
@@ -237,7 +236,7 @@ def _pair_name(p: dict) -> str:
 
 
 def paragraph(a: str, b: str, div: dict, replay_path, explanation: dict | None = None) -> str:
-    where = div["tensor"] + (f"[{', '.join(map(str, div['index']))}]" if div["index"] else "")
+    where = element(div["tensor"], div["index"])
     text = (f"{a} vs {b} first part at epoch {div['epoch']}, phase {div['phase']}, {where}: "
             f"{a} {div['reference']:.17g}, {b} {div['value']:.17g}; difference {div['abs_diff']:.3e} "
             f"absolute, {div['rel_diff']:.3e} relative, {div['ulp_diff']:.3g} ULPs (found by the "

@@ -12,8 +12,9 @@ import numpy as np
 from harness.commands import options
 from harness.engine.agreement import elementwise_gap
 from harness.engine.lockstep import K_LOCKSTEP, difference_at
-from harness.engine.rows import ROWS, twinnable
+from harness.engine.rows import ROWS, is_twin_pair, twinnable
 from harness.engine.verdict import pair_accepted
+from harness.report.text import element
 from reference.spec import unflatten_params
 
 DESCRIPTION = ("Run every Python row here and in another environment (--env NAME=PYTHON: that environment's "
@@ -48,7 +49,7 @@ def main(args, parser) -> int:
     chosen = _rows(args.backends, parser, cfg)
     names, skipped = options.select_rows(chosen, parser, "cpu", cfg)
     twins, environments, not_there = options.load_environments(args.env, names, parser)
-    names = [n for n in names if any(ROWS[t].twin[0] == n for t in twins)]  # a row with no twin has nothing to say
+    names = [n for n in names if any(is_twin_pair(n, t) for t in twins)]  # a row with no twin has nothing to say
     reference = [] if "numpy" in names else ["numpy"]
     faults = options.parse_faults(args.inject, names + twins, cfg, parser)
     options.refuse_if_too_large(parser, "default", cfg, len(reference + names + twins))
@@ -140,9 +141,8 @@ def first_trajectory_difference(a, b) -> dict | None:
 
 
 def _where(first: dict) -> str:
-    index = f"[{', '.join(map(str, first['index']))}]" if first["index"] else ""
-    tensor = "" if first["tensor"] == first["phase"] else f" {first['tensor']}"
-    return (f"epoch {first['epoch']}, {first['phase']}{tensor}{index}: {first['reference']:.17g} here, "
+    where = "" if first["tensor"] == first["phase"] else " " + element(first["tensor"], first["index"])
+    return (f"epoch {first['epoch']}, {first['phase']}{where}: {first['reference']:.17g} here, "
             f"{first['value']:.17g} there, {first['ulps']:.3g} ULPs")
 
 

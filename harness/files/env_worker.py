@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "xor-crosscheck env 1"
+from backends.env_row import FORMAT
 
 
 def _inputs(folder: Path) -> dict:

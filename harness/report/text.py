@@ -27,6 +27,11 @@ def optimizer_line(cfg: Config) -> str:
     return f"{title}: {hyper}"
 
 
+def element(tensor: str, index) -> str:
+    """A tensor's element as people write it: W1[0, 3]; a scalar by its name alone."""
+    return tensor + (f"[{', '.join(map(str, index))}]" if len(index) else "")
+
+
 def fmt(x: float, spec: str = ".2e") -> str:
     return format(x, spec) if math.isfinite(x) else str(x)
 
