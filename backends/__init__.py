@@ -61,18 +61,6 @@ REQUIRED = ("NAME", "to_backend", "to_numpy", "forward", "loss_and_grads", "UPDA
 INTERFACE = REQUIRED + ("GRADIENT_SOURCE", "sqrt", "check_device", "optimizer_init", "optimizer_step", "train_step",
                         "train", "step_phases")
 
-MODULES = {
-    "numpy": "backends.numpy_backend",
-    "jax": "backends.jax_backend",
-    "torch": "backends.torch_backend",
-    "torch.optim": "backends.torch_optim_row",
-    "optax": "backends.optax_row",
-    "keras": "backends.keras_row",
-    "octave": "backends.octave_backend",
-    "scilab": "backends.scilab_backend",
-}
-
-
 # Seconds each backend's first import took in this process (its framework's import,
 # mostly): the default run's timeline reports them (harness.engine.execution.timed).
 IMPORT_SECONDS: dict = {}
@@ -87,27 +75,27 @@ class PluginError(ValueError):
 
 
 def load(name: str):
-    """Import backend ``name`` ("file:PATH" for a plug-in, "env:ROW@NAME=PYTHON" for a row
-    run by another interpreter, ``env_row``); :class:`BackendUnavailable` names what is
-    missing."""
+    """Import the backend ``name``: a module of ours ("backends.numpy_backend", what a
+    row's record names), "file:PATH" for a plug-in, "env:ROW@NAME=PYTHON" for a row run by
+    another interpreter (``env_row``); :class:`BackendUnavailable` names what is missing."""
     if name.startswith("file:"):
         return load_file(name[len("file:"):])
     if name.startswith("env:"):  # a row run by another interpreter
         from backends import env_row
 
         return env_row.load(name)
-    if MODULES[name] in sys.modules:
-        return sys.modules[MODULES[name]]
+    if name in sys.modules:
+        return sys.modules[name]
     started = time.perf_counter()
     try:
-        module = importlib.import_module(MODULES[name])
+        module = importlib.import_module(name)
     except BackendUnavailable:
         raise
     except ImportError as exc:
         missing = getattr(exc, "name", None) or str(exc)
         if missing.split(".")[0] in ("backends", "reference", "harness"):
             raise  # our own code is broken: that is a bug, not a missing framework
-        raise BackendUnavailable(f"{name} backend unavailable: cannot import {missing}") from exc
+        raise BackendUnavailable(f"{name} unavailable: cannot import {missing}") from exc
     IMPORT_SECONDS[name] = time.perf_counter() - started
     return module
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from harness.engine.rows import INJECTABLE_ROWS
 from reference.spec import Config, initial_params
 
 # CI must not flake: the same examples every run there; a fresh search elsewhere.
@@ -19,7 +20,8 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-BACKEND_NAMES = ("numpy", "jax", "torch")
+# the whole backends (numpy, jax, torch): the rows whose records take planted faults
+BACKEND_NAMES = INJECTABLE_ROWS
 
 # One JAX compilation cache on disk for the whole session: the suite compiles the same
 # programs in many processes (xdist workers, the rows' worker pools, dask workers, every
@@ -38,12 +40,14 @@ def pytest_unconfigure(config):
 
 
 def load_backend(name):
-    """The backend module, or a skip naming the missing framework."""
-    if name != "numpy":
-        pytest.importorskip(name)
-    import backends
+    """Row ``name``'s backend module, or a skip naming the missing framework."""
+    from harness.engine.rows import ROWS, load_backend, unavailable_reason
 
-    return backends.load(name)
+    if unavailable_reason(name):
+        pytest.skip(unavailable_reason(name))
+    for module in ROWS[name].requires:
+        pytest.importorskip(module)
+    return load_backend(name)
 
 
 @pytest.fixture(scope="session")

@@ -104,14 +104,14 @@ def test_the_command_line_only_builds_parsers_and_dispatches():
 
 
 def test_every_optimizer_has_its_rule_bound_and_library_facts():
-    import backends
     from harness.engine.bounds import OPTIMIZER_BOUNDS
+    from harness.engine.rows import INJECTABLE_ROWS, load_backend
     from reference.optimizers import OPTIMIZERS, UPDATES
 
     for name, record in OPTIMIZERS.items():
         assert name in UPDATES and name in OPTIMIZER_BOUNDS
         assert set(record.torch_state) == set(record.state_slots), name
         assert set(record.optax_state.values()) == set(record.state_slots), name
-    for backend in ("numpy", "jax", "torch"):
+    for backend in INJECTABLE_ROWS:
         pytest.importorskip(backend)
-        assert set(backends.load(backend).UPDATES) == set(OPTIMIZERS)
+        assert set(load_backend(backend).UPDATES) == set(OPTIMIZERS)

@@ -20,14 +20,14 @@ from harness.commands import lineage, options
 from harness.commands.run import run_default
 from harness.engine.execution import run_row
 from harness.engine.lockstep import lockstep_row, states_from_history
-from harness.engine.rows import LANGUAGE_ROWS
+from harness.engine.rows import LANGUAGE_ROWS, load_backend
 from reference.optimizers import OPTIMIZERS
 from reference.spec import Config
 from tests.test_cli import run_cli
 from tests.test_exchange import error_lines
 
 LANGUAGES = {"octave": "octave-cli", "scilab": "scilab-cli"}
-CODE = {row: backends.load(row).PROGRAM for row in LANGUAGES}
+CODE = {row: load_backend(row).PROGRAM for row in LANGUAGES}
 # every configuration the code implements: each optimizer, Adam's other forms, the other gradient
 CONFIGS = [Config(optimizer=o) for o in OPTIMIZERS] + [Config(adam="epshat"), Config(adam="seed"),
                                                        Config(adam="seed", grad="half-sse")]
@@ -185,7 +185,7 @@ def test_a_batch_of_states_goes_to_the_program_and_back_in_order():
     assert records.shape == (5, 17 * 4 + 1) and records.dtype == np.dtype("<f8")
     np.testing.assert_array_equal(records[:, -1], np.arange(5))
     np.testing.assert_array_equal(records[:, 17:34], run.states["m"][:5])
-    reference = backends.load("numpy").step_phases(cfg, states.params, states.slots, states.t)
+    reference = load_backend("numpy").step_phases(cfg, states.params, states.slots, states.t)
     layout = PhaseLayout(cfg.hidden, OPTIMIZERS[cfg.optimizer].phases)
     flat = np.concatenate([np.concatenate([np.asarray(reference[phase][k]).reshape(5, -1) for k in reference[phase]],
                                           axis=1) for phase in ("forward", "loss", "grads", "m", "v", "vmax", "update",

@@ -82,9 +82,9 @@ SWAPS = ("eps-inside-sqrt", "beta1-beta2-swapped", "rmsprop-eps-inside-sqrt", "g
 def test_the_fast_training_loop_steps_with_the_functions_lockstep_checks(fault, row):
     # One implementation of a row's step: a fault planted in any function that lockstep
     # steps reaches the fast loop too, which then trains as the readable train_step does.
-    import backends
+    from harness.engine.rows import load_backend
 
-    module = backends.load(row)
+    module = load_backend(row)
     cfg = Config(optimizer=(faults.FAULTS[fault].optimizers or ("adam",))[0], epochs=40)
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     clean = module.train(cfg, params0)[1]

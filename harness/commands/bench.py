@@ -30,7 +30,6 @@ from harness.engine.execution import run_row
 from harness.engine.rows import ROWS
 from reference.spec import Config, flatten_params, initial_params
 
-FRAMEWORK_IMPORTS = {"numpy": "numpy", "jax": "jax", "torch": "torch", "optax": "optax"}
 FLOOR_SOURCE = Path(__file__).resolve().parents[1] / "yardsticks" / "floor.c"
 WARM_UP_EPOCHS = 200  # one untimed short run per row first: lazy imports, allocator, caches
 DESCRIPTION = ("Time every row (µs per epoch: median, min, max over --repeat runs, one row at a time), with compile "
@@ -57,6 +56,7 @@ def main(args, parser) -> int:
     cfg = options.config_from(args, parser)
     outputs = options.check_outputs(parser, args, files=("json",), folders=())
     names, skipped = options.select_rows(args.backends, parser)
+    names = names if args.backends else [n for n in names if ROWS[n].bench]
     options.refuse_if_too_large(parser, "bench", cfg, 1)
     options.notice_skipped(skipped.values())
     progress = (lambda text: print(f"  {text} ...", file=sys.stderr, flush=True))
@@ -216,8 +216,8 @@ def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -
     progress("timing the C floor")
     result["floor"] = time_floor(cfg, repeat)
     progress("timing framework imports")
-    needed = {"numpy"} | {m for n in rows for m in _row_modules(n)}
-    result["import_seconds"] = {m: import_seconds(m) for m in FRAMEWORK_IMPORTS if m in needed}
+    needed = dict.fromkeys(("numpy", *(m for n in rows for m in ROWS[n].requires)))
+    result["import_seconds"] = {m: import_seconds(m) for m in needed}
     seed = result["seed_loop"]["us_per_epoch"]["median"]
     floor = result["floor"].get("us_per_epoch", {}).get("median")
     for entry in result["rows"].values():
@@ -232,10 +232,6 @@ def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -
             "seed_loop_script": wall_seconds(["-m", "harness.yardsticks.seed_loop"]),
         }
     return result
-
-
-def _row_modules(name: str):
-    return ROWS[name].requires
 
 
 def render_bench(result: dict) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from harness.commands import options
 from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of
 from harness.engine.execution import Workers, config_tasks
-from harness.engine.rows import EXPECTED_COST, LANGUAGE_ROWS, device_problem
+from harness.engine.rows import LANGUAGE_ROWS, expected_cost, device_problem
 from harness.report.text import solved_from
 from reference import adam as spec
 from reference.spec import GRAD_SCALE, Config, initial_params
@@ -81,7 +81,7 @@ def flavor_tasks(cfg: Config, names: list, device: str) -> list:
     for adam, grad in FLAVORS:
         tasks += config_tasks((adam, grad), replace(cfg, adam=adam, grad=grad), ["numpy", *names], params0, device,
                               envelope=bool(names), numpy_states=True)
-    return sorted(tasks, key=lambda task: -EXPECTED_COST.get(task[0][2], 4))
+    return sorted(tasks, key=lambda task: -expected_cost(task[0][2], unknown=4))
 
 
 def judge_rows(cfg: Config, trained: dict) -> dict:

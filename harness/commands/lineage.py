@@ -15,7 +15,7 @@ import numpy as np
 from harness.commands import options
 from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of
 from harness.engine.execution import Workers, config_tasks
-from harness.engine.rows import DEFAULT_ROWS, EXPECTED_COST, LANGUAGE_ROWS, ROWS, expected_gap
+from harness.engine.rows import DEFAULT_ROWS, LANGUAGE_ROWS, ROWS, expected_cost, expected_gap
 from harness.engine.verdict import explain_gap, pair_accepted
 from harness.report.text import solved_from
 from reference.optimizers import OPTIMIZERS
@@ -93,7 +93,7 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
     tasks = []
     for name, cfg in configs.items():
         tasks += config_tasks((name,), cfg, names, params0, device, envelope=names[0] == "numpy")
-    tasks.sort(key=lambda task: -EXPECTED_COST.get(task[0][1], 4))  # the slowest rows first
+    tasks.sort(key=lambda task: -expected_cost(task[0][1], unknown=4))  # the slowest rows first
     runs, skipped = {}, {}
     with Workers(min(jobs, len(tasks))) as workers:
         for (name, row), result in workers.run(tasks):

@@ -17,7 +17,7 @@ from harness.engine.execution import Workers, run_row, with_rows
 from harness.engine.faults import FAULTS
 from harness.engine.explain import TRAJECTORY_EPOCHS, explain_trajectory, lockstep_and_explain, unexplained
 from harness.engine.lockstep import states_from_history
-from harness.engine.rows import DEFAULT_ROWS, EXPECTED_COST, ROWS, added_rows, expected_gap, is_twin_pair
+from harness.engine.rows import DEFAULT_ROWS, ROWS, expected_cost, added_rows, expected_gap, is_twin_pair
 from harness.engine.verdict import pair_accepted, pair_verdict
 from reference.spec import Config, initial_params
 
@@ -222,7 +222,7 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
     lockstep (or only ``stepped``'s) is submitted too. (trajectories, perturbed run,
     skipped, lockstep, seconds, each task's cost by its label)"""
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
-    ordered = sorted(names, key=lambda n: (n != "numpy", -EXPECTED_COST.get(n, 0)))
+    ordered = sorted(names, key=lambda n: (n != "numpy", -expected_cost(n)))
     added = added_rows(names)
 
     def submit(workers, key, function, *args):
@@ -235,7 +235,7 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
         starts = perturbed_starts(params0, cfg.seed)
         tasks.append((("perturbed",), (run_row, "numpy", cfg, starts, 1, "cpu", faults.get("numpy"), False, cfg.seed)))
     # numpy first (lockstep waits for its states), then the longest first
-    tasks.sort(key=lambda task: (task[0] != "numpy", -EXPECTED_COST.get(_task_row(task[0]), 0)))
+    tasks.sort(key=lambda task: (task[0] != "numpy", -expected_cost(_task_row(task[0]))))
     trajectories, perturbed, skipped, lockstep, seconds = {}, None, {}, {}, 0.0
     with Workers(min(jobs, len(tasks))) as workers:
         for key, task in tasks:

@@ -35,7 +35,7 @@ def row_summary(traj, cfg: Config, environments: dict | None = None) -> dict:
 def row_versions(name: str, env: dict) -> dict:
     """The versions a row's numbers depend on: Python, numpy and its framework's packages."""
     row = ROWS[ROWS[name].twin[0]] if ROWS[name].twin else ROWS[name]
-    packages = dict.fromkeys(("numpy", *row.requires, *(("jaxlib",) if "jax" in row.requires else ())))
+    packages = dict.fromkeys(("numpy", *row.packages))
     return {"python": env.get("python")} | {p: env.get(p) for p in packages}
 
 

@@ -94,7 +94,7 @@ def train_seeds(cfg: Config, names: list, seeds, every: int, device: str, jobs: 
     from harness.engine.cluster import run_tasks
     from harness.report.progress import Progress
     from harness.engine.execution import guarded, run_row
-    from harness.engine.rows import EXPECTED_COST
+    from harness.engine.rows import expected_cost
 
     batches = [seeds[i:i + per_task] for i in range(0, len(seeds), per_task)]
     tasks = []
@@ -105,7 +105,7 @@ def train_seeds(cfg: Config, names: list, seeds, every: int, device: str, jobs: 
             tasks.append((("perturbed", b), guarded, (run_row, "numpy", cfg, starts, every, "cpu", None, False,
                                                        int(batch[0]))))
         tasks += [((n, b), guarded, (run_row, n, cfg, params0, every, device))
-                  for n in sorted(names, key=lambda n: -EXPECTED_COST.get(n, 0))]
+                  for n in sorted(names, key=lambda n: -expected_cost(n))]
     results, report, _ = run_tasks(tasks, jobs, scheduler, Progress(len(tasks), "runs trained"))
     reasons = [r for r in results.values() if isinstance(r, str)]
     if reasons and strict:

@@ -41,7 +41,7 @@ def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = 
         extra["states"] = {}
     if nudge_seed is not None:
         extra["nudge_seed"] = nudge_seed
-    with injected(row.backend, fault):
+    with injected(name, fault):
         train = backends.load(row.backend).train
         start = time.perf_counter()
         loss, params = train(cfg, params0, every=every, device=device_for(name, device), timings=timings, **extra)
@@ -96,8 +96,13 @@ def timed(function, *args):
     result = guarded(function, *args)
     cost = {"pid": os.getpid(), "start": start, "end": time.time(), "cpu": time.process_time() - cpu,
             "thread_cpu": time.thread_time() - thread, "child_cpu": _children_cpu() - children,
-            "imports": {k: s for k, s in backends.IMPORT_SECONDS.items() if k not in imported}}
+            "imports": {_import_label(k): s for k, s in backends.IMPORT_SECONDS.items() if k not in imported}}
     return result, cost
+
+
+def _import_label(backend: str) -> str:
+    """A backend's import as the timeline names it: the first row it trains."""
+    return next((name for name, row in ROWS.items() if row.backend == backend), backend)
 
 
 def _children_cpu() -> float:

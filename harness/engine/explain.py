@@ -27,7 +27,7 @@ from harness.engine.bounds import rounding_scales
 from harness.engine.faults import injected
 from harness.engine.fitting import fit
 from harness.engine.lockstep import K_LOCKSTEP, PHASES, States, phase_errors, row_phases
-from harness.engine.rows import ROWS
+from harness.engine.rows import ROWS, load_backend
 from harness.engine.variants import HYPERPARAMETERS, candidates
 from reference.spec import Config, initial_params
 
@@ -103,7 +103,7 @@ def explain_steps(name: str, cfg: Config, states: States, faults: dict, first_ep
     row computes the spec."""
     started = time.perf_counter()
     picked = subset(states, first_epoch)
-    with injected(ROWS[name].backend, faults.get(name)):
+    with injected(name, faults.get(name)):
         values = row_phases(name, cfg, picked)
     row = name
     if faults.get("numpy"):
@@ -208,7 +208,7 @@ def _first_records(loss, params, k: int) -> SimpleNamespace:
 
 
 def _numpy_train(cfg: Config, params0, k: int, **extra):
-    return backends.load("numpy").train(replace(cfg, epochs=k), params0, **extra)
+    return load_backend("numpy").train(replace(cfg, epochs=k), params0, **extra)
 
 
 def _spec_and_allowed(cfg: Config, params0, k: int):

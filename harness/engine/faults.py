@@ -16,11 +16,10 @@ from typing import Callable
 import numpy as np
 
 import backends
-from harness.engine.rows import ROWS
+from harness.engine.rows import INJECTABLE_ROWS, ROWS, load_backend
 from reference.optimizers import OPTIMIZERS
 from reference.spec import GRAD_SCALE, Config
 
-INJECTABLE_ROWS = ("numpy", "jax", "torch")
 ADAM_FAMILY = tuple(name for name, spec in OPTIMIZERS.items() if spec.adam_family)  # adam, adamw, amsgrad
 
 
@@ -223,7 +222,7 @@ def problem(row: str, fault: str, cfg: Config) -> str | None:
         row = ROWS[row].twin[0]
     plugin = row in ROWS and ROWS[row].kind == "plug-in"
     if row in ROWS and ROWS[row].program:
-        variable = backends.load(ROWS[row].backend).PROGRAM.code_variable
+        variable = load_backend(row).PROGRAM.code_variable
         return (f"row {row!r} runs a program in another language: plant a mistake in a copy of its code and point "
                 f"{variable} at that folder")
     if row not in INJECTABLE_ROWS and not plugin:
@@ -255,14 +254,14 @@ def patched(module, patches: dict):
 
 
 @contextlib.contextmanager
-def injected(backend: str, fault: str | None):
-    """Within the block, ``backend``'s module computes with ``fault`` (None: unchanged).
-    Every path of a row's step (its fast loop, ``train_step``, ``step_phases``) calls the
-    swapped function, so the fault reaches them all."""
+def injected(row: str, fault: str | None):
+    """Within the block, row ``row``'s backend module computes with ``fault`` (None:
+    unchanged). Every path of a row's step (its fast loop, ``train_step``,
+    ``step_phases``) calls the swapped function, so the fault reaches them all."""
     if fault is None:
         yield
         return
-    module = backends.load(backend)
+    module = load_backend(row)
     if getattr(module, "REMOTE", False):  # another interpreter plants it there
         with module.planted(fault):
             yield

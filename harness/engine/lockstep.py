@@ -23,7 +23,7 @@ import backends
 from harness.engine.agreement import elementwise_gap
 from harness.engine.bounds import rounding_scales
 from harness.engine.faults import injected
-from harness.engine.rows import ROWS
+from harness.engine.rows import ROWS, load_backend
 from reference.optimizers import OPTIMIZERS
 from reference.spec import PARAM_NAMES, Config, unflatten_params
 
@@ -63,7 +63,7 @@ def states_from_history(cfg: Config, params: np.ndarray, slots: dict, epochs=Non
 def row_phases(name: str, cfg: Config, states: States) -> dict:
     """Row ``name``'s phases of one step from each recorded state (its backend's
     ``step_phases``)."""
-    return backends.load(ROWS[name].backend).step_phases(cfg, states.params, states.slots, states.t)
+    return load_backend(name).step_phases(cfg, states.params, states.slots, states.t)
 
 
 @dataclass
@@ -174,7 +174,7 @@ def lockstep_row(name: str, cfg: Config, states: States, faults: dict | None = N
 
 
 def _phases_with_fault(name: str, cfg: Config, states: States, faults: dict) -> dict:
-    with injected(ROWS[name].backend, faults.get(name)):
+    with injected(name, faults.get(name)):
         return row_phases(name, cfg, states)
 
 

@@ -36,6 +36,7 @@ from harness.engine.bounds import rounding_scales
 from harness.engine.execution import run_row
 from harness.engine.faults import patched
 from harness.engine.lockstep import K_LOCKSTEP, phases_for, row_phases, states_from_history, worst_per_state
+from harness.engine.rows import load_backend
 from reference.spec import Config, checkpoint_epochs, initial_params
 
 KINDS = ("systematic", "random")
@@ -114,7 +115,7 @@ def planted(cfg: Config, phase: str, kind: str, deltas, seed: int, stepping: boo
         with patched(backends, _planted_new_params(kind, deltas, seed)):
             yield
         return
-    module = backends.load("numpy")
+    module = load_backend("numpy")
     with patched(module, planted_patches(module, cfg, phase, kind, deltas, seed)):
         yield
 

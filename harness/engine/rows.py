@@ -16,19 +16,30 @@ from reference.spec import ADAM_FORMS, DTYPES, Config
 
 @dataclass(frozen=True)
 class Row:
+    """Everything the harness knows about one row; generic code and the generated tests
+    read these fields, never a list of row names."""
+
     name: str
-    backend: str            # key in backends.MODULES ("file:PATH" for a plug-in): that module's train() trains it
+    backend: str            # what backends.load takes: the module ("backends.numpy_backend"), "file:PATH", "env:…"
     implementation: str     # what the row is, for the table
-    kind: str               # "hand backprop", "autodiff" or "library"
-    requires: tuple = ()    # importable modules the row needs
-    forms: tuple = ADAM_FORMS  # the Adam forms (Config.adam) it implements
+    kind: str               # "hand backprop", "autodiff", "library", "plug-in" or "external"
+    requires: tuple[str, ...] = ()  # modules it imports: looked up before it runs, their import timed by bench
+    packages: tuple[str, ...] = ()  # distributions its numbers depend on (the environment record, each row's versions)
+    forms: tuple[str, ...] = ADAM_FORMS  # the Adam forms (Config.adam) it implements
     lockstep: bool = True   # whether it can step from a given state (lockstep, replay)
-    optimizers: tuple = tuple(OPTIMIZERS)  # the optimizers (Config.optimizer) it implements
-    library: str | None = None   # library rows: "torch" or "optax" (the optimizer record's call), "keras"
+    optimizers: tuple[str, ...] = tuple(OPTIMIZERS)  # the optimizers (Config.optimizer) it implements
+    library: str | None = None  # library rows: the Optimizer record's field naming the call ("torch", "optax")
+    library_label: str = ""     # the library as the table names it ("torch.optim")
     program: bool = False        # a program in another language (its backend's PROGRAM says which)
-    dtypes: tuple = DTYPES       # the dtypes it computes in
+    dtypes: tuple[str, ...] = DTYPES  # the dtypes it computes in
     batched: bool = True         # whether it trains a batch of runs at once (the sweep)
-    twin: tuple | None = None    # a row run by another interpreter: (the row it runs, the environment's name)
+    twin: tuple[str, str] | None = None  # a row run by another interpreter: (the row it runs, the environment's name)
+    injectable: bool = False     # its module is a whole backend (backends.interface): faults can be planted in it
+    device: str = "any"          # "cpu": always runs on the cpu; "any": --device applies
+    cost: float = 0.0            # expected seconds of its task in a default run (docs/speed.md): slowest start first
+    bench: bool = True           # whether bench times it by default
+    gradcheck: bool = False      # whether the gradient check takes its gradient as a source
+    note: str = ""               # appended to the table's description of a hand-written step (", jit")
 
     def implements(self, cfg: Config) -> bool:
         return (cfg.optimizer in self.optimizers and (cfg.optimizer != "adam" or cfg.adam in self.forms)
@@ -40,35 +51,56 @@ class Row:
             return f"{ROWS[self.twin[0]].describe(cfg)}, in {self.twin[1]}"
         if self.kind in ("external", "plug-in"):
             return self.implementation
-        if self.library == "keras":
-            return f"{self.implementation} + keras Adam"
-        if self.library is not None:
-            call = getattr(OPTIMIZERS[cfg.optimizer], self.library).describe()
-            return f"{self.implementation} + {'torch.optim' if self.library == 'torch' else self.library}.{call}"
         title = "Adam" if cfg.optimizer == "adam" else OPTIMIZERS[cfg.optimizer].title
-        return f"{self.implementation} + hand {title}" + (", jit" if self.backend == "jax" else "")
+        if self.library is not None:
+            call = getattr(OPTIMIZERS[cfg.optimizer], self.library, None)
+            return f"{self.implementation} + {self.library_label}" + (f".{call.describe()}" if call else f" {title}")
+        return f"{self.implementation} + hand {title}{self.note}"
 
 
-ROWS = {
+ROWS: dict[str, Row] = {
     row.name: row
     for row in (
-        Row("numpy", "numpy", "hand backprop", "hand backprop", ("numpy",)),
-        Row("jax", "jax", "jax.value_and_grad", "autodiff", ("jax",)),
-        Row("torch", "torch", "torch autograd", "autodiff", ("torch",)),
-        Row("torch.optim", "torch.optim", "torch autograd", "library", ("torch",), forms=("paper",), library="torch"),
-        Row("optax", "optax", "jax.value_and_grad", "library", ("jax", "optax"), forms=("paper",), library="optax"),
-        Row("keras", "keras", "jax.value_and_grad", "library", ("jax", "keras"), forms=("epshat",), lockstep=False,
-            optimizers=("adam",), library="keras"),
+        Row("numpy", "backends.numpy_backend", "hand backprop", "hand backprop", ("numpy",), ("numpy",),
+            injectable=True, device="cpu", cost=1),
+        Row("jax", "backends.jax_backend", "jax.value_and_grad", "autodiff", ("jax",), ("jax", "jaxlib"),
+            injectable=True, cost=2, gradcheck=True, note=", jit"),
+        Row("torch", "backends.torch_backend", "torch autograd", "autodiff", ("torch",), ("torch",),
+            injectable=True, cost=10, gradcheck=True),
+        Row("torch.optim", "backends.torch_optim_row", "torch autograd", "library", ("torch",), ("torch",),
+            forms=("paper",), library="torch", library_label="torch.optim", cost=16),
+        Row("optax", "backends.optax_row", "jax.value_and_grad", "library", ("jax", "optax"),
+            ("jax", "jaxlib", "optax"), forms=("paper",), library="optax", library_label="optax", cost=1),
+        Row("keras", "backends.keras_row", "jax.value_and_grad", "library", ("jax", "keras"),
+            ("jax", "jaxlib", "keras"), forms=("epshat",), lockstep=False, optimizers=("adam",), library="keras",
+            library_label="keras", cost=1),
         # the series' other languages: programs run in a subprocess (backends.program_row)
-        Row("octave", "octave", "MATLAB code (backends/octave) run by GNU Octave", "hand backprop",
-            program=True, dtypes=("float64",), batched=False),
-        Row("scilab", "scilab", "Scilab code (backends/scilab/xor.sci) run by Scilab", "hand backprop",
-            program=True, dtypes=("float64",), batched=False),
+        Row("octave", "backends.octave_row", "MATLAB code (backends/octave) run by GNU Octave", "hand backprop",
+            program=True, dtypes=("float64",), batched=False, device="cpu", cost=7),
+        Row("scilab", "backends.scilab_row", "Scilab code (backends/scilab/xor.sci) run by Scilab", "hand backprop",
+            program=True, dtypes=("float64",), batched=False, device="cpu", cost=7),
     )
 }
 BUILT_IN = frozenset(ROWS)
-DEFAULT_ROWS = ("numpy", "jax", "torch", "torch.optim", "optax")  # the paper form's rows
+# the paper form's Python rows: what a default Adam run compares
+DEFAULT_ROWS = tuple(name for name, row in ROWS.items() if not row.program and "paper" in row.forms)
 LANGUAGE_ROWS = tuple(name for name, row in ROWS.items() if row.program)  # they join a default run where installed
+INJECTABLE_ROWS = tuple(name for name, row in ROWS.items() if row.injectable)  # the whole backends
+PERTURBED_COST = 5.0  # the envelope's nudged numpy runs, one task beside the rows'
+
+
+def expected_cost(task: str, unknown: float = 0.0) -> float:
+    """The expected seconds of a default run's task: a row's (its record's cost) or the
+    envelope's ("perturbed"); ``unknown`` for anything else (a plug-in, a twin)."""
+    if task == "perturbed":
+        return PERTURBED_COST
+    row = ROWS.get(task)
+    return row.cost if row is not None and row.twin is None and row.name in BUILT_IN else unknown
+
+
+def load_backend(name: str):
+    """Row ``name``'s backend module (``backends.load``)."""
+    return backends.load(ROWS[name].backend)
 
 
 def register_plugin(path) -> Row:
@@ -173,15 +205,15 @@ def unavailable_reason(name: str) -> str | None:
     if ROWS[name].program:
         from backends.program_row import unavailable
 
-        return unavailable(backends.load(ROWS[name].backend).PROGRAM)
+        return unavailable(load_backend(name).PROGRAM)
     return None
 
 
 def device_for(name: str, device: str) -> str:
-    """numpy, the language rows and the rows of other environments always run on the CPU;
-    ``device`` applies to the JAX and torch rows."""
+    """The device row ``name`` runs on when a run asks for ``device``: its record's rule;
+    a row of another environment always runs on the CPU."""
     row = ROWS[name]
-    return "cpu" if row.backend == "numpy" or row.program or row.twin else device
+    return "cpu" if row.device == "cpu" or row.twin else device
 
 
 def device_problem(name: str, device: str) -> str | None:
@@ -189,16 +221,7 @@ def device_problem(name: str, device: str) -> str | None:
     if device_for(name, device) == "cpu":
         return None
     try:
-        backends.load(ROWS[name].backend).check_device(device)
+        load_backend(name).check_device(device)
     except RuntimeError as exc:
         return f"{name} row: {exc}"
     return None
-
-
-# Longest first, so that the slowest row never starts last when rows run in parallel:
-# seconds each task took in a default run (seed 0, Adam, 20000 epochs) on the 2-core
-# development machine, imports included; "perturbed" is the envelope's nudged numpy runs.
-EXPECTED_COST = {"torch.optim": 16, "torch": 10, "scilab": 7, "octave": 7, "perturbed": 5, "jax": 2, "numpy": 1,
-                 "optax": 1, "keras": 1}
-
-

@@ -19,6 +19,7 @@ import numpy as np
 
 import backends
 from harness.engine.faults import FAULTS, patched
+from harness.engine.rows import load_backend
 from reference.spec import N_SAMPLES, Config
 
 
@@ -56,7 +57,7 @@ class Variant:
     @contextlib.contextmanager
     def _numpy(self):
         """The numpy backend with this variant's functions swapped in."""
-        module = backends.load("numpy")
+        module = load_backend("numpy")
         with patched(module, self.patch(module) if self.patch else {}):
             yield module
 

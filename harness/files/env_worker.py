@@ -48,18 +48,16 @@ def train(request: dict, folder: Path):
 
 
 def step(request: dict, folder: Path):
-    import backends
     from harness.engine.faults import injected
-    from harness.engine.rows import ROWS
+    from harness.engine.rows import load_backend
     from reference.spec import PARAM_NAMES
 
     cfg, arrays = _config(request), _inputs(folder)
     params = {k: arrays[f"params/{k}"] for k in PARAM_NAMES}
     slot_names = sorted({key.split("/")[1] for key in arrays if key.startswith("slots/")})
     slots = {s: {k: arrays[f"slots/{s}/{k}"] for k in PARAM_NAMES} for s in slot_names}
-    backend = ROWS[request["row"]].backend
-    with injected(backend, request.get("fault")):
-        phases = backends.load(backend).step_phases(cfg, params, slots, arrays["t"])
+    with injected(request["row"], request.get("fault")):
+        phases = load_backend(request["row"]).step_phases(cfg, params, slots, arrays["t"])
     return {}, {f"{phase}/{name}": np.asarray(value) for phase, parts in phases.items() for name, value in parts.items()}
 
 

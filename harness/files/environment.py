@@ -8,7 +8,10 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("numpy", "jax", "jaxlib", "torch", "optax", "keras", "matplotlib")
+from harness.engine.rows import ROWS
+
+# numpy, every built-in row's packages (its record's), and the figures' library
+PACKAGES = tuple(dict.fromkeys(("numpy", *(p for row in ROWS.values() for p in row.packages), "matplotlib")))
 CODE_PACKAGES = ("reference", "backends", "harness")
 CODE_SUFFIXES = (".py", ".m", ".sci")
 
@@ -35,9 +38,10 @@ def environment(device: str = "cpu") -> dict:
 def cuda_device_name() -> str | None:
     """The GPU the torch rows ran on (torch is imported only for a cuda run)."""
     import backends
+    from harness.engine.rows import load_backend
 
     try:
-        return backends.load("torch").cuda_device_name()
+        return load_backend("torch").cuda_device_name()
     except backends.BackendUnavailable:
         return None
 

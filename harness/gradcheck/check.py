@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 import mpmath
 import numpy as np
 
+from harness.engine.rows import ROWS
 from harness.gradcheck import oracle
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, initial_params, param_shapes, unflatten_params, xor_data
 
@@ -107,9 +108,9 @@ def function_source(fn):
 
 
 def backend_source(name: str):
-    import backends
+    from harness.engine.rows import load_backend
 
-    module = backends.load(name)
+    module = load_backend(name)
 
     def gradient(params, dtype):
         X, y = (module.to_backend(a) for a in xor_data(dtype))
@@ -292,6 +293,10 @@ def loss_convention(hand_by_point: list, truths: list, dtype: str, hidden: int) 
 
 # --- the whole check ---------------------------------------------------------------------------
 
+# the rows whose records say the gradient check takes their gradient (jax, torch)
+AUTODIFF_SOURCES = tuple(name for name, row in ROWS.items() if row.gradcheck)
+
+
 def available_sources(hand_fn, hand_only: bool = False) -> tuple[dict, dict]:
     """Source name -> gradient(params, dtype); and skipped source -> reason."""
     from harness.engine.rows import unavailable_reason
@@ -299,7 +304,7 @@ def available_sources(hand_fn, hand_only: bool = False) -> tuple[dict, dict]:
     sources, skipped = {"hand": hand_fn}, {}
     if hand_only:
         return sources, skipped
-    for name in ("jax", "torch"):
+    for name in AUTODIFF_SOURCES:
         reason = unavailable_reason(name)
         if reason:
             skipped[name] = reason
@@ -333,7 +338,7 @@ def run_check(cfg: Config, n_points: int, hand_fn, hand_label: str, hand_only: b
                 for k in PARAM_NAMES:
                     per_source[name][k].append((kind, verdicts[name][k]))
             hand_by_point.append(computed["hand"])
-            for name in ("jax", "torch"):
+            for name in AUTODIFF_SOURCES:
                 if name in computed:
                     gap = relative_difference(computed["hand"], computed[name])
                     gaps = autodiff_gaps.setdefault(name, {})
