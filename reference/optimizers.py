@@ -1,29 +1,17 @@
-"""The optimizer lineage up to Adam, as a spec: one update rule per optimizer.
+"""The optimizer lineage up to Adam, as a spec: one record and one update rule per
+optimizer.
 
 Every rule is element-wise. For a parameter θ with gradient g at the 1-based step t,
 it maps the optimizer's state slots (zero at the start unless said otherwise) to new
-slots and the step Δ that is subtracted: θ_t = θ_{t−1} − Δ.
-
-    sgd       Δ = lr·g
-    momentum  b = μ·b + g;                    Δ = lr·b                 (heavy ball)
-    nesterov  b = μ·b + g;                    Δ = lr·(g + μ·b)
-    adagrad   s = s + g²  (s_0 = a0);         Δ = lr·g / (√s + ε)
-    rmsprop   v = ρ·v + (1 − ρ)·g²;           Δ = lr·g / (√v + ε)
-    adadelta  v = ρ·v + (1 − ρ)·g²;           d = √(u + ε)/√(v + ε)·g;
-              u = ρ·u + (1 − ρ)·d²;           Δ = lr·d
-    adam      m = β1·m + (1 − β1)·g;  v = β2·v + (1 − β2)·g²;
-              Δ = lr·(m/(1 − β1^t)) / (√(v/(1 − β2^t)) + ε)   (reference.adam; other forms there)
-    adamw     adam's m, v;                    Δ = lr·(m̂/(√v̂ + ε) + λ·θ_{t−1})   (decoupled decay)
-    amsgrad   adam's m, v;  v_max = max(v_max, v)   (the raw v, not v̂);
-              Δ = lr·(m/(1 − β1^t)) / (√(v_max/(1 − β2^t)) + ε)
-
-These are the equations torch.optim computes (SGD, Adagrad, RMSprop, Adadelta, Adam,
-AdamW, Adam(amsgrad=True)), so torch.optim can express every one of them; optax can
-express all but two (their records' ``gaps``). Defaults are torch.optim's (2.13), except
-momentum's μ = 0.9 (torch's default 0 would make it plain SGD).
+slots and the step Δ that is subtracted: θ_t = θ_{t−1} − Δ. Each record writes its
+equations down (``Optimizer.equations``; the docs render them) and cites its paper and
+each library's page. The rules are the equations torch.optim computes (SGD, Adagrad,
+RMSprop, Adadelta, Adam, AdamW, Adam(amsgrad=True)); optax can express all but two
+(their records' ``gaps``). Defaults are torch.optim's (2.13), except momentum's μ = 0.9
+(torch's default 0 would make it plain SGD).
 
 The numpy functions below are the statement of the rules; the numpy backend runs them,
-the JAX and torch backends write each one again in their own library.
+the JAX and torch backends and the MATLAB and Scilab code write each one again.
 """
 from __future__ import annotations
 
@@ -34,9 +22,41 @@ import numpy as np
 
 from reference import adam as adam_spec
 
-HYPERPARAMETERS = ("lr", "beta1", "beta2", "eps", "momentum", "rho", "weight_decay", "initial_accumulator")
-SYMBOLS = {"lr": "lr", "beta1": "β1", "beta2": "β2", "eps": "ε", "momentum": "μ", "rho": "ρ", "weight_decay": "λ",
-           "initial_accumulator": "a0"}
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One hyperparameter of the lineage: its symbol, its range and what it is. The
+    command line's options, their help and the config's checks are made from these."""
+
+    name: str
+    symbol: str
+    range: str     # "positive" (> 0), "unit" ([0, 1)) or "non-negative" (>= 0)
+    meaning: str   # what it is, for the help
+
+    @property
+    def range_text(self) -> str:
+        return {"positive": "> 0", "unit": "in [0, 1)", "non-negative": ">= 0"}[self.range]
+
+    def admits(self, value: float) -> bool:
+        return {"positive": value > 0, "unit": 0 <= value < 1, "non-negative": value >= 0}[self.range]
+
+
+HYPERPARAMETER_RECORDS = {
+    h.name: h
+    for h in (
+        Hyperparameter("lr", "lr", "positive", "learning rate"),
+        Hyperparameter("beta1", "β1", "unit", "decay of the gradient's average m"),
+        Hyperparameter("beta2", "β2", "unit", "decay of the squared gradient's average v"),
+        Hyperparameter("eps", "ε", "non-negative", "the denominator's guard"),
+        Hyperparameter("momentum", "μ", "unit", "momentum"),
+        Hyperparameter("rho", "ρ", "unit", "decay of the squared gradient's average"),
+        Hyperparameter("weight_decay", "λ", "non-negative", "decoupled weight decay"),
+        Hyperparameter("initial_accumulator", "a0", "non-negative", "starting sum of squares"),
+    )
+}
+HYPERPARAMETERS = tuple(HYPERPARAMETER_RECORDS)
+SYMBOLS = {name: h.symbol for name, h in HYPERPARAMETER_RECORDS.items()}
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,19 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class Citation:
+    """Where an optimizer comes from and where each library documents its call."""
+
+    paper: str
+    torch: str   # the torch.optim class's docs page
+    optax: str   # the optax function's docs page
+
+
+TORCH_DOCS = "https://docs.pytorch.org/docs/stable/generated/torch.optim.{}.html"
+OPTAX_DOCS = "https://optax.readthedocs.io/en/latest/api/optimizers.html#optax.{}"
+
+
+@dataclass(frozen=True)
 class Optimizer:
     """One optimizer of the lineage, with everything the harness knows of it (the habit of
     PyTorch's OptimizerInfo): adding an optimizer is one record here plus its rule in
@@ -93,11 +126,15 @@ class Optimizer:
 
     name: str
     title: str
-    defaults: dict            # hyperparameter -> default; the keys are those it uses
-    slots: tuple              # state slots computed before the step Δ
+    defaults: dict[str, float]  # hyperparameter -> default; the keys are those it uses
+    slots: tuple[str, ...]    # state slots computed before the step Δ
     torch: LibraryCall        # the torch.optim class that computes the spec
     optax: LibraryCall        # the optax transformation that computes it (or comes closest: ``gaps``)
-    slots_after: tuple = ()   # slots computed from Δ (adadelta's u)
+    equations: tuple[str, ...] = ()  # the rule, one statement each, in the order a step computes them
+    citation: Citation | None = None
+    slots_after: tuple[str, ...] = ()  # slots computed from Δ (adadelta's u)
+    non_negative: tuple[str, ...] = ()  # slots that hold sums of squares (replay files are checked for it)
+    initial: dict[str, str] = field(default_factory=dict)  # slot -> the hyperparameter it starts at (else 0)
     adam_family: bool = False  # m and v as Adam's (adam_moments), bias-corrected with t
     torch_state: dict = field(default_factory=dict)  # slot -> torch.optim's per-parameter state key
     counts_steps: bool = True  # whether torch.optim's state holds a "step" entry
@@ -120,6 +157,7 @@ ADAM_TORCH_ARGS = {"betas": ("beta1", "beta2"), "eps": "eps"}
 ADAM_OPTAX_ARGS = {"b1": "beta1", "b2": "beta2", "eps": "eps"}
 ADAM_TORCH_STATE = {"m": "exp_avg", "v": "exp_avg_sq"}
 ADAM_OPTAX_STATE = {"mu": "m", "nu": "v"}
+ADAM_MOMENTS = ("m = β1·m + (1 − β1)·g", "v = β2·v + (1 − β2)·g²")
 
 OPTIMIZERS = {
     o.name: o
@@ -127,10 +165,17 @@ OPTIMIZERS = {
         Optimizer("sgd", "SGD", {"lr": 1e-3}, (),
                   torch=LibraryCall("SGD", ("lr",), {"momentum": 0.0}),
                   optax=LibraryCall("sgd", ("lr",)), counts_steps=False,
+                  equations=("Δ = lr·g",),
+                  citation=Citation("Robbins & Monro 1951, A Stochastic Approximation Method, Ann. Math. Statist. 22(3)",
+                                    TORCH_DOCS.format("SGD"), OPTAX_DOCS.format("sgd")),
                   library_defaults="torch's lr defaults to 1e-3; optax has none"),
         Optimizer("momentum", "SGD + momentum (heavy ball)", {"lr": 1e-3, "momentum": 0.9}, ("buf",),
                   torch=LibraryCall("SGD", ("lr",), {"momentum": "momentum", "dampening": 0.0}),
                   optax=LibraryCall("sgd", ("lr",), {"momentum": "momentum"}),
+                  equations=("b = μ·b + g", "Δ = lr·b"),
+                  citation=Citation("Polyak 1964, Some methods of speeding up the convergence of iteration methods, "
+                                    "USSR Comput. Math. Math. Phys. 4(5)", TORCH_DOCS.format("SGD"),
+                                    OPTAX_DOCS.format("sgd")),
                   torch_state={"buf": "momentum_buffer"}, counts_steps=False, optax_state={"trace": "buf"},
                   library_defaults=("both keep b = μ·b + g (torch starts b at g, the same thing); torch's dampening d makes it μ·b + "
                                     "(1 − d)·g; the \"velocity\" form v = μ·v − lr·g, θ += v (Sutskever et al., Keras) equals it only"
@@ -138,6 +183,11 @@ OPTIMIZERS = {
         Optimizer("nesterov", "SGD + Nesterov momentum", {"lr": 1e-3, "momentum": 0.9}, ("buf",),
                   torch=LibraryCall("SGD", ("lr",), {"momentum": "momentum", "dampening": 0.0, "nesterov": True}),
                   optax=LibraryCall("sgd", ("lr",), {"momentum": "momentum", "nesterov": True}),
+                  equations=("b = μ·b + g", "Δ = lr·(g + μ·b)"),
+                  citation=Citation("Nesterov 1983, A method for solving the convex programming problem with "
+                                    "convergence rate O(1/k²); in this form Sutskever et al. 2013, On the importance of "
+                                    "initialization and momentum in deep learning, ICML", TORCH_DOCS.format("SGD"),
+                                    OPTAX_DOCS.format("sgd")),
                   torch_state={"buf": "momentum_buffer"}, counts_steps=False, optax_state={"trace": "buf"},
                   library_defaults="both step along g + μ·b"),
         Optimizer("adagrad", "AdaGrad", {"lr": 1e-2, "eps": 1e-10, "initial_accumulator": 0.0}, ("sum",),
@@ -145,6 +195,11 @@ OPTIMIZERS = {
                                                         "initial_accumulator", "eps": "eps"}),
                   optax=LibraryCall("adagrad", ("lr",), {"initial_accumulator_value": "initial_accumulator",
                                                          "eps": "eps"}),
+                  equations=("s = s + g²  (s starts at a0)", "Δ = lr·g/(√s + ε)"),
+                  citation=Citation("Duchi, Hazan & Singer 2011, Adaptive Subgradient Methods for Online Learning and "
+                                    "Stochastic Optimization, JMLR 12", TORCH_DOCS.format("Adagrad"),
+                                    OPTAX_DOCS.format("adagrad")),
+                  non_negative=("sum",), initial={"sum": "initial_accumulator"},
                   torch_state={"sum": "sum"}, optax_state={"sum_of_squares": "sum"},
                   gaps={"optax": Gap("update", "optax.adagrad adds ε inside the root, g·rsqrt(s + ε), and zeroes the "
                                      "step where s = 0; the spec (and torch.optim.Adagrad) divides by √s + ε. The steps "
@@ -156,22 +211,39 @@ OPTIMIZERS = {
                   torch=LibraryCall("RMSprop", ("lr",), {"alpha": "rho", "eps": "eps", "momentum": 0.0,
                                                          "centered": False}),
                   optax=LibraryCall("rmsprop", ("lr",), {"decay": "rho", "eps": "eps", "eps_in_sqrt": False}),
+                  equations=("v = ρ·v + (1 − ρ)·g²", "Δ = lr·g/(√v + ε)"),
+                  citation=Citation("Tieleman & Hinton 2012, Lecture 6.5, Neural Networks for Machine Learning "
+                                    "(Coursera)", TORCH_DOCS.format("RMSprop"), OPTAX_DOCS.format("rmsprop")),
+                  non_negative=("v",),
                   torch_state={"v": "square_avg"}, optax_state={"nu": "v"},
                   library_defaults="ρ: torch 0.99, optax 0.9; ε: torch outside √, optax inside unless eps_in_sqrt=False"),
         Optimizer("adadelta", "AdaDelta", {"lr": 1.0, "rho": 0.9, "eps": 1e-6}, ("v",), slots_after=("u",),
                   torch=LibraryCall("Adadelta", ("lr",), {"rho": "rho", "eps": "eps"}),
                   # learning_rate=None, optax's default, would apply no −lr: the step would climb
                   optax=LibraryCall("adadelta", (), {"learning_rate": "lr", "rho": "rho", "eps": "eps"}),
+                  equations=("v = ρ·v + (1 − ρ)·g²", "d = √(u + ε)/√(v + ε)·g", "Δ = lr·d", "u = ρ·u + (1 − ρ)·d²"),
+                  citation=Citation("Zeiler 2012, ADADELTA: An Adaptive Learning Rate Method, arXiv:1212.5701",
+                                    TORCH_DOCS.format("Adadelta"), OPTAX_DOCS.format("adadelta")),
+                  non_negative=("v", "u"),
                   torch_state={"v": "square_avg", "u": "acc_delta"}, optax_state={"e_g": "v", "e_x": "u"},
                   library_defaults=("optax's default learning_rate=None applies no −lr: its update is +d, and apply_updates climbs "
                                     "the loss (measured: +0.00316 for g = 0.5 at step 1); torch's lr 1.0")),
         Optimizer("adam", "Adam", ADAM_HYPER, ("m", "v"), adam_family=True,
                   torch=LibraryCall("Adam", ("lr",), ADAM_TORCH_ARGS), optax=LibraryCall("adam", ("lr",), ADAM_OPTAX_ARGS),
+                  equations=(*ADAM_MOMENTS, "Δ = lr·(m/(1 − β1^t))/(√(v/(1 − β2^t)) + ε)  (the paper form; "
+                             "reference.adam has the others)"),
+                  citation=Citation("Kingma & Ba 2015, Adam: A Method for Stochastic Optimization, ICLR, "
+                                    "arXiv:1412.6980", TORCH_DOCS.format("Adam"), OPTAX_DOCS.format("adam")),
+                  non_negative=("v",),
                   torch_state=ADAM_TORCH_STATE, optax_state=ADAM_OPTAX_STATE,
                   library_defaults="none (both the paper form)"),
         Optimizer("adamw", "AdamW", ADAM_HYPER | {"weight_decay": 1e-2}, ("m", "v"), adam_family=True,
                   torch=LibraryCall("AdamW", ("lr",), ADAM_TORCH_ARGS | {"weight_decay": "weight_decay"}),
                   optax=LibraryCall("adamw", ("lr",), ADAM_OPTAX_ARGS | {"weight_decay": "weight_decay"}),
+                  equations=(*ADAM_MOMENTS, "Δ = lr·(m̂/(√v̂ + ε) + λ·θ_{t−1})  (decoupled decay)"),
+                  citation=Citation("Loshchilov & Hutter 2019, Decoupled Weight Decay Regularization, ICLR, "
+                                    "arXiv:1711.05101", TORCH_DOCS.format("AdamW"), OPTAX_DOCS.format("adamw")),
+                  non_negative=("v",),
                   torch_state=ADAM_TORCH_STATE, optax_state=ADAM_OPTAX_STATE,
                   gaps={"torch.optim": Gap("drift", "torch.optim.AdamW multiplies θ by fl(1 − lr·λ) before the Adam "
                                            "step; that factor is rounded once and reused, so every step decays θ by the "
@@ -186,19 +258,40 @@ OPTIMIZERS = {
         Optimizer("amsgrad", "AMSGrad", ADAM_HYPER, ("m", "v", "vmax"), adam_family=True,
                   torch=LibraryCall("Adam", ("lr",), ADAM_TORCH_ARGS | {"amsgrad": True}),
                   optax=LibraryCall("amsgrad", ("lr",), ADAM_OPTAX_ARGS),
+                  equations=(*ADAM_MOMENTS, "v_max = max(v_max, v)  (the raw v, not v̂)",
+                             "Δ = lr·(m/(1 − β1^t))/(√(v_max/(1 − β2^t)) + ε)"),
+                  citation=Citation("Reddi, Kale & Kumar 2018, On the Convergence of Adam and Beyond, ICLR",
+                                    TORCH_DOCS.format("Adam"), OPTAX_DOCS.format("amsgrad")),
+                  non_negative=("v", "vmax"),
                   torch_state=ADAM_TORCH_STATE | {"vmax": "max_exp_avg_sq"},
                   optax_state=ADAM_OPTAX_STATE | {"nu_max": "vmax"},
                   gaps={"optax": Gap("vmax", "optax.amsgrad keeps the maximum of the bias-corrected v̂ = v/(1 − β2^t); "
                                      "the spec (and torch.optim.Adam(amsgrad=True)) keeps the maximum of the raw v and "
                                      "divides by 1 − β2^t afterwards: the steps differ from step 2",
                                      variant="amsgrad-max-of-vhat")},
-                  library_defaults=("torch keeps the maximum of the raw v, optax of the bias-corrected v̂ (a known gap)"
-                                    "torch keeps the maximum of the raw v, optax of the bias-corrected v̂ (a known gap)")),
+                  library_defaults="torch keeps the maximum of the raw v, optax of the bias-corrected v̂ (a known gap)"),
     )
 }
 
 # Slots that hold sums of squares: never negative (replay files are checked for it).
-NON_NEGATIVE_SLOTS = ("v", "sum", "u", "vmax")
+NON_NEGATIVE_SLOTS = tuple(dict.fromkeys(s for o in OPTIMIZERS.values() for s in o.non_negative))
+
+
+def _merged_phases(records) -> tuple[str, ...]:
+    """Every optimizer phase in an order that keeps each record's own order (a stable
+    topological merge: ties go to the phase seen first)."""
+    orders = [o.phases for o in records]
+    seen = list(dict.fromkeys(p for order in orders for p in order))
+    before = {p: {order[i - 1] for order in orders for i in range(1, len(order)) if order[i] == p} for p in seen}
+    merged: list[str] = []
+    while len(merged) < len(seen):
+        ready = next(p for p in seen if p not in merged and before[p] <= set(merged))
+        merged.append(ready)
+    return tuple(merged)
+
+
+# Every phase of any optimizer's step, in step order (lockstep's and explain's order).
+OPTIMIZER_PHASES = _merged_phases(OPTIMIZERS.values())
 
 # (library row, optimizer) -> (first differing phase, why): the records' gaps, as one table.
 LIBRARY_GAPS = {(row, o.name): (gap.phase, gap.reason) for o in OPTIMIZERS.values() for row, gap in o.gaps.items()}
@@ -214,8 +307,10 @@ class OptimizerState(NamedTuple):
 
 
 def initial_slot(optimizer: str, slot: str, cfg) -> float:
-    """The value a slot starts from: AdaGrad's accumulator a0, zero otherwise."""
-    return cfg.initial_accumulator if (optimizer, slot) == ("adagrad", "sum") else 0.0
+    """The value a slot starts from: the hyperparameter its record names (AdaGrad's
+    accumulator a0), zero otherwise."""
+    start = OPTIMIZERS[optimizer].initial.get(slot)
+    return getattr(cfg, start) if start else 0.0
 
 
 def init_state(params: dict, cfg) -> OptimizerState:

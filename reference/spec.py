@@ -74,7 +74,7 @@ class Config:
 
 def config_problems(cfg: Config) -> list[str]:
     """Why a config cannot be run, one phrase per problem (empty when it can)."""
-    from reference.optimizers import HYPERPARAMETERS, OPTIMIZERS
+    from reference.optimizers import HYPERPARAMETER_RECORDS, HYPERPARAMETERS, OPTIMIZERS
 
     problems = []
     if cfg.optimizer not in OPTIMIZERS:
@@ -89,16 +89,11 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"epochs must be a whole number >= 1, got {cfg.epochs!r}")
     if not _is_int(cfg.seed) or not 0 <= cfg.seed < 2**32:
         problems.append(f"seed must be a whole number in [0, 2**32), got {cfg.seed!r}")
-    if not _is_finite(cfg.lr) or cfg.lr <= 0:
-        problems.append(f"lr must be a finite number > 0, got {cfg.lr!r}")
-    for name in ("beta1", "beta2", "momentum", "rho"):
-        value = getattr(cfg, name)
-        if name in uses and (not _is_finite(value) or not 0 <= value < 1):
-            problems.append(f"{name} must be in [0, 1), got {value!r}")
-    for name in ("eps", "weight_decay", "initial_accumulator"):
-        value = getattr(cfg, name)
-        if name in uses and (not _is_finite(value) or value < 0):
-            problems.append(f"{name} must be a finite number >= 0, got {value!r}")
+    for name in uses:
+        value, record = getattr(cfg, name), HYPERPARAMETER_RECORDS[name]
+        if not _is_finite(value) or not record.admits(value):
+            kind = "" if record.range == "unit" else "a finite number "
+            problems.append(f"{name} must be {kind}{record.range_text}, got {value!r}")
     if cfg.optimizer == "adadelta" and _is_finite(cfg.eps) and cfg.eps <= 0:
         problems.append("eps must be > 0 for adadelta (its first steps are √ε/√(v + ε)·g: with ε = 0 it never moves)")
     if cfg.dtype not in DTYPES:

@@ -101,17 +101,3 @@ def test_no_function_over_60_lines():
 
 def test_the_command_line_only_builds_parsers_and_dispatches():
     assert len((ROOT / "harness" / "cli.py").read_text().splitlines()) < 200
-
-
-def test_every_optimizer_has_its_rule_bound_and_library_facts():
-    from harness.engine.bounds import OPTIMIZER_BOUNDS
-    from harness.engine.rows import INJECTABLE_ROWS, load_backend
-    from reference.optimizers import OPTIMIZERS, UPDATES
-
-    for name, record in OPTIMIZERS.items():
-        assert name in UPDATES and name in OPTIMIZER_BOUNDS
-        assert set(record.torch_state) == set(record.state_slots), name
-        assert set(record.optax_state.values()) == set(record.state_slots), name
-    for backend in INJECTABLE_ROWS:
-        pytest.importorskip(backend)
-        assert set(load_backend(backend).UPDATES) == set(OPTIMIZERS)

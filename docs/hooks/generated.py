@@ -2,6 +2,7 @@
 cannot drift from it. A page asks for one with a marker comment on a line of its own:
 
     <!-- generated: cli -->         the --help of the default run and of every subcommand
+    <!-- generated: equations -->   every optimizer's record: its equations, defaults and paper
     <!-- generated: optimizers -->  the library mapping of every optimizer's record
     <!-- generated: faults -->      every planted fault's record
     <!-- generated: variants -->    the catalogue of variants
@@ -26,13 +27,27 @@ def cli_reference() -> str:
     return "\n".join(parts)
 
 
+def equation_table() -> str:
+    from reference.optimizers import OPTIMIZERS, SYMBOLS
+
+    lines = ["| optimizer | state and step Δ | defaults | paper |", "| --- | --- | --- | --- |"]
+    for name, o in OPTIMIZERS.items():
+        defaults = ", ".join(f"{SYMBOLS[k]} {v:g}" for k, v in o.defaults.items())
+        paper = o.citation.paper if o.citation else ""
+        lines.append(f"| `{name}` ({o.title}) | {'; '.join(o.equations)} | {defaults} | {paper} |")
+    return "\n".join(lines)
+
+
 def optimizer_table() -> str:
     from reference.optimizers import OPTIMIZERS
 
     lines = ["| optimizer | torch.optim | optax | defaults that differ | known gaps |", "| --- | --- | --- | --- | --- |"]
     for name, o in OPTIMIZERS.items():
         gaps = "; ".join(f"{row} ({gap.phase})" for row, gap in o.gaps.items()) or "none"
-        lines.append(f"| `{name}` | `{o.torch.describe()}` | `{o.optax.describe()}` | {o.library_defaults} | {gaps} |")
+        torch, optax = f"`{o.torch.describe()}`", f"`{o.optax.describe()}`"
+        if o.citation:
+            torch, optax = f"[{torch}]({o.citation.torch})", f"[{optax}]({o.citation.optax})"
+        lines.append(f"| `{name}` | {torch} | {optax} | {o.library_defaults} | {gaps} |")
     return "\n".join(lines)
 
 
@@ -59,7 +74,7 @@ def variant_table() -> str:
     return "\n".join(lines)
 
 
-GENERATORS = {"cli": cli_reference, "optimizers": optimizer_table, "faults": fault_table, "variants": variant_table}
+GENERATORS = {"cli": cli_reference, "equations": equation_table, "optimizers": optimizer_table, "faults": fault_table, "variants": variant_table}
 
 
 def on_page_markdown(markdown, page, config, files):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from harness.engine.rows import DEFAULT_ROWS, ROWS, unavailable_reason
 from harness.files.outputs import OutputError, check_writable_dir, check_writable_file, write_json, write_npz
-from reference.optimizers import OPTIMIZERS
+from reference.optimizers import HYPERPARAMETER_RECORDS, OPTIMIZERS
 from reference.spec import ADAM_FORMS, DTYPES, GRAD_CONVENTIONS, Config
 
 EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE = 0, 1, 2
@@ -198,7 +198,7 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, help="training epochs (default %(default)s)")
     parser.add_argument("--seed", type=seed_int, default=DEFAULTS.seed, help="initial-weight seed (default %(default)s)")
     parser.add_argument("--lr", type=positive_float, default=None,
-                        help="learning rate (default: the optimizer's, 0.001 for Adam)")
+                        help=f"learning rate > 0 (default: the optimizer's: {_defaults_text('lr')})")
     parser.add_argument("--hidden", type=positive_int, default=DEFAULTS.hidden, help="hidden units (default %(default)s)")
     parser.add_argument("--dtype", choices=DTYPES, default=DEFAULTS.dtype, help="floating-point type of every row (default %(default)s)")
 
@@ -207,32 +207,32 @@ RECIPES = {"seed": {"adam": "seed", "grad": "half-sse"}}  # lr, epochs, init: th
 
 
 def _defaults_text(hyper: str) -> str:
+    """The optimizers' defaults of ``hyper`` from their records: "adam/adamw 0.9; …"."""
     users = {name: o.defaults[hyper] for name, o in OPTIMIZERS.items() if hyper in o.defaults}
-    values = {}
+    values: dict[float, list[str]] = {}
     for name, value in users.items():
         values.setdefault(value, []).append(name)
     return "; ".join(f"{'/'.join(names)} {value:g}" for value, names in values.items())
+
+
+def _add_hyperparameter_options(group) -> None:
+    """One option per hyperparameter record but lr (a problem option), its help made
+    from the record and the optimizers' defaults."""
+    for name in HYPER_OPTIONS:
+        record = HYPERPARAMETER_RECORDS[name]
+        group.add_argument(f"--{name.replace('_', '-')}", type=finite_float, default=None,
+                           help=f"{record.symbol}: {record.meaning}, {record.range_text} (default {_defaults_text(name)})")
 
 
 def add_adam_options(parser: argparse.ArgumentParser) -> None:
     """Which optimizer, its hyperparameters, which Adam form and which gradient; the
     default run and the sweep take them."""
     parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam",
-                        help="the optimizer every row steps with (default %(default)s; equations and library "
-                        "mapping in the README). lr defaults: " + _defaults_text("lr"))
+                        help="the optimizer every row steps with (default %(default)s; its equations, citation and "
+                        "library mapping: docs/optimizers.md)")
     hyper = parser.add_argument_group("optimizer hyperparameters (each only for the optimizers that use it; "
                                       "defaults are torch.optim's, momentum's 0.9 aside)")
-    hyper.add_argument("--momentum", type=finite_float, default=None,
-                       help="μ in [0, 1) for momentum and nesterov (default 0.9)")
-    hyper.add_argument("--rho", type=finite_float, default=None,
-                       help="decay ρ in [0, 1) of the squared-gradient average (" + _defaults_text("rho") + ")")
-    hyper.add_argument("--beta1", type=finite_float, default=None, help="β1 in [0, 1) (adam/adamw/amsgrad 0.9)")
-    hyper.add_argument("--beta2", type=finite_float, default=None, help="β2 in [0, 1) (adam/adamw/amsgrad 0.999)")
-    hyper.add_argument("--eps", type=finite_float, default=None, help="ε >= 0 (" + _defaults_text("eps") + ")")
-    hyper.add_argument("--weight-decay", type=finite_float, default=None,
-                       help="decoupled weight decay λ >= 0 for adamw (default 0.01)")
-    hyper.add_argument("--initial-accumulator", type=finite_float, default=None,
-                       help="adagrad's starting sum of squares a0 >= 0 (default 0, torch's; optax's default is 0.1)")
+    _add_hyperparameter_options(hyper)
     parser.add_argument("--adam", choices=ADAM_FORMS, default=None,
                         help="Adam form: paper (Kingma & Ba, as torch.optim and optax; default), epshat (ε̂ added "
                         "to √v, as Keras 3, TensorFlow and the ゼロから作る textbook), seed (the article's constant "
@@ -245,7 +245,7 @@ def add_adam_options(parser: argparse.ArgumentParser) -> None:
                         "np.random.seed(seed) then randn)")
 
 
-HYPER_OPTIONS = ("momentum", "rho", "beta1", "beta2", "eps", "weight_decay", "initial_accumulator")
+HYPER_OPTIONS = tuple(name for name in HYPERPARAMETER_RECORDS if name != "lr")
 
 
 def config_from(args, parser=None) -> Config:

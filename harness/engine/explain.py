@@ -29,11 +29,11 @@ from harness.engine.fitting import fit
 from harness.engine.lockstep import K_LOCKSTEP, PHASES, States, phase_errors, row_phases
 from harness.engine.rows import ROWS, load_backend
 from harness.engine.variants import HYPERPARAMETERS, candidates
+from reference.optimizers import OPTIMIZER_PHASES
 from reference.spec import Config, initial_params
 
 CONFIRM_STEPS = 4
 TRAJECTORY_EPOCHS = 50
-OPTIMIZER_PHASES = ("buf", "sum", "m", "v", "vmax", "update", "u", "params")
 
 
 def explained(row: str, variant, matched_epochs: list, max_ulp: float, hyperparameters=None, fit_report=None) -> dict:
@@ -138,7 +138,7 @@ def _fit_step(row: str, cfg: Config, picked: States, values: dict) -> dict:
     if worst_ulp(spec, values, picked, cfg, network) > K_LOCKSTEP:
         return unexplained(row, "the forward pass, loss or gradients differ from the spec and from every variant "
                            "of the catalogue")
-    phases = [p for p in OPTIMIZER_PHASES if p in values]
+    phases = [p for p in (*OPTIMIZER_PHASES, "params") if p in values]
     scales = rounding_scales(spec, picked, cfg)
     u = float(np.finfo(cfg.dtype).eps)
 

@@ -24,17 +24,18 @@ from harness.engine.agreement import elementwise_gap
 from harness.engine.bounds import rounding_scales
 from harness.engine.faults import injected
 from harness.engine.rows import ROWS, load_backend
-from reference.optimizers import OPTIMIZERS
+from reference.optimizers import OPTIMIZER_PHASES, OPTIMIZERS
 from reference.spec import PARAM_NAMES, Config, unflatten_params
 
-# Every phase any optimizer has, in the order a step computes them; each optimizer's
-# phases (``phases_for``) are a subsequence of it.
-PHASES = ("forward", "loss", "grads", "buf", "sum", "m", "v", "vmax", "update", "u", "params")
+# Every phase any optimizer has, in the order a step computes them (from the records);
+# each optimizer's phases (``phases_for``) are a subsequence of it.
+NETWORK_PHASES = ("forward", "loss", "grads")
+PHASES = (*NETWORK_PHASES, *OPTIMIZER_PHASES, "params")
 K_LOCKSTEP = 8.0
 
 
 def phases_for(cfg: Config) -> tuple:
-    return ("forward", "loss", "grads", *OPTIMIZERS[cfg.optimizer].phases, "params")
+    return (*NETWORK_PHASES, *OPTIMIZERS[cfg.optimizer].phases, "params")
 
 
 @dataclass
