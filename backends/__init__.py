@@ -2,48 +2,33 @@
 the library rows beside their framework (torch.optim, optax, keras) and the rows of the
 series' other languages (octave, scilab: ``program_row``).
 
-The interface every backend module implements (``INTERFACE``; tests/test_exchange.py
-checks that numpy, JAX and torch define all of it):
+The interface is defined once, in ``backends.interface`` (one record per member: who
+defines it, what a planted fault swaps). ``params``, ``grads``, ``m`` and ``v`` are
+mappings W1, b1, W2, b2. Every function is pure and broadcasts over leading axes, so a
+batch of states (B, 2, H) … runs as one.
 
-    NAME, GRADIENT_SOURCE               strings for reports
-    to_backend(array) / to_numpy(x)     conversion at the boundary
-    forward(params, X) -> {"Z1", "A1", "Z2", "A2"}
-    mse(A2, y) -> loss (per state when batched)
-    loss_and_grads(params, X, y, convention="mse") -> (logged MSE, gradient of the
-        convention's loss: "mse" or "half-sse")
-    UPDATES: optimizer name -> its element-wise rule, written in the framework:
-        rule(g, slots, θ, t, cfg) -> (Δ, new slots), θ_t = θ − Δ (reference.optimizers)
-    optimizer_init(params, cfg) -> OptimizerState(slots, t)   (slots: name -> mapping)
-    optimizer_step(params, grads, state, cfg) -> (params, state)
-    adam_moments(g, m, v, cfg) -> (m, v);  adam_delta(m, v, t, cfg) -> Adam's step in
-        the form cfg.adam;  bias_corrections(t, cfg, like)   (Adam's pieces: faults swap them)
-    train_step(params, state, X, y, cfg) -> (params, state, loss)
-    check_device(device)                raises RuntimeError when ``device`` is not here
-    train(cfg, params0, every=1, device="cpu", timings=None)
-        -> (loss (K, *batch), flat params (K + 1, *batch, n))
-    step_phases(cfg, params, slots, t) -> {phase: {name: numpy array}}: one step from each
-        of a batch of given states (numpy: params (E, r, c) per tensor, slots: name ->
-        mapping like params, t (E, 1, 1) steps taken), every phase's values (lockstep)
-
-``params``, ``grads``, ``m`` and ``v`` are mappings W1, b1, W2, b2. Every function is
-pure and broadcasts over leading axes, so a batch of states (B, 2, H) … runs as one.
+A module is named for what it is: ``X_backend`` computes the step with rules written in
+its framework (numpy, JAX, torch: the whole backends); ``X_row`` hands the step to
+something else (a library's optimizer, a program in another language, another
+interpreter).
 
 ``train_step`` is the readable statement of one epoch; ``train`` is the fast loop over
 epochs that must give the same trajectory to rounding. Both, and ``step_phases``, run the
 same ``loss_and_grads`` and the same rule from ``UPDATES``: a row has one implementation
-of its step, so a bug anywhere in it shows in lockstep in its own phase. It records the loss logged at
-the K checkpoint epochs ``reference.spec.checkpoint_epochs(epochs, every)`` and the
-flat params (W1, b1, W2, b2 row-major) initially and after each checkpoint; ``every=1``
-is the whole trajectory. A backend that compiles fills ``timings`` with
-``compile_seconds`` and ``run_seconds``.
+of its step, so a bug anywhere in it shows in lockstep in its own phase. It records the
+loss logged at the K checkpoint epochs ``reference.spec.checkpoint_epochs(epochs, every)``
+and the flat params (W1, b1, W2, b2 row-major) initially and after each checkpoint;
+``every=1`` is the whole trajectory. A backend that compiles fills ``timings`` with
+``compile_seconds`` and ``run_seconds``. The glue that is the same in every backend
+(``optimizer_init``, ``optimizer_step``, ``train_step``) is written once, ``step_glue``.
 
 Frameworks are imported only when a backend is loaded (``load``), so a missing one
 costs nothing until it is asked for.
 
 A plug-in backend (``compare.py --backend-file FILE.py``, ``load_file``) must define
-REQUIRED; what it leaves out of the rest is filled in from those (``complete``): cpu
-only, the optimizer's state from ``UPDATES``, and a readable training loop over
-``train_step``. Its ``UPDATES`` may hold only some optimizers: the row runs those.
+the interface's required members; what it leaves out of the rest is filled in from those
+(``complete``): cpu only, the glue, and a readable training loop over ``train_step``.
+Its ``UPDATES`` may hold only some optimizers: the row runs those.
 """
 from __future__ import annotations
 
@@ -55,11 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-# What every backend module defines; a plug-in must define REQUIRED, the rest of
-# INTERFACE is filled in when it does not.
-REQUIRED = ("NAME", "to_backend", "to_numpy", "forward", "loss_and_grads", "UPDATES")
-INTERFACE = REQUIRED + ("GRADIENT_SOURCE", "sqrt", "check_device", "optimizer_init", "optimizer_step", "train_step",
-                        "train", "step_phases")
+from backends.interface import INTERFACE, REQUIRED
 
 # Seconds each backend's first import took in this process (its framework's import,
 # mostly): the default run's timeline reports them (harness.engine.execution.timed).
@@ -130,19 +111,16 @@ def load_file(path) -> object:
     return module
 
 
-def complete(module) -> None:
-    """Fill in the optional part of the interface from the required one."""
+def step_glue(module) -> tuple:
+    """(optimizer_init, optimizer_step, train_step) of ``module``, written once for every
+    backend. Each looks ``UPDATES``, ``loss_and_grads`` and ``full_like`` up on the module
+    when called, so a planted fault reaches them."""
     from reference import optimizers
     from reference.spec import PARAM_NAMES
 
-    def check_device(device: str) -> None:
-        if device != "cpu":
-            raise RuntimeError(f"the {module.NAME} backend runs on the cpu only, not {device!r}")
-
     def optimizer_init(params, cfg):
         spec = optimizers.OPTIMIZERS[cfg.optimizer]
-        slots = {s: {k: module.to_backend(np.full(np.shape(module.to_numpy(params[k])),
-                                                  optimizers.initial_slot(cfg.optimizer, s, cfg)), cfg.dtype)
+        slots = {s: {k: module.full_like(params[k], optimizers.initial_slot(cfg.optimizer, s, cfg))
                      for k in PARAM_NAMES} for s in spec.state_slots}
         return optimizers.OptimizerState(slots=slots, t=0)
 
@@ -154,12 +132,26 @@ def complete(module) -> None:
         params, state = module.optimizer_step(params, grads, state, cfg)
         return params, state, loss
 
+    return optimizer_init, optimizer_step, train_step
+
+
+def complete(module) -> None:
+    """Fill in the interface's completed members that a plug-in leaves out."""
+
+    def check_device(device: str) -> None:
+        if device != "cpu":
+            raise RuntimeError(f"the {module.NAME} backend runs on the cpu only, not {device!r}")
+
+    def full_like(x, value):
+        return module.to_backend(np.full_like(np.asarray(module.to_numpy(x)), value))
+
     def step_phases(cfg, params, slots, t):
         return phases_of_step(module, cfg, params, slots, t)
 
-    defaults = {"GRADIENT_SOURCE": "its own gradients", "sqrt": np.sqrt, "check_device": check_device,
-                "optimizer_init": optimizer_init, "optimizer_step": optimizer_step, "train_step": train_step,
-                "train": readable_train(module), "step_phases": step_phases}
+    optimizer_init, optimizer_step, train_step = step_glue(module)
+    defaults = {"GRADIENT_SOURCE": "its own gradients", "sqrt": np.sqrt, "full_like": full_like,
+                "check_device": check_device, "optimizer_init": optimizer_init, "optimizer_step": optimizer_step,
+                "train_step": train_step, "train": readable_train(module), "step_phases": step_phases}
     for name, value in defaults.items():
         if not hasattr(module, name):
             setattr(module, name, value)

@@ -17,6 +17,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+import backends  # noqa: E402
+
 from reference import optimizers  # noqa: E402
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, xor_data  # noqa: E402
 
@@ -35,6 +37,7 @@ def to_numpy(x):
 sigmoid = jax.nn.sigmoid
 sqrt = jnp.sqrt
 maximum = jnp.maximum
+full_like = jnp.full_like
 
 
 def as_float32(x):
@@ -169,21 +172,8 @@ UPDATES = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad":
            "adadelta": _adadelta, "adam": _adam, "adamw": _adamw, "amsgrad": _amsgrad}
 
 
-def optimizer_init(params, cfg: Config):
-    spec = optimizers.OPTIMIZERS[cfg.optimizer]
-    slots = {s: {k: jnp.full_like(params[k], optimizers.initial_slot(cfg.optimizer, s, cfg)) for k in PARAM_NAMES}
-             for s in spec.state_slots}
-    return optimizers.OptimizerState(slots=slots, t=0)
-
-
-def optimizer_step(params, grads, state, cfg: Config):
-    return optimizers.apply_update(UPDATES[cfg.optimizer], params, grads, state, cfg)
-
-
-def train_step(params, state, X, y, cfg: Config):
-    loss, grads = loss_and_grads(params, X, y, cfg.grad)
-    params, state = optimizer_step(params, grads, state, cfg)
-    return params, state, loss
+# the glue every backend shares, written once (backends.step_glue)
+optimizer_init, optimizer_step, train_step = backends.step_glue(sys.modules[__name__])
 
 
 def _flat(params):
@@ -266,8 +256,6 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
 
 def step_phases(cfg: Config, params, slots, t) -> dict:
     """One step from each of a batch of states, every phase's values (lockstep), compiled."""
-    import backends
-
     module = sys.modules[__name__]
     tensors, state, X, y = backends.state_to_backend(module, params, slots, t, cfg.dtype)
     step = jax.jit(lambda p, s, X_, y_: backends.hand_phases(module, cfg, p, s, X_, y_))

@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 
+import backends
+
 from reference import adam as spec
 from reference import optimizers
 from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, flatten_params, unflatten_params, xor_data
@@ -94,6 +96,7 @@ def gradient_term_scales(params, X, y, convention: str = "mse"):
 
 sqrt = np.sqrt
 maximum = np.maximum
+full_like = np.full_like
 
 
 def as_float32(x):
@@ -111,7 +114,9 @@ def adam_moments(g, m, v, cfg: Config):
 
 
 def adam_delta(m, v, t, cfg: Config):
-    return spec.adam_delta(m, v, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.adam)
+    # the spec's step with this module's bias_corrections, so that what is planted in
+    # either reaches every path
+    return spec.adam_delta(m, v, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.adam, bias_corrections(t, cfg, m))
 
 
 def _adam(g, slots, theta, t, cfg: Config):
@@ -123,14 +128,15 @@ def _adam(g, slots, theta, t, cfg: Config):
 
 def _adamw(g, slots, theta, t, cfg: Config):  # the spec's rule, with this module's moments
     m, v = adam_moments(g, slots["m"], slots["v"], cfg)
-    delta = spec.adam_delta(m, v, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
+    delta = spec.adam_delta(m, v, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, corrections=bias_corrections(t, cfg, m))
     return delta + cfg.lr * cfg.weight_decay * theta, {"m": m, "v": v}
 
 
 def _amsgrad(g, slots, theta, t, cfg: Config):  # the spec's rule, with this module's moments
     m, v = adam_moments(g, slots["m"], slots["v"], cfg)
     vmax = np.maximum(slots["vmax"], v)
-    return spec.adam_delta(m, vmax, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps), {"m": m, "v": v, "vmax": vmax}
+    delta = spec.adam_delta(m, vmax, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, corrections=bias_corrections(t, cfg, m))
+    return delta, {"m": m, "v": v, "vmax": vmax}
 
 
 # optimizer -> element-wise rule (g, slots, θ, t, cfg) -> (Δ, new slots); the Adam family
@@ -138,18 +144,8 @@ def _amsgrad(g, slots, theta, t, cfg: Config):  # the spec's rule, with this mod
 UPDATES = dict(optimizers.UPDATES, adam=_adam, adamw=_adamw, amsgrad=_amsgrad)
 
 
-def optimizer_init(params, cfg: Config):
-    return optimizers.init_state({k: np.asarray(params[k]) for k in PARAM_NAMES}, cfg)
-
-
-def optimizer_step(params, grads, state, cfg: Config):
-    return optimizers.apply_update(UPDATES[cfg.optimizer], params, grads, state, cfg)
-
-
-def train_step(params, state, X, y, cfg: Config):
-    loss, grads = loss_and_grads(params, X, y, cfg.grad)
-    params, state = optimizer_step(params, grads, state, cfg)
-    return params, state, loss
+# the glue every backend shares, written once (backends.step_glue)
+optimizer_init, optimizer_step, train_step = backends.step_glue(sys.modules[__name__])
 
 
 def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None,
@@ -212,8 +208,6 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
 
 def step_phases(cfg: Config, params, slots, t) -> dict:
     """One step from each of a batch of states, every phase's values (lockstep)."""
-    import backends
-
     with np.errstate(over="ignore"):  # σ's saturation, as in train
         return backends.phases_of_step(sys.modules[__name__], cfg, params, slots, t)
 

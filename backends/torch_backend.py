@@ -11,6 +11,8 @@ import sys
 import numpy as np
 import torch
 
+import backends
+
 from reference import optimizers
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, checkpoint_epochs, flatten_params, param_shapes, xor_data
 
@@ -48,6 +50,7 @@ def to_numpy(x):
 sigmoid = torch.sigmoid
 sqrt = torch.sqrt
 maximum = torch.maximum
+full_like = torch.full_like
 
 
 def as_float32(x):
@@ -107,13 +110,12 @@ def differentiated(loss, convention: str):
 
 
 def bias_corrections(t, cfg: Config, like):
-    """(1 − β1^t, 1 − β2^t), computed in double as torch.optim does: Python floats for
-    one step count, tensors of ``like``'s dtype for a batch of step counts."""
-    if torch.is_tensor(t):  # in double, then rounded once, like the Python-double path
-        t = t.to(torch.float64)
-        return tuple((1.0 - torch.pow(torch.tensor(b, dtype=torch.float64), t)).to(like.dtype)
-                     for b in (cfg.beta1, cfg.beta2))
-    return 1.0 - cfg.beta1**t, 1.0 - cfg.beta2**t
+    """(1 − β1^t, 1 − β2^t) for a step count (training) or a batch of them (lockstep),
+    formed in double by libm's pow, the bits of torch.optim's Python floats (torch's own
+    vectorised pow can differ from them by an ULP: docs/tolerances.md), and rounded once
+    to ``like``'s dtype on its device. One path for both."""
+    steps = np.asarray(t, dtype=np.float64)  # a Python int, or a cpu tensor of counts
+    return tuple(torch.as_tensor(1.0 - b**steps, dtype=like.dtype, device=like.device) for b in (cfg.beta1, cfg.beta2))
 
 
 def adam_moments(g, m, v, cfg: Config):
@@ -190,28 +192,12 @@ UPDATES = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad":
            "adadelta": _adadelta, "adam": _adam, "adamw": _adamw, "amsgrad": _amsgrad}
 
 
-def optimizer_init(params, cfg: Config):
-    spec = optimizers.OPTIMIZERS[cfg.optimizer]
-    slots = {s: {k: torch.full_like(params[k], optimizers.initial_slot(cfg.optimizer, s, cfg)) for k in PARAM_NAMES}
-             for s in spec.state_slots}
-    return optimizers.OptimizerState(slots=slots, t=0)
-
-
-def optimizer_step(params, grads, state, cfg: Config):
-    with torch.no_grad():
-        return optimizers.apply_update(UPDATES[cfg.optimizer], params, grads, state, cfg)
-
-
-def train_step(params, state, X, y, cfg: Config):
-    loss, grads = loss_and_grads(params, X, y, cfg.grad)
-    params, state = optimizer_step(params, grads, state, cfg)
-    return params, state, loss
+# the glue every backend shares, written once (backends.step_glue)
+optimizer_init, optimizer_step, train_step = backends.step_glue(sys.modules[__name__])
 
 
 def step_phases(cfg: Config, params, slots, t) -> dict:
     """One step from each of a batch of states, every phase's values (lockstep)."""
-    import backends
-
     with torch.no_grad():
         return backends.phases_of_step(sys.modules[__name__], cfg, params, slots, t)
 

@@ -28,11 +28,13 @@ import numpy as np
 
 
 def bias_corrections(t, beta1: float, beta2: float, dtype=None):
-    """(1 − β1^t, 1 − β2^t) for the 1-based step t, formed in double. For an array of
-    step counts (a batch of states) they are rounded once to ``dtype``, so that a
-    float32 run stays float32."""
-    bc1, bc2 = 1.0 - beta1**t, 1.0 - beta2**t
-    if isinstance(bc1, np.ndarray) and dtype is not None:
+    """(1 − β1^t, 1 − β2^t) for the 1-based step t, a count (training) or an array of
+    counts (a batch of states, lockstep), formed in double by libm's pow and rounded once
+    to ``dtype``. One path for both: a float32 run stays float32, and training and
+    lockstep compute the same bits."""
+    steps = np.asarray(t, dtype=np.float64)
+    bc1, bc2 = 1.0 - beta1**steps, 1.0 - beta2**steps
+    if dtype is not None:
         bc1, bc2 = bc1.astype(dtype), bc2.astype(dtype)
     return bc1, bc2
 
@@ -44,11 +46,12 @@ def adam_moments(g, m, v, beta1: float, beta2: float):
     return m, v
 
 
-def adam_delta(m, v, t, lr: float, beta1: float, beta2: float, eps: float, form: str = "paper"):
-    """The step subtracted from θ in the chosen form (module doc)."""
+def adam_delta(m, v, t, lr: float, beta1: float, beta2: float, eps: float, form: str = "paper", corrections=None):
+    """The step subtracted from θ in the chosen form (module doc); ``corrections``, when
+    given, are the (1 − β1^t, 1 − β2^t) to use (a backend's own ``bias_corrections``)."""
     if form == "seed":
         return lr * (m / (1.0 - beta1)) / (np.sqrt(v / (1.0 - beta2)) + eps)
-    bc1, bc2 = bias_corrections(t, beta1, beta2, np.asarray(m).dtype)
+    bc1, bc2 = corrections if corrections is not None else bias_corrections(t, beta1, beta2, np.asarray(m).dtype)
     if form == "epshat":
         return lr * np.sqrt(bc2) / bc1 * m / (np.sqrt(v) + eps)
     m_hat = m / bc1

@@ -101,3 +101,19 @@ def test_no_function_over_60_lines():
 
 def test_the_command_line_only_builds_parsers_and_dispatches():
     assert len((ROOT / "harness" / "cli.py").read_text().splitlines()) < 200
+
+
+def test_no_whole_backend_branches_on_a_scalar_or_a_batch():
+    # Training steps with one step count, lockstep with a batch of them: a branch on
+    # which one it got would be a second path that lockstep never checks.
+    from harness.engine.rows import ROWS
+
+    paths = [ROOT / (row.backend.replace(".", "/") + ".py") for row in ROWS.values() if row.injectable]
+    branches = []
+    for path in [*paths, ROOT / "reference" / "adam.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                called = ast.unparse(node.func)
+                if called.split(".")[-1] in ("is_tensor", "isinstance", "isscalar", "ndim"):
+                    branches.append(f"{path.relative_to(ROOT)}:{node.lineno} {called}")
+    assert branches == []

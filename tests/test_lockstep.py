@@ -4,10 +4,12 @@ import json
 import numpy as np
 import pytest
 
+import backends
+
 from harness.engine import faults
 from harness.engine.agreement import K_ENVELOPE, envelope_tolerance, one_ulp_perturbations, perturbation_envelope
 from harness.files.replay import ReplayError, read_replay, write_replay
-from harness.engine.lockstep import K_LOCKSTEP, lockstep_row, phases_for, states_from_history
+from harness.engine.lockstep import K_LOCKSTEP, lockstep_row, phases_for, row_phases, states_from_history
 from harness.engine.execution import run_row
 from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
 from harness.commands.run import run_default
@@ -93,6 +95,40 @@ def test_the_fast_training_loop_steps_with_the_functions_lockstep_checks(fault, 
         readable = backends.readable_train(module)(cfg, params0)[1]
     assert np.abs(fast - clean).max() > 1e-6
     np.testing.assert_allclose(fast, readable, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("row", HAND_ROWS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_slip_in_the_step_count_reaches_training_and_lockstep_alike(row, dtype):
+    # One path per step: bias_corrections takes a step count in training and a batch of
+    # them in lockstep. A slip planted in it (t + 1 for t) must move the fast loop as it
+    # moves the readable one, and lockstep must name the update, where it lives.
+    from harness.engine.rows import load_backend
+
+    module = load_backend(row)
+    cfg = Config(epochs=30, dtype=dtype)
+    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    original = module.bias_corrections
+    slip = {"bias_corrections": lambda t, cfg, like: original(t + 1, cfg, like)}
+    clean = module.train(cfg, params0)[1]
+    _, states = _states(cfg)
+    spec = row_phases("numpy", cfg, states)  # numpy's clean step, the reference
+    with faults.patched(module, slip):
+        fast = module.train(cfg, params0)[1]
+        readable = backends.readable_train(module)(cfg, params0)[1]
+        slipped = row_phases(row, cfg, states)
+    assert np.abs(fast - clean).max() > 1e-5
+    np.testing.assert_allclose(fast, readable, rtol=0, atol=1e-12 if dtype == "float64" else 1e-6)
+    assert _first_failing_phase(spec, slipped, states, cfg) == "update"
+    assert _first_failing_phase(spec, row_phases(row, cfg, states), states, cfg) is None
+
+
+def _first_failing_phase(spec, other, states, cfg) -> str | None:
+    from harness.engine.bounds import rounding_scales
+    from harness.engine.lockstep import first_failing, phase_errors
+
+    failing = first_failing(phase_errors(spec, other, rounding_scales(spec, states, cfg), states, cfg.dtype))
+    return failing.phase if failing else None
 
 
 def test_a_fault_is_undone_after_its_block():

@@ -4,6 +4,7 @@ cannot drift from it. A page asks for one with a marker comment on a line of its
     <!-- generated: cli -->         the --help of the default run and of every subcommand
     <!-- generated: equations -->   every optimizer's record: its equations, defaults and paper
     <!-- generated: optimizers -->  the library mapping of every optimizer's record
+    <!-- generated: interface -->   the backend interface (backends/interface.py)
     <!-- generated: faults -->      every planted fault's record
     <!-- generated: variants -->    the catalogue of variants
 """
@@ -51,6 +52,17 @@ def optimizer_table() -> str:
     return "\n".join(lines)
 
 
+def interface_table() -> str:
+    from backends.interface import MEMBERS
+
+    who = {"required": "every backend, a plug-in too", "completed": "filled in for a plug-in that leaves it out",
+           "whole": "numpy, JAX, torch", "autodiff": "JAX, torch"}
+    lines = ["| member | what it is | who defines it | a fault swaps it |", "| --- | --- | --- | --- |"]
+    for m in MEMBERS.values():
+        lines.append(f"| `{m.signature}` | {m.meaning} | {who[m.who]} | {'yes' if m.swapped else ''} |")
+    return "\n".join(lines)
+
+
 def fault_table() -> str:
     from harness.engine.faults import FAULTS
 
@@ -74,7 +86,7 @@ def variant_table() -> str:
     return "\n".join(lines)
 
 
-GENERATORS = {"cli": cli_reference, "equations": equation_table, "optimizers": optimizer_table, "faults": fault_table, "variants": variant_table}
+GENERATORS = {"cli": cli_reference, "equations": equation_table, "optimizers": optimizer_table, "interface": interface_table, "faults": fault_table, "variants": variant_table}
 
 
 def on_page_markdown(markdown, page, config, files):
