@@ -69,10 +69,6 @@ def ulp_tolerance(reference, ulps=8):
     return ulps * np.finfo(reference.dtype).eps * max(1.0, float(np.abs(reference).max()))
 
 
-def params_at(seed=0, hidden=4, dtype="float64"):
-    return initial_params(seed, hidden, dtype)
-
-
 # Fixtures that run something expensive (whole default runs, an install, a cluster, 20000
 # epochs of every row): every test that uses one is in the slow tier, so the quick tier
 # (pytest -m "not slow") never pays for them, and, per module (the fixtures are

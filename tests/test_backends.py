@@ -178,3 +178,19 @@ def test_a_step_count_and_a_batch_of_step_counts_give_the_same_bits(name, dtype)
     assert {c.dtype for pair in alone for c in pair} == {np.dtype(dtype)}
     np.testing.assert_array_equal(np.array([[c.ravel()[0] for c in pair] for pair in alone]).T,
                                   np.array(batch)[:, ::7])
+
+
+@pytest.mark.slow
+def test_the_torchscript_yardstick_trains_as_the_torch_row_does():
+    # bench times it against the torch row: it must be the same computation, to rounding
+    load_backend("torch")
+    from backends import torchscript_yardstick
+
+    cfg = Config(epochs=300)
+    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    loss, params = torchscript_yardstick.train_torchscript(cfg, params0)
+    row_loss, row_params = load_backend("torch").train(cfg, params0)
+    scale = np.abs(row_params).max()
+    np.testing.assert_allclose(params, row_params, rtol=0, atol=64 * np.finfo(np.float64).eps * scale)
+    np.testing.assert_allclose(loss, row_loss, rtol=0, atol=64 * np.finfo(np.float64).eps)
+    assert np.abs(params[-1] - params[0]).max() > 1e-3  # it trained

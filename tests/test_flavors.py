@@ -12,7 +12,6 @@ from tests.seed_article import run_article
 from tests.test_cli import run_cli
 
 HAND = [n for n in BACKEND_NAMES if unavailable_reason(n) is None]
-RECIPE = Config(adam="seed", grad="half-sse")
 
 
 @pytest.mark.slow

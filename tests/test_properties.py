@@ -52,8 +52,8 @@ def test_correct_rows_never_disagree(seed, lr, hidden, dtype):
     hidden=st.integers(1, 8),
     dtype=st.sampled_from(["float64", "float32"]),
 )
-# Found by this property: a per-step envelope was needed for RMSprop (harness/agreement.py);
-# optax's AdaGrad ε in float32 sits below a ULP per step and shows only as drift (harness/run.py).
+# Found by this property: a per-step envelope was needed for RMSprop (harness/engine/agreement.py);
+# optax's AdaGrad ε in float32 sits below a ULP per step and shows only as drift (harness/engine/verdict.py).
 @pytest.mark.slow
 @example(optimizer="rmsprop", seed=138, lr_scale=2.0, hidden=1, dtype="float64")
 @example(optimizer="adagrad", seed=5, lr_scale=2.0, hidden=5, dtype="float32")

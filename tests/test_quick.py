@@ -2,6 +2,7 @@
 as ``compare.py`` calls it): the quick tier's proof that each command still runs and
 still judges right. The slow tier runs the same commands as a user does, in subprocesses
 and at full size (test_cli.py and the test file of each command)."""
+import importlib.util
 import json
 
 import numpy as np
@@ -13,9 +14,7 @@ from reference.spec import flatten_params, initial_params
 ROWS = "numpy,torch"  # no compile and no program to start: the cheapest pair of independent rows
 
 
-@pytest.fixture(autouse=True)
-def _frameworks():
-    pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the quick pair needs torch")
 
 
 def run(*argv) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.commands import options
+from harness.engine.agreement import default_every
 
 DESCRIPTION = ("Measure the harness's false-alarm rate: train every row over a grid of optimizers, dtypes, learning "
                "rates, hidden sizes and seeds (every row is correct, so every disagreement is a false alarm), and "
@@ -25,7 +26,7 @@ def tasks_of(args) -> list:
     from harness.engine.audit import audit_task, grid_cells, seed_batches
 
     cells = grid_cells(args.optimizers, args.dtypes, args.lr_factors, args.hidden, args.epochs)
-    every = max(1, args.epochs // 200)
+    every = default_every(args.epochs)
     return [((i, j), audit_task, (cell, seeds, every))
             for i, cell in enumerate(cells) for j, seeds in enumerate(seed_batches(args.seeds, args.seeds_per_task))]
 

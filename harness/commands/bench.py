@@ -120,16 +120,16 @@ def time_floor(cfg: Config, repeat: int) -> dict:
 
 def time_torchscript(cfg: Config, repeat: int) -> dict:
     """The torch row's loop compiled with TorchScript: is it worth the compile?"""
-    from backends import torch_backend
+    from backends import torchscript_yardstick
 
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     start = time.perf_counter()
-    torch_backend.train_torchscript(Config(epochs=2, hidden=cfg.hidden, dtype=cfg.dtype), params0)
+    torchscript_yardstick.train_torchscript(Config(epochs=2, hidden=cfg.hidden, dtype=cfg.dtype), params0)
     compile_seconds = time.perf_counter() - start
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        loss, _ = torch_backend.train_torchscript(cfg, params0)
+        loss, _ = torchscript_yardstick.train_torchscript(cfg, params0)
         times.append((time.perf_counter() - start) / cfg.epochs * 1e6)
     return {"us_per_epoch": spread(times), "compile_seconds": compile_seconds, "final_loss": float(loss[-1])}
 

@@ -22,7 +22,8 @@ import numpy as np
 
 from harness.commands import options
 from harness.engine.agreement import (ENVELOPE_DIRECTIONS, K_ENVELOPE, envelope_of, envelope_tolerance,
-                                      gaps_per_record, perturbed_starts, tolerance, trajectory_scale)
+                                      default_every, gaps_per_record, perturbed_starts, quantiles, tolerance,
+                                      trajectory_scale)
 from harness.engine.cluster import ClusterError, peak_memory_mib
 from harness.engine.execution import batch_params
 from harness.engine.rows import ROWS, expected_gap
@@ -135,19 +136,6 @@ def joined(parts: list, directions: int = 1):
     compile_seconds = [p.compile_seconds for p in parts if p.compile_seconds is not None]
     return Trajectory(name=first.name, loss=join("loss"), params=join("params"), seconds=sum(p.seconds for p in parts),
                       compile_seconds=sum(compile_seconds) if compile_seconds else None, epochs_run=first.epochs_run)
-
-
-QUANTILES = {"median": 0.5, "p99": 0.99, "max": 1.0}
-
-
-def default_every(epochs: int) -> int:
-    """About 200 checkpoints per run."""
-    return max(1, epochs // 200)
-
-
-def quantiles(values) -> dict:
-    values = np.asarray(values, dtype=np.float64)
-    return {name: float(np.quantile(values, q)) for name, q in QUANTILES.items()}
 
 
 @dataclass

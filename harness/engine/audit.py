@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.engine.agreement import (chaotic_runs, envelope_of, envelope_tolerance, gaps_per_record,
-                                      perturbed_starts, trajectory_scale)
+                                      perturbed_starts, quantiles, trajectory_scale)
 from harness.engine.bounds import rounding_scales
 from harness.engine.execution import batch_params, run_row
 from harness.engine.lockstep import K_LOCKSTEP, States, row_phases, worst_per_state
@@ -128,7 +128,6 @@ def upper_bound_95(failures: int, trials: int) -> float:
     return high
 
 
-QUANTILES = {"median": 0.5, "p99": 0.99, "max": 1.0}
 
 
 def summarize_audit(results: list) -> dict:
@@ -163,7 +162,7 @@ def summarize_audit(results: list) -> dict:
     margins = {}
     for (optimizer, dtype), parts in worst.items():
         values = np.concatenate(parts)
-        margins.setdefault(optimizer, {})[dtype] = {q: float(np.quantile(values, p)) for q, p in QUANTILES.items()}
+        margins.setdefault(optimizer, {})[dtype] = quantiles(values)
     return {"configurations": configurations, "chaotic_configurations": chaotic, "false_alarms": false_alarms,
             "known_gaps": known_gaps,
             "configurations_alarmed": len(alarmed), "fpr_upper_95": upper_bound_95(len(alarmed), configurations),

@@ -90,9 +90,6 @@ class Cluster:
             if part is not None:
                 part.close()
 
-    def worker_count(self) -> int:
-        return len(self.client.scheduler_info()["workers"])
-
     def run(self, tasks, report: TaskReport, progress=None):
         """``tasks``: (key, function, args). Yields (key, result) as each finishes; a task
         that no worker could finish raises :class:`ClusterError`. ``report`` collects the

@@ -40,7 +40,6 @@ from harness.engine.rows import load_backend
 from reference.spec import Config, checkpoint_epochs, initial_params
 
 KINDS = ("systematic", "random")
-JUDGES = ("lockstep", "drift")
 LARGEST_DELTA = 1e-2
 LOCKSTEP_STEPS = 250
 DRIFT_RECORDS = 1000  # checkpoints of a drift run: the first epoch caught is known to epochs/1000
