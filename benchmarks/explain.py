@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.commands.run import run_default  # noqa: E402
+from harness.engine.pipeline import run_default  # noqa: E402
 from harness.engine import faults  # noqa: E402
 from harness.engine.execution import run_row  # noqa: E402
 from harness.engine.explain import explain_trajectory, lockstep_and_explain  # noqa: E402

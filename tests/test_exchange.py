@@ -8,7 +8,7 @@ import pytest
 import backends
 from harness.files.exchange import write_trajectory_csv
 from harness.engine.execution import run_row
-from harness.commands.run import run_default
+from harness.engine.pipeline import run_default
 from reference.spec import PARAM_NAMES, Config, flatten_params, initial_params, unflatten_params, xor_data
 from tests.test_cli import ROOT, run_cli
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.commands.run import run_default
+from harness.engine.pipeline import run_default
 from harness.engine import faults
 from harness.engine.execution import run_row
 from harness.engine.explain import explain_trajectory, lockstep_and_explain

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness.engine.rows import unavailable_reason
-from harness.commands.run import run_default
+from harness.engine.pipeline import run_default
 from reference.spec import ADAM_FORMS, GRAD_CONVENTIONS, PARAM_NAMES, Config, flatten_params, initial_params
 from tests.conftest import BACKEND_NAMES, load_backend
 from tests.seed_article import run_article

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import backends
-from harness.commands import lineage, options
-from harness.commands.run import run_default
+from harness.commands import ending, lineage, row_choice
+from harness.engine.pipeline import run_default
 from harness.engine.execution import run_row
 from harness.engine.lockstep import lockstep_row, states_from_history
 from harness.engine.rows import LANGUAGE_ROWS, load_backend
@@ -129,10 +129,10 @@ def test_the_row_is_skipped_with_a_notice_without_its_program(row, monkeypatch):
     assert explicit.returncode == 2 and f"{LANGUAGES[row]} is not on PATH" in error_lines(explicit)[0]
     monkeypatch.setenv("PATH", path_without)
     reason = f"{row} row unavailable: {LANGUAGES[row]} is not on PATH"
-    # the default run, lineage and flavors skip it with a notice (options.notice_skipped)
-    names, skipped = options.select_rows(None, argparse.ArgumentParser(), cfg=Config())
+    # the default run, lineage and flavors skip it with a notice (ending.notice_skipped)
+    names, skipped = row_choice.select_rows(None, argparse.ArgumentParser(), cfg=Config())
     assert row not in names and skipped[row].startswith(reason)
-    for command_rows in (lineage.available_rows(None), options.requested_or_default(None, LANGUAGE_ROWS)):
+    for command_rows in (lineage.available_rows(None), row_choice.requested_or_default(None, LANGUAGE_ROWS)):
         assert row not in command_rows[0] and command_rows[1][row].startswith(reason)
 
 

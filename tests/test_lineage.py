@@ -9,7 +9,7 @@ from harness.files.replay import read_replay, write_replay
 from harness.engine.lockstep import lockstep_row, phases_for, states_from_history
 from harness.engine.execution import run_row
 from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
-from harness.commands.run import run_default
+from harness.engine.pipeline import run_default
 from reference.optimizers import LIBRARY_GAPS, OPTIMIZERS
 from reference.spec import Config, flatten_params
 from tests.test_cli import run_cli

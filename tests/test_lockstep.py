@@ -12,7 +12,7 @@ from harness.files.replay import ReplayError, read_replay, write_replay
 from harness.engine.lockstep import K_LOCKSTEP, lockstep_row, phases_for, row_phases, states_from_history
 from harness.engine.execution import run_row
 from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
-from harness.commands.run import run_default
+from harness.engine.pipeline import run_default
 from reference.spec import Config, flatten_params, initial_params
 from tests.test_cli import run_cli
 

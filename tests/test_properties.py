@@ -16,7 +16,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
-from harness.commands.run import run_default
+from harness.engine.pipeline import run_default
 from reference.optimizers import OPTIMIZERS
 from reference.spec import Config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.commands import options
+from harness.commands import arguments, ending
 from harness.engine.agreement import default_every
 
 DESCRIPTION = ("Measure the harness's false-alarm rate: train every row over a grid of optimizers, dtypes, learning "
@@ -15,11 +15,10 @@ SEEDS, EPOCHS, PER_TASK = 16, 2000, 128
 
 
 def add_arguments(parser) -> None:
-    options.add_grid_options(parser, SEEDS, EPOCHS, lr_factors=[0.1, 1.0, 10.0], hidden=[1, 4, 8])
-    parser.add_argument("--seeds-per-task", type=options.positive_int, default=PER_TASK,
+    arguments.add_grid_options(parser, SEEDS, EPOCHS, lr_factors=[0.1, 1.0, 10.0], hidden=[1, 4, 8])
+    parser.add_argument("--seeds-per-task", type=arguments.positive_int, default=PER_TASK,
                         help="seeds trained as one batch in one task (default %(default)s)")
-    parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
-    parser.add_argument("--plot", metavar="DIR", help="write the heatmap of the worst margin per lr and optimizer")
+    arguments.add_output_options(parser, json="the figures", plot="write the heatmap of the worst margin per lr and optimizer")
 
 
 def tasks_of(args) -> list:
@@ -35,12 +34,12 @@ def main(args, parser) -> int:
     from harness.engine.audit import summarize_audit
     from harness.files.environment import environment
 
-    outputs = options.check_outputs(parser, args, files=("json",), folders=("plot",))
-    status, data = options.run_grid(parser, args, tasks_of(args), "tasks audited", summarize_audit)
+    outputs = ending.check_outputs(parser, args, files=("json",), folders=("plot",))
+    status, data = ending.run_grid(parser, args, tasks_of(args), "tasks audited", summarize_audit)
     if data is None:
         return status
     print(render_audit(data))
-    return options.finish(parser, outputs, options.Result(data), {"environment": environment("cpu")},
+    return ending.finish(parser, outputs, ending.Result(data), {"environment": environment("cpu")},
                           plots=lambda folder: plot_audit(data, folder))
 
 

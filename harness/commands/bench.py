@@ -10,7 +10,7 @@ Rows run one after another in this process, each ``repeat`` times, so they never
 compete for a core; import times are measured in fresh interpreters. Figures are
 µs per epoch: median, min and max over the repeats. The whole default run runs in a
 fresh interpreter as a user runs it; its breakdown comes from the timeline its JSON
-carries (``harness.commands.run``, ``harness.engine.execution.timed``).
+carries (``harness.engine.pipeline``, ``harness.engine.execution.timed``).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from harness.commands import options
+from harness.commands import arguments, ending, row_choice
 from harness.engine.execution import run_row
 from harness.engine.rows import ROWS
 from reference.spec import Config, flatten_params, initial_params
@@ -40,30 +40,29 @@ EPILOG = None
 
 
 def add_arguments(parser) -> None:
-    options.add_problem_options(parser)
-    parser.add_argument("--repeat", type=options.positive_int, default=5, help="runs per row (default %(default)s)")
-    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
-                        help="rows to time (default: all installed)")
+    arguments.add_problem_options(parser)
+    parser.add_argument("--repeat", type=arguments.positive_int, default=5, help="runs per row (default %(default)s)")
+    arguments.add_rows_option(parser, "rows to time (default: all installed)")
+    arguments.add_output_options(parser, json="the figures")
     parser.add_argument("--no-wall", action="store_true",
                         help="skip the whole runs: the default run (and its breakdown by phase) and the seed-style "
                         "script")
-    parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
 
 
 def main(args, parser) -> int:
     from harness.files.environment import environment
 
-    cfg = options.config_from(args, parser)
-    outputs = options.check_outputs(parser, args, files=("json",), folders=())
-    names, skipped = options.select_rows(args.backends, parser)
+    cfg = arguments.config_from(args, parser)
+    outputs = ending.check_outputs(parser, args, files=("json",), folders=())
+    names, skipped = row_choice.select_rows(args.backends, parser)
     names = names if args.backends else [n for n in names if ROWS[n].bench]
-    options.refuse_if_too_large(parser, "bench", cfg, 1)
-    options.notice_skipped(skipped.values())
+    ending.refuse_if_too_large(parser, "bench", cfg, 1)
+    ending.notice_skipped(skipped.values())
     progress = (lambda text: print(f"  {text} ...", file=sys.stderr, flush=True))
-    result = options.Result(run_bench(cfg, names, args.repeat, wall=not args.no_wall, progress=progress))
+    result = ending.Result(run_bench(cfg, names, args.repeat, wall=not args.no_wall, progress=progress))
     result.data["environment"] = environment()
     print(render_bench(result.data))
-    return options.finish(parser, outputs, result)
+    return ending.finish(parser, outputs, result)
 
 
 def spread(values) -> dict:

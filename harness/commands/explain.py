@@ -4,7 +4,7 @@ compute? The recognition is ``harness.engine.explain``; this runs it for one row
 the numpy row, with the default run's checks."""
 from __future__ import annotations
 
-from harness.commands import options
+from harness.commands import arguments, ending, row_choice
 from harness.engine.explain import TRAJECTORY_EPOCHS
 from harness.report.text import explanation_sentence, fmt, optimizer_line
 
@@ -20,34 +20,34 @@ def add_arguments(parser) -> None:
                         "--external)")
     parser.add_argument("--backend-file", metavar="FILE.py", help="a plug-in backend module instead (as in the "
                         "default run)")
-    options.add_problem_options(parser)
-    options.add_adam_options(parser)
-    parser.add_argument("--match-epochs", type=options.positive_int, default=TRAJECTORY_EPOCHS,
+    arguments.add_problem_options(parser)
+    arguments.add_adam_options(parser)
+    parser.add_argument("--match-epochs", type=arguments.positive_int, default=TRAJECTORY_EPOCHS,
                         help="a trajectory is recognised from its first this many epochs (default %(default)s)")
-    parser.add_argument("--jobs", type=options.positive_int, default=options.default_jobs(),
+    parser.add_argument("--jobs", type=arguments.positive_int, default=arguments.default_jobs(),
                         help="processes to run in (default %(default)s)")
-    parser.add_argument("--json", metavar="FILE", help="write the comparison and its explanation as JSON")
+    arguments.add_output_options(parser, json="the comparison and its explanation")
 
 
 def main(args, parser) -> int:
-    from harness.commands.run import run_default
+    from harness.engine.pipeline import run_default
     from harness.files.environment import environment
 
     if (args.trajectory is None) == (args.backend_file is None):
         parser.error("give one implementation: NAME=FILE or --backend-file FILE.py")
-    cfg = options.config_from(args, parser)
-    outputs = options.check_outputs(parser, args, files=("json",), folders=())
-    names, _ = options.select_rows(["numpy"], parser, "cpu", cfg)
-    names += options.load_plugins([args.backend_file] if args.backend_file else None, names, cfg, "cpu", parser)
-    externals = options.load_externals([args.trajectory] if args.trajectory else None, names, cfg, parser,
+    cfg = arguments.config_from(args, parser)
+    outputs = ending.check_outputs(parser, args, files=("json",), folders=())
+    names, _ = row_choice.select_rows(["numpy"], parser, "cpu", cfg)
+    names += row_choice.load_plugins([args.backend_file] if args.backend_file else None, names, cfg, "cpu", parser)
+    externals = row_choice.load_externals([args.trajectory] if args.trajectory else None, names, cfg, parser,
                                        "NAME=FILE")
-    options.refuse_if_too_large(parser, "default", cfg, len(names) + len(externals))
+    ending.refuse_if_too_large(parser, "default", cfg, len(names) + len(externals))
     results = run_default(cfg, names, "cpu", args.jobs, {}, externals=externals, match_epochs=args.match_epochs)
     (pair,) = results.pairs
-    result = options.Result({"config": cfg.to_dict(), "row": pair["b"], "pair": pair,
+    result = ending.Result({"config": cfg.to_dict(), "row": pair["b"], "pair": pair,
                              "explanation": pair["explanation"], "passed": pair["passed"]})
     print(render_explain(result.data, cfg))
-    return options.finish(parser, outputs, result, {"environment": environment()})
+    return ending.finish(parser, outputs, result, {"environment": environment()})
 
 
 def render_explain(data: dict, cfg) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from harness.commands import options
+from harness.commands import arguments, ending, row_choice
 from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of
 from harness.engine.execution import Workers, config_tasks
 from harness.engine.rows import LANGUAGE_ROWS, expected_cost, device_problem
@@ -35,37 +35,35 @@ STEP_EPOCHS = (1, 10, 100, 1000, 20000)
 
 
 def add_arguments(parser) -> None:
-    options.add_problem_options(parser)
-    options.add_execution_options(parser)
-    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
-                        help=f"rows to judge against numpy per form (default: {','.join(LANGUAGE_ROWS)}, those "
+    arguments.add_problem_options(parser)
+    arguments.add_execution_options(parser)
+    arguments.add_rows_option(parser, f"rows to judge against numpy per form (default: {','.join(LANGUAGE_ROWS)}, those "
                         "installed); a row joins the forms it implements")
-    parser.add_argument("--json", metavar="FILE", help="write the table as JSON")
-    parser.add_argument("--plot", metavar="DIR", help="loss curves overlaid and decision regions side by side")
+    arguments.add_output_options(parser, json="the table", plot="loss curves overlaid and decision regions side by side")
 
 
 def main(args, parser) -> int:
     from harness.files.environment import environment
 
-    cfg = options.config_from(args, parser)
-    outputs = options.check_outputs(parser, args, files=("json",), folders=("plot",))
-    names, skipped = options.requested_or_default([n for n in args.backends or [] if n != "numpy"], LANGUAGE_ROWS)
+    cfg = arguments.config_from(args, parser)
+    outputs = ending.check_outputs(parser, args, files=("json",), folders=("plot",))
+    names, skipped = row_choice.requested_or_default([n for n in args.backends or [] if n != "numpy"], LANGUAGE_ROWS)
     if args.backends and skipped:
         parser.error(next(iter(skipped.values())))
     problems = [p for p in (device_problem(n, args.device) for n in names) if p]
     if problems:
         parser.error(problems[0])
-    options.refuse_if_too_large(parser, "flavors", cfg, len(FLAVORS) * (2 + len(names)))
-    options.notice_skipped(skipped.values())
+    ending.refuse_if_too_large(parser, "flavors", cfg, len(FLAVORS) * (2 + len(names)))
+    ending.notice_skipped(skipped.values())
     result = run_flavors(cfg, names, args.jobs, args.device)
-    options.notice_skipped(result["skipped"].values())
+    ending.notice_skipped(result["skipped"].values())
     print(render_flavors(result))
-    return options.finish(parser, outputs, result, {"environment": environment()},
+    return ending.finish(parser, outputs, result, {"environment": environment()},
                           plots=lambda folder: plot_flavors(result, folder))
 
 
 @dataclass
-class FlavorsResult(options.Result):
+class FlavorsResult(ending.Result):
     runs: dict  # (adam form, gradient convention) -> the numpy row's Trajectory
 
 

@@ -2,7 +2,7 @@
 check itself is ``harness.gradcheck``."""
 from __future__ import annotations
 
-from harness.commands import options
+from harness.commands import arguments, ending
 
 DESCRIPTION = ("Check the hand-derived gradient (and jax.grad, torch autograd, central differences) against a "
                "50-digit mpmath oracle at the initial weights, along the training and at saturated points; "
@@ -15,8 +15,8 @@ HAND_GRADIENTS = {
 
 
 def add_arguments(parser) -> None:
-    options.add_problem_options(parser)
-    parser.add_argument("--points", type=options.non_negative_int, default=4,
+    arguments.add_problem_options(parser)
+    parser.add_argument("--points", type=arguments.non_negative_int, default=4,
                         help="points spread along the training trajectory, besides the initial weights and two "
                         "saturated points (default %(default)s)")
     parser.add_argument("--hand", choices=tuple(HAND_GRADIENTS), default="mse",
@@ -24,22 +24,22 @@ def add_arguments(parser) -> None:
                         "derivation) (default %(default)s)")
     parser.add_argument("--canary", action="store_true",
                         help="check built-in wrong hand gradients instead: each must be caught")
-    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    arguments.add_output_options(parser, json="the report")
 
 
 def main(args, parser) -> int:
     from harness.gradcheck import check, report
     from harness.files.environment import environment
 
-    cfg = options.config_from(args, parser)
-    outputs = options.check_outputs(parser, args, files=("json",), folders=())
-    options.refuse_if_too_large(parser, "grads", cfg, 1, every=max(1, cfg.epochs // max(1, args.points)))
+    cfg = arguments.config_from(args, parser)
+    outputs = ending.check_outputs(parser, args, files=("json",), folders=())
+    ending.refuse_if_too_large(parser, "grads", cfg, 1, every=max(1, cfg.epochs // max(1, args.points)))
     if args.canary:
         result = check.run_canaries(cfg, args.points)
         print(report.render_canaries(result))
     else:
         convention, label = HAND_GRADIENTS[args.hand]
         result = check.run_check(cfg, args.points, check.hand_source(convention), label)
-        options.notice_skipped(result["skipped"].values())
+        ending.notice_skipped(result["skipped"].values())
         print(report.render_check(result))
-    return options.finish(parser, outputs, options.Result(result), {"environment": environment()})
+    return ending.finish(parser, outputs, ending.Result(result), {"environment": environment()})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from harness.commands import options
+from harness.commands import arguments, ending
 from harness.files.exchange import INIT_WRITERS
 
 DESCRIPTION = ("Write the exact initial state every row starts from (W1, b1, W2, b2 with their shapes, the flat "
@@ -14,8 +14,8 @@ EPILOG = ("formats: json (numbers that read back to the same float64), csv (sect
 
 
 def add_arguments(parser) -> None:
-    options.add_problem_options(parser)
-    options.add_adam_options(parser)
+    arguments.add_problem_options(parser)
+    arguments.add_adam_options(parser)
     parser.add_argument("--format", choices=tuple(INIT_WRITERS), default=None,
                         help="file format (default: from the --out suffix)")
     parser.add_argument("--out", metavar="FILE", required=True, help="where to write it")
@@ -24,15 +24,15 @@ def add_arguments(parser) -> None:
 def main(args, parser) -> int:
     from harness.files.exchange import write_init
 
-    cfg = options.config_from(args, parser)
+    cfg = arguments.config_from(args, parser)
     suffix = os.path.splitext(args.out)[1].lower().lstrip(".")
     fmt = args.format or (suffix if suffix in INIT_WRITERS else None)
     if fmt is None:
         parser.error("argument --format: give one (json, csv or npz) or an --out name ending in .json, .csv or .npz")
-    path = options.check_outputs(parser, args, files=("out",), folders=())["out"]
+    path = ending.check_outputs(parser, args, files=("out",), folders=())["out"]
     try:
         write_init(path, cfg, fmt)
     except OSError as exc:
-        return options.usage_error(parser, f"cannot write {path}: {exc}")
+        return ending.usage_error(parser, f"cannot write {path}: {exc}")
     print(f"wrote the initial state for seed {cfg.seed}, hidden {cfg.hidden} ({fmt}) to {path}")
-    return options.EXIT_AGREE
+    return ending.EXIT_AGREE

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.commands import options
+from harness.commands import arguments, ending, row_choice
 from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of
 from harness.engine.execution import Workers, config_tasks
 from harness.engine.rows import DEFAULT_ROWS, LANGUAGE_ROWS, ROWS, expected_cost, expected_gap
 from harness.engine.verdict import explain_gap, pair_accepted
 from harness.report.text import solved_from
 from reference.optimizers import OPTIMIZERS
-from reference.spec import DTYPES, GRAD_CONVENTIONS, Config, initial_params
+from reference.spec import GRAD_CONVENTIONS, Config, initial_params
 
 DESCRIPTION = ("Train every optimizer (" + ", ".join(OPTIMIZERS) + ") from the same initial weights, each at its "
                "conventional default hyperparameters, in every row; one table of final loss, the epoch XOR is solved "
@@ -30,30 +30,21 @@ EPILOG = ("exit status: 0 every optimizer agrees across its rows (known library 
 
 
 def add_arguments(parser) -> None:
-    defaults = options.DEFAULTS
-    parser.add_argument("--epochs", type=options.positive_int, default=defaults.epochs,
-                        help="training epochs (default %(default)s)")
-    parser.add_argument("--seed", type=options.seed_int, default=defaults.seed,
-                        help="initial-weight seed (default %(default)s)")
-    parser.add_argument("--hidden", type=options.positive_int, default=defaults.hidden,
-                        help="hidden units (default %(default)s)")
-    parser.add_argument("--dtype", choices=DTYPES, default=defaults.dtype, help="floating-point type (default %(default)s)")
-    parser.add_argument("--grad", choices=GRAD_CONVENTIONS, default=defaults.grad,
+    arguments.add_problem_options(parser, lr=False)  # each optimizer at its own learning rate
+    parser.add_argument("--grad", choices=GRAD_CONVENTIONS, default=arguments.DEFAULTS.grad,
                         help="gradient of: mse or half-sse (default %(default)s)")
-    options.add_execution_options(parser)
-    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
-                        help=f"rows to run, the first is the reference (default: {','.join(LINEAGE_ROWS)}, "
+    arguments.add_execution_options(parser)
+    arguments.add_rows_option(parser, f"rows to run, the first is the reference (default: {','.join(LINEAGE_ROWS)}, "
                         "those installed)")
-    parser.add_argument("--json", metavar="FILE", help="write the table as JSON")
-    parser.add_argument("--plot", metavar="DIR", help="loss curves overlaid and a grid of decision regions")
+    arguments.add_output_options(parser, json="the table", plot="loss curves overlaid and a grid of decision regions")
 
 
 def main(args, parser) -> int:
-    from harness.commands.run import stderr_progress
+    from harness.report.progress import stderr_progress
     from harness.files.environment import environment
 
     base = Config(hidden=args.hidden, epochs=args.epochs, seed=args.seed, dtype=args.dtype, grad=args.grad)
-    outputs = options.check_outputs(parser, args, files=("json",), folders=("plot",))
+    outputs = ending.check_outputs(parser, args, files=("json",), folders=("plot",))
     partial = [n for n in args.backends or [] if not set(ROWS[n].optimizers) >= set(OPTIMIZERS)]
     if partial:
         wrong = partial[0]
@@ -63,17 +54,17 @@ def main(args, parser) -> int:
         parser.error(next(iter(skipped.values())))
     if not names:
         parser.error("no row can run: none of the frameworks is installed")
-    options.refuse_if_too_large(parser, "lineage", base, len(names), runs=len(OPTIMIZERS))
-    options.notice_skipped(skipped.values())
+    ending.refuse_if_too_large(parser, "lineage", base, len(names), runs=len(OPTIMIZERS))
+    ending.notice_skipped(skipped.values())
     result = run_lineage(base, names, args.jobs, args.device, progress=stderr_progress)
-    options.notice_skipped(result["skipped"].values())
+    ending.notice_skipped(result["skipped"].values())
     print(render_lineage(result))
-    return options.finish(parser, outputs, result, {"environment": environment()},
+    return ending.finish(parser, outputs, result, {"environment": environment()},
                           plots=lambda folder: plot_lineage(result, folder))
 
 
 @dataclass
-class LineageResult(options.Result):
+class LineageResult(ending.Result):
     runs: dict  # (optimizer, row) -> Trajectory
 
 
@@ -220,4 +211,4 @@ def plot_lineage(result: LineageResult, folder) -> list:
 
 def available_rows(requested) -> tuple[list, dict]:
     """The rows to run (requested ones, or the default ones whose framework is here)."""
-    return options.requested_or_default(requested, LINEAGE_ROWS)
+    return row_choice.requested_or_default(requested, LINEAGE_ROWS)

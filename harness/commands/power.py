@@ -2,7 +2,7 @@
 kind of error and judge (``harness.engine.power``), on a dask.distributed cluster."""
 from __future__ import annotations
 
-from harness.commands import options
+from harness.commands import arguments, ending
 
 DESCRIPTION = ("Measure the harness's power: plant a relative error δ (systematic, or of random sign per element) in "
                "one phase of the numpy row's step, scan δ from 1 ULP to 1e-2, and report the smallest δ that lockstep "
@@ -12,9 +12,8 @@ SEEDS, EPOCHS = 2, 2000
 
 
 def add_arguments(parser) -> None:
-    options.add_grid_options(parser, SEEDS, EPOCHS, lr_factors=[1.0], hidden=[4])
-    parser.add_argument("--json", metavar="FILE", help="write the thresholds and detection curves as JSON")
-    parser.add_argument("--plot", metavar="DIR", help="write the detection curves, one figure per optimizer and dtype")
+    arguments.add_grid_options(parser, SEEDS, EPOCHS, lr_factors=[1.0], hidden=[4])
+    arguments.add_output_options(parser, json="the thresholds and detection curves", plot="write the detection curves, one figure per optimizer and dtype")
 
 
 def tasks_of(args) -> list:
@@ -29,12 +28,12 @@ def main(args, parser) -> int:
     from harness.engine.power import summarize_power
     from harness.files.environment import environment
 
-    outputs = options.check_outputs(parser, args, files=("json",), folders=("plot",))
-    status, data = options.run_grid(parser, args, tasks_of(args), "tasks scanned", summarize_power)
+    outputs = ending.check_outputs(parser, args, files=("json",), folders=("plot",))
+    status, data = ending.run_grid(parser, args, tasks_of(args), "tasks scanned", summarize_power)
     if data is None:
         return status
     print(render_power(data))
-    return options.finish(parser, outputs, options.Result(data), {"environment": environment("cpu")},
+    return ending.finish(parser, outputs, ending.Result(data), {"environment": environment("cpu")},
                           plots=lambda folder: plot_power(data, folder))
 
 

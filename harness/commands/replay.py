@@ -2,7 +2,7 @@
 row's exact state before the step where a pair parted) in every row, phase by phase."""
 from __future__ import annotations
 
-from harness.commands import options
+from harness.commands import arguments, ending, row_choice
 from harness.engine.lockstep import K_LOCKSTEP, first_failing, lockstep_row, phases_for
 from harness.engine.rows import ROWS
 from harness.commands.run_report import phase_cells
@@ -15,30 +15,29 @@ EPILOG = "exit status: 0 every row computes the step as numpy does, 1 some row d
 
 def add_arguments(parser) -> None:
     parser.add_argument("file", help="a replay .npz written by python compare.py when a pair failed")
-    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
-                        help="rows to run the step in (default: all installed)")
+    arguments.add_rows_option(parser, "rows to run the step in (default: all installed)")
+    arguments.add_output_options(parser, json="the phase-by-phase errors")
     parser.add_argument("--backend-file", action="append", metavar="FILE.py",
                         help="run the step in your own backend module too (as in the default run; repeatable)")
-    parser.add_argument("--json", metavar="FILE", help="write the phase-by-phase errors as JSON")
 
 
 def main(args, parser) -> int:
     from harness.files.replay import ReplayError, read_replay
 
-    outputs = options.check_outputs(parser, args, files=("json",), folders=())
+    outputs = ending.check_outputs(parser, args, files=("json",), folders=())
     try:
         record = read_replay(args.file)
     except ReplayError as exc:
         parser.error(str(exc))
-    names, skipped = options.select_rows(args.backends, parser, cfg=record["config"])
-    names += options.load_plugins(args.backend_file, names, record["config"], "cpu", parser)
+    names, skipped = row_choice.select_rows(args.backends, parser, cfg=record["config"])
+    names += row_choice.load_plugins(args.backend_file, names, record["config"], "cpu", parser)
     names = [n for n in names if ROWS[n].lockstep]  # the step is run again: rows that can step from a state
-    options.notice_skipped(skipped.values())
+    ending.notice_skipped(skipped.values())
     faults = {row: fault for row, fault in record["faults"].items() if row in names or row == "numpy"}
     results = {name: lockstep_row(name, record["config"], record["states"], faults)["errors"]
                for name in names if name != "numpy"}
     print(render_replay(record, results))
-    return options.finish(parser, outputs, options.Result(replay_json(args.file, record, results)))
+    return ending.finish(parser, outputs, ending.Result(replay_json(args.file, record, results)))
 
 
 def replay_json(path, record: dict, results: dict) -> dict:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.commands import options
+from harness.commands import arguments, ending, row_choice
 from harness.engine.agreement import (ENVELOPE_DIRECTIONS, K_ENVELOPE, envelope_of, envelope_tolerance,
                                       default_every, gaps_per_record, perturbed_starts, quantiles, tolerance,
                                       trajectory_scale)
@@ -35,22 +35,20 @@ EPILOG = "exit status: 0 every seed agrees in every pair, 1 some seed disagrees,
 
 
 def add_arguments(parser) -> None:
-    options.add_problem_options(parser)
-    options.add_adam_options(parser)
+    arguments.add_problem_options(parser)
+    arguments.add_adam_options(parser)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="device of the JAX and torch rows; numpy always runs on the cpu (default %(default)s)")
-    options.add_cluster_options(parser)
-    parser.add_argument("--seeds-per-task", type=options.positive_int, default=1000,
+    arguments.add_cluster_options(parser)
+    parser.add_argument("--seeds-per-task", type=arguments.positive_int, default=1000,
                         help="seeds one task trains as a batch (default %(default)s)")
-    parser.add_argument("--seeds", type=options.positive_int, default=100, help="how many seeds (default %(default)s)")
-    parser.add_argument("--first-seed", type=options.seed_int, default=0,
+    parser.add_argument("--seeds", type=arguments.positive_int, default=100, help="how many seeds (default %(default)s)")
+    parser.add_argument("--first-seed", type=arguments.seed_int, default=0,
                         help="seeds run from this one up (default %(default)s)")
-    parser.add_argument("--every", type=options.positive_int, default=None,
+    parser.add_argument("--every", type=arguments.positive_int, default=None,
                         help="compare at every K-th epoch and the last (default: epochs/200)")
-    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
-                        help="rows to run, the first is the reference (default: all installed)")
-    parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
-    parser.add_argument("--plot", metavar="DIR", help="write the gap histogram and final-loss distributions")
+    arguments.add_rows_option(parser, "rows to run, the first is the reference (default: all installed)")
+    arguments.add_output_options(parser, json="the summary", plot="write the gap histogram and final-loss distributions")
 
 
 def main(args, parser) -> int:
@@ -58,31 +56,31 @@ def main(args, parser) -> int:
 
     if args.first_seed + args.seeds > 2**32:
         parser.error("argument --seeds: seeds past 2**32 - 1 do not exist")
-    cfg = options.config_from(args, parser)
-    outputs = options.check_outputs(parser, args, files=("json",), folders=("plot",))
-    names, skipped = options.select_rows(args.backends, parser, args.device, cfg)
+    cfg = arguments.config_from(args, parser)
+    outputs = ending.check_outputs(parser, args, files=("json",), folders=("plot",))
+    names, skipped = row_choice.select_rows(args.backends, parser, args.device, cfg)
     single = [n for n in names if not ROWS[n].batched]
     if args.backends and single:
         parser.error(f"row {single[0]} trains one run at a time: the sweep needs rows that train a batch")
     names = [n for n in names if n not in single]
     every = args.every or default_every(cfg.epochs)
-    options.refuse_if_too_large(parser, "sweep", cfg, len(names), runs=args.seeds, every=every)
-    options.notice_skipped(skipped.values())
+    ending.refuse_if_too_large(parser, "sweep", cfg, len(names), runs=args.seeds, every=every)
+    ending.notice_skipped(skipped.values())
     started = time.perf_counter()
     seeds = np.arange(args.first_seed, args.first_seed + args.seeds)
     try:
         outcome = train_seeds(cfg, names, seeds, every, args.device, args.jobs, strict=bool(args.backends),
                               scheduler=args.scheduler, per_task=args.seeds_per_task)
     except ClusterError as exc:
-        return options.usage_error(parser, str(exc))
+        return ending.usage_error(parser, str(exc))
     if isinstance(outcome, str):
-        return options.usage_error(parser, outcome)
+        return ending.usage_error(parser, outcome)
     trajectories, perturbed, report = outcome
     result = summarize(cfg, seeds, every, trajectories, perturbed)
     result.data |= report.to_json() | {"seconds": time.perf_counter() - started}
     result.data["peak_memory_mib"] = {"main": peak_memory_mib(), "largest_worker": report.peak_worker_mib}
     print(render_sweep(result.data))
-    return options.finish(parser, outputs, result, {"environment": environment(args.device), "skipped": skipped},
+    return ending.finish(parser, outputs, result, {"environment": environment(args.device), "skipped": skipped},
                           plots=lambda folder: plot_sweep(result, trajectories, folder))
 
 
@@ -111,7 +109,7 @@ def train_seeds(cfg: Config, names: list, seeds, every: int, device: str, jobs: 
     reasons = [r for r in results.values() if isinstance(r, str)]
     if reasons and strict:
         return reasons[0]
-    options.notice_skipped(dict.fromkeys(reasons))
+    ending.notice_skipped(dict.fromkeys(reasons))
     trajectories = {n: joined([results[(n, b)] for b in range(len(batches))])
                     for n in names if not any(isinstance(results[(n, b)], str) for b in range(len(batches)))}
     perturbed = None
@@ -139,7 +137,7 @@ def joined(parts: list, directions: int = 1):
 
 
 @dataclass
-class SweepResult(options.Result):
+class SweepResult(ending.Result):
     largest_per_pair: dict  # row b of each pair -> (seeds,) its largest gap per seed
 
 

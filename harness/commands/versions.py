@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.commands import options
+from harness.commands import arguments, ending, row_choice
 from harness.engine.agreement import elementwise_gap
 from harness.engine.lockstep import K_LOCKSTEP, difference_at
 from harness.engine.rows import ROWS, is_twin_pair, twinnable
@@ -26,40 +26,40 @@ EPILOG = ("exit status: 0 every row agrees with itself across the environments w
 
 
 def add_arguments(parser) -> None:
-    options.add_problem_options(parser)
-    options.add_adam_options(parser)
-    options.add_env_option(parser, required=True)
-    parser.add_argument("--backends", type=options.row_list, default=None, metavar="ROWS",
-                        help="comma-separated Python rows to compare (default: every Python row of the optimizer "
+    arguments.add_problem_options(parser)
+    arguments.add_adam_options(parser)
+    arguments.add_env_option(parser, required=True)
+    arguments.add_rows_option(parser, "comma-separated Python rows to compare (default: every Python row of the optimizer "
                         "that can run in both environments; numpy runs here as the reference either way)")
+    arguments.add_output_options(parser, json="the results")
     parser.add_argument("--inject", action="append", metavar="ROW:FAULT",
                         help="plant a fault in one row (ROW@NAME: in its run in environment NAME) to see a change "
                         "in the computation caught (repeatable, one per row)")
-    parser.add_argument("--jobs", type=options.positive_int, default=options.default_jobs(),
+    parser.add_argument("--jobs", type=arguments.positive_int, default=arguments.default_jobs(),
                         help="rows run in this many processes at once (default %(default)s)")
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
 
 
 def main(args, parser) -> int:
-    from harness.commands.run import run_default, stderr_progress
+    from harness.engine.pipeline import run_default
+    from harness.report.progress import stderr_progress
     from harness.files.environment import environment
 
-    cfg = options.config_from(args, parser)
-    outputs = options.check_outputs(parser, args, files=("json",), folders=())
+    cfg = arguments.config_from(args, parser)
+    outputs = ending.check_outputs(parser, args, files=("json",), folders=())
     chosen = _rows(args.backends, parser, cfg)
-    names, skipped = options.select_rows(chosen, parser, "cpu", cfg)
-    twins, environments, not_there = options.load_environments(args.env, names, parser)
+    names, skipped = row_choice.select_rows(chosen, parser, "cpu", cfg)
+    twins, environments, not_there = row_choice.load_environments(args.env, names, parser)
     names = [n for n in names if any(is_twin_pair(n, t) for t in twins)]  # a row with no twin has nothing to say
     reference = [] if "numpy" in names else ["numpy"]
-    faults = options.parse_faults(args.inject, names + twins, cfg, parser)
-    options.refuse_if_too_large(parser, "default", cfg, len(reference + names + twins))
-    options.notice_skipped([*skipped.values(), *not_there.values()])
+    faults = row_choice.parse_faults(args.inject, names + twins, cfg, parser)
+    ending.refuse_if_too_large(parser, "default", cfg, len(reference + names + twins))
+    ending.notice_skipped([*skipped.values(), *not_there.values()])
     results = run_default(cfg, reference + names + twins, "cpu", args.jobs, faults, progress=stderr_progress,
                           twins_only=True)
     results.environment, results.environments = environment(), environments
     data = summary(results)
     print(render(results, data))
-    return options.finish(parser, outputs, options.Result(data))
+    return ending.finish(parser, outputs, ending.Result(data))
 
 
 def _rows(requested, parser, cfg) -> list:

@@ -122,6 +122,14 @@ class Cluster:
                 report.failed_twice.append(str(keys[task_key]))
 
 
+def run_grid(tasks: list, jobs: int, address: str | None, progress, summarize) -> dict:
+    """A grid's ``tasks`` on a cluster: ``summarize(results in task order)`` with where
+    and how long they ran; :class:`ClusterError` when the cluster failed."""
+    results, report, seconds = run_tasks(tasks, jobs, address, progress)
+    data = summarize([results[key] for key, _, _ in tasks])
+    return data | report.to_json() | {"seconds": seconds, "tasks": len(tasks)}
+
+
 def run_tasks(tasks: list, jobs: int, address: str | None, progress=None) -> tuple[dict, TaskReport, float]:
     """Every task on a cluster (module doc), ``progress.advance()`` after each: ({key:
     result}, the report, the seconds the tasks took from the first submission)."""

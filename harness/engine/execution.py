@@ -18,6 +18,11 @@ from reference.exchange import ExternalError
 from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, initial_params
 
 
+def skip_notice(reason: str) -> str:
+    """The line that says a row is skipped, and why."""
+    return f"notice: skipping: {reason}"
+
+
 def with_rows(rows: list, function, *args):
     """``function(*args)`` in a process that has registered ``rows`` first (worker
     processes start with the built-in rows only; a plug-in's module loads when its row

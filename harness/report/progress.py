@@ -30,3 +30,8 @@ class Progress:
         if self.shown:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def stderr_progress(text: str) -> None:
+    """A line of progress on stderr, at once."""
+    print(text, file=sys.stderr, flush=True)

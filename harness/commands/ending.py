@@ -1,0 +1,95 @@
+"""How a command ends: its result, the outputs checked before any work and written after
+it, notices for skipped rows, a usage error found after parsing, the exit status; and
+the grid of tasks on a cluster (``harness.engine.cluster.run_grid``) as a command runs it."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from harness.engine.execution import skip_notice
+from harness.files.outputs import OutputError, check_writable_dir, check_writable_file, write_json, write_npz
+from reference.spec import Config
+
+EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass
+class Result:
+    """A command's result: ``data`` is what --json writes (indexing reads it too); a
+    subclass adds the runs and arrays its figures need."""
+
+    data: dict
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def to_json(self) -> dict:
+        return self.data
+
+    @property
+    def passed(self) -> bool:
+        return self.data.get("passed", True)
+
+
+def notice_skipped(reasons) -> None:
+    """One ``notice: skipping:`` line on stderr per row that cannot run here."""
+    for reason in reasons:
+        print(skip_notice(reason), file=sys.stderr)
+
+
+def usage_error(parser, message: str) -> int:
+    """A one-line error on stderr for something found after parsing; the usage exit status."""
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def refuse_if_too_large(parser, command: str, cfg: Config, rows: int, runs: int = 1, every: int = 1) -> None:
+    """Exit 2 with one line, before any work, when the run would not fit in memory
+    (``harness.engine.memory``)."""
+    from harness.engine.memory import too_large
+
+    why = too_large(command, cfg, rows, runs, every)
+    if why:
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {why}\n")
+
+
+def check_outputs(parser, args, files=("json", "save"), folders=("plot",)) -> dict:
+    """Every output path checked before any work; returns them as Paths (or None)."""
+    try:
+        paths = {k: check_writable_file(getattr(args, k)) if getattr(args, k) else None for k in files}
+        paths.update({k: check_writable_dir(getattr(args, k)) if getattr(args, k) else None for k in folders})
+    except OutputError as exc:
+        parser.error(str(exc))
+    return paths
+
+
+def finish(parser, outputs: dict, result, json_extra: dict | None = None, npz=None, plots=None) -> int:
+    """Write what was asked for (``npz()`` to --save, ``plots(folder)`` into --plot, then
+    ``result.to_json()`` with ``json_extra`` to --json), then the exit status: 0 when
+    ``result.passed``, 1 when not, 2 when a write failed (a one-line error)."""
+    try:  # the JSON last: it may report what writing the rest cost
+        if outputs.get("save") and npz is not None:
+            write_npz(outputs["save"], npz())
+        if outputs.get("plot") and plots is not None:
+            plots(outputs["plot"])
+        if outputs.get("json"):
+            write_json(outputs["json"], result.to_json() | (json_extra or {}))
+    except OSError as exc:
+        return usage_error(parser, f"cannot write output: {exc}")
+    return EXIT_AGREE if result.passed else EXIT_DISAGREE
+
+
+def run_grid(parser, args, tasks: list, label: str, summarize) -> tuple[int | None, dict | None]:
+    """The grid's ``tasks`` on the cluster the options name (``harness.engine.cluster.run_grid``)
+    with a progress bar: (None, the summary with the grid's options), or (the usage exit
+    status, None) when the cluster failed, with one line."""
+    from harness.engine.cluster import ClusterError
+    from harness.engine.cluster import run_grid as run_on_cluster
+    from harness.report.progress import Progress
+
+    try:
+        data = run_on_cluster(tasks, args.jobs, args.scheduler, Progress(len(tasks), label), summarize)
+    except ClusterError as exc:
+        return usage_error(parser, str(exc)), None
+    grid = {name: getattr(args, name) for name in ("optimizers", "dtypes", "lr_factors", "hidden", "seeds", "epochs")}
+    return None, data | {"grid": grid}
