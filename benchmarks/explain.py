@@ -55,7 +55,7 @@ def planted(counts: dict) -> None:
 def gaps(counts: dict) -> None:
     for optimizer, variant in (("adagrad", "adagrad-eps-inside-sqrt"), ("amsgrad", "amsgrad-max-of-vhat")):
         (pair,) = run_default(Config(optimizer=optimizer, epochs=200), ["numpy", "optax"], "cpu", 1, {}).pairs
-        tally(counts, pair["explanation"], variant)
+        tally(counts, pair.explanation, variant)
 
 
 def trajectories(counts: dict) -> None:
@@ -87,7 +87,7 @@ def plugins(counts: dict) -> None:
             path.write_text(example.replace(old, new).replace('NAME = "example"', f'NAME = "{name}"'))
             register_plugin(path)
             (pair,) = run_default(Config(epochs=40, **extra), ["numpy", name], "cpu", 1, {}).pairs
-            tally(counts, pair["explanation"], expected)
+            tally(counts, pair.explanation, expected)
 
 
 def cost() -> None:
@@ -95,7 +95,7 @@ def cost() -> None:
     started = time.perf_counter()
     results = run_default(Config(), ["numpy", "jax", "torch"], "cpu", 2, {"torch": "eps-inside-sqrt"})
     total = time.perf_counter() - started
-    seconds = [p["explanation"]["seconds"] for p in results.pairs if p["explanation"]]
+    seconds = [p.explanation["seconds"] for p in results.pairs if p.explanation]
     print(f"recognition on a failing default run (numpy, jax, torch with eps-inside-sqrt, 20000 epochs): "
           f"{sum(seconds):.3f} s of {total:.1f} s for the whole run")
 

@@ -212,11 +212,11 @@ def test_a_chaotic_pair_passes_on_lockstep_and_fails_without_it():
     steps = {"params": SimpleNamespace(phase="params", passed=True, max_ulp=0.5, first=None,
                                        to_dict=lambda: {"max_ulp": 0.5})}
     runs = SimpleNamespace(params=np.zeros((3, 17)), loss=np.zeros(2))
-    assert pair_verdict(drifted, steps, runs, runs)["passed"]
-    assert pair_verdict(drifted, steps, runs, runs)["diagnosis"].startswith("agree: chaotic training")
-    assert not pair_verdict(drifted, None, runs, runs)["passed"]
+    assert pair_verdict(drifted, steps, runs, runs).passed
+    assert pair_verdict(drifted, steps, runs, runs).diagnosis.startswith("agree: chaotic training")
+    assert not pair_verdict(drifted, None, runs, runs).passed
     regular = Agreement("numpy", "jax", 0.5, 0.01, 2, 0.3, 1.7, False, "envelope", chaotic=False)
-    assert not pair_verdict(regular, steps, runs, runs)["passed"]
+    assert not pair_verdict(regular, steps, runs, runs).passed
 
 
 @pytest.mark.slow

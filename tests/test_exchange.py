@@ -193,8 +193,8 @@ def test_a_fault_planted_in_the_plug_in_is_caught_in_its_phase():
     register_plugin(EXAMPLE)
     results = run_default(Config(epochs=60), ["numpy", "example"], "cpu", 1, {"example": "grad-missing-2-over-n"})
     (pair,) = results.pairs
-    assert not pair["passed"] and pair["first_divergence"]["phase"] == "grads"
-    assert pair["first_divergence"]["epoch"] == 1
+    assert not pair.passed and pair.first_divergence["phase"] == "grads"
+    assert pair.first_divergence["epoch"] == 1
 
 
 @pytest.mark.parametrize("source,problem", [

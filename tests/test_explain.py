@@ -51,8 +51,8 @@ def test_the_known_optax_gaps_are_recognised_not_only_listed(optimizer, variant)
     pytest.importorskip("optax")
     results = run_default(Config(optimizer=optimizer, epochs=200), ["numpy", "optax"], "cpu", 1, {})
     (pair,) = results.pairs
-    assert pair["expected"] and pair["explained"] and results.passed
-    assert pair["explanation"]["variant"] == variant and pair["explanation"]["row"] == "optax"
+    assert (pair.gap is not None) and pair.explained and results.passed
+    assert pair.explanation["variant"] == variant and pair.explanation["row"] == "optax"
 
 
 def _trajectory(way="paper", epochs=50, **hyper):
@@ -124,8 +124,8 @@ def _plugin_pair(tmp_path, name):
     path.write_text(EXAMPLE.replace(old, new).replace('NAME = "example"', f'NAME = "{name}"'))
     register_plugin(path)
     (pair,) = run_default(Config(epochs=40, **extra), ["numpy", name], "cpu", 1, {}).pairs
-    assert not pair["passed"]
-    return pair["explanation"]
+    assert not pair.passed
+    return pair.explanation
 
 
 @pytest.mark.parametrize("name", ["bias_averaged", "weight_grad_1_01", "wrong_transpose"])

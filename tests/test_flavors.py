@@ -34,7 +34,7 @@ def test_every_form_agrees_across_backends(adam, grad):
     results = run_default(Config(adam=adam, grad=grad, epochs=800), HAND, "cpu", 1, {})
     assert len(results.pairs) == len(HAND) - 1
     for pair in results.pairs:
-        assert pair["passed"] and pair["lockstep_max_ulp"] < 2, pair
+        assert pair.passed and pair.lockstep_max_ulp < 2, pair
 
 
 @pytest.mark.parametrize("name", HAND)
@@ -75,8 +75,8 @@ def test_keras_row_agrees_with_epshat():
     if unavailable_reason("keras"):  # keras is an optional extra
         pytest.skip(unavailable_reason("keras"))
     results = run_default(Config(adam="epshat", epochs=3000), ["numpy", "jax", "keras"], "cpu", 1, {})
-    keras_pair = [p for p in results.pairs if p["b"] == "keras"][0]
-    assert keras_pair["passed"] and keras_pair["max_abs_param_diff"] < 1e-13
+    keras_pair = [p for p in results.pairs if p.b == "keras"][0]
+    assert keras_pair.passed and keras_pair.agreement.max_abs_param_diff < 1e-13
 
 
 @pytest.mark.slow

@@ -79,7 +79,7 @@ def test_the_row_agrees_with_numpy_over_2000_epochs_of_adam(row):
     results = run_default(Config(epochs=2000), ["numpy", row], "cpu", 2, {})
     assert not results.skipped, results.skipped
     (pair,) = results.pairs
-    assert pair["passed"] and pair["max_abs_param_diff"] < 1e-13 and pair["lockstep_max_ulp"] < 2
+    assert pair.passed and pair.agreement.max_abs_param_diff < 1e-13 and pair.lockstep_max_ulp < 2
 
 
 @pytest.mark.slow
@@ -91,7 +91,7 @@ def test_every_optimizer_agrees_in_both_languages_over_20000_epochs(optimizer):
     results = run_default(Config(optimizer=optimizer), ["numpy", *LANGUAGES], "cpu", 2, {})
     assert not results.skipped and len(results.pairs) == 2
     for pair in results.pairs:
-        assert pair["passed"] and pair["margin"] < 0.1 and pair["lockstep_max_ulp"] < 2, pair
+        assert pair.passed and pair.agreement.margin < 0.1 and pair.lockstep_max_ulp < 2, pair
 
 
 # A realistic mistake per language, planted in a copy of its code: the MATLAB code forgets

@@ -60,16 +60,16 @@ def test_every_planted_fault_is_caught_in_its_phase(fault, row):
     cfg = Config(optimizer=(faults.FAULTS[fault].optimizers or ("adam",))[0], epochs=60)
     results = run_default(cfg, [n for n in ("numpy", "jax", "torch") if n in AVAILABLE], "cpu", 1, {row: fault})
     assert not results.passed
-    failing = [p for p in results.pairs if not p["passed"]]
+    failing = [p for p in results.pairs if not p.passed]
     # a fault in numpy (the reference) parts it from every row; elsewhere only its own pair fails
-    assert {p["b"] for p in failing} == ({p["b"] for p in results.pairs} if row == "numpy" else {row})
+    assert {p.b for p in failing} == ({p.b for p in results.pairs} if row == "numpy" else {row})
     for pair in failing:
-        divergence = pair["first_divergence"]
+        divergence = pair.first_divergence
         assert divergence["found_by"] == "lockstep"
         assert divergence["phase"] == EXPECTED_PHASE[fault], (fault, row, divergence)
         # seed-bias-correction equals the paper's step at t = 1; every other fault shows at once
         assert divergence["epoch"] == (2 if fault == "seed-bias-correction" else 1)
-        assert pair["diagnosis"].startswith("computation differs")
+        assert pair.diagnosis.startswith("computation differs")
 
 
 # one fault for each function a fault swaps: Adam's step, its moments, an UPDATES rule, the
@@ -181,8 +181,8 @@ def test_chaotic_seed_at_the_default_config_now_agrees():
         pytest.skip("needs jax")
     results = run_default(Config(seed=101), ["numpy", "jax"], "cpu", 1, {})
     (pair,) = results.pairs
-    assert pair["max_abs_param_diff"] > 1e-5
-    assert pair["passed"] and pair["lockstep_max_ulp"] < K_LOCKSTEP
+    assert pair.agreement.max_abs_param_diff > 1e-5
+    assert pair.passed and pair.lockstep_max_ulp < K_LOCKSTEP
 
 
 def test_replay_file_round_trips(tmp_path):

@@ -40,7 +40,7 @@ def test_correct_rows_never_disagree(seed, lr, hidden, dtype):
     assume(np.isfinite(reference.params).all() and np.isfinite(reference.loss).all())
     # A row that blows up where the reference does not fails here: non-finite never passes.
     for pair in results.pairs:
-        assert pair["passed"], pair
+        assert pair.passed, pair
 
 
 @pytest.mark.skipif(len(AVAILABLE) < 2 or "numpy" not in AVAILABLE, reason="needs numpy and another row")
@@ -66,4 +66,4 @@ def test_no_optimizer_raises_a_false_alarm(optimizer, seed, lr_scale, hidden, dt
     reference = results.trajectories["numpy"]
     assume(np.isfinite(reference.params).all() and np.isfinite(reference.loss).all())
     for pair in results.pairs:
-        assert pair["passed"] or pair.get("explained"), pair
+        assert pair.passed or pair.explained, pair

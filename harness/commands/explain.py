@@ -44,8 +44,8 @@ def main(args, parser) -> int:
     ending.refuse_if_too_large(parser, "default", cfg, len(names) + len(externals))
     results = run_default(cfg, names, "cpu", args.jobs, {}, externals=externals, match_epochs=args.match_epochs)
     (pair,) = results.pairs
-    result = ending.Result({"config": cfg.to_dict(), "row": pair["b"], "pair": pair,
-                             "explanation": pair["explanation"], "passed": pair["passed"]})
+    result = ending.Result({"config": cfg.to_dict(), "row": pair.b, "pair": pair.to_json(),
+                            "explanation": pair.explanation, "passed": pair.passed})
     print(render_explain(result.data, cfg))
     return ending.finish(parser, outputs, result, {"environment": environment()})
 

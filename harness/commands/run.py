@@ -96,16 +96,16 @@ def write_replays(results: Results, folder, parser) -> dict:
         return {}
     paths = {}
     for p in results.pairs:
-        div = p.get("first_divergence")
-        if not div or div["epoch"] < 1 or p.get("explained") or ROWS[p["b"]].twin:
+        div = p.first_divergence
+        if not div or div["epoch"] < 1 or p.explained or ROWS[p.b].twin:
             continue  # (a replay runs in one environment)
         Path(folder).mkdir(parents=True, exist_ok=True)
-        path = Path(folder) / f"replay_{p['b']}_epoch{div['epoch']}.npz"
+        path = Path(folder) / f"replay_{p.b}_epoch{div['epoch']}.npz"
         try:
-            write_replay(path, results.cfg, reference, div["epoch"], (p["a"], p["b"]), div["phase"], results.faults,
+            write_replay(path, results.cfg, reference, div["epoch"], (p.a, p.b), div["phase"], results.faults,
                          results.environment)
         except OSError as exc:
             print(f"{parser.prog}: warning: cannot write replay file {path}: {exc}", file=sys.stderr)
             continue
-        paths[p["b"]] = path
+        paths[p.b] = path
     return paths

@@ -8,7 +8,7 @@ import numpy as np
 from harness.engine.agreement import envelope_tolerance, trajectory_scale
 from harness.engine.lockstep import K_LOCKSTEP, phases_for
 from harness.engine.rows import ROWS
-from harness.engine.verdict import pair_accepted
+from harness.engine.verdict import PairVerdict
 from harness.report.text import GRAD_LABELS, element, explanation_sentence, fmt, optimizer_line, predictions
 from reference.spec import Config, solves_xor, unflatten_params
 
@@ -52,7 +52,7 @@ def results_dict(results) -> dict:
         "reference_row": next(iter(results.trajectories), None),
         "tolerance_rule": (results.agreements[0].tolerance_source if results.agreements else None),
         "lockstep_seconds": results.lockstep_seconds,
-        "agreement": list(results.pairs),
+        "agreement": [p.to_json() for p in results.pairs],
         "passed": results.passed,
         "replay_files": {k: str(v) for k, v in results.replay_files.items()},
         "timings": results.timings,
@@ -114,23 +114,24 @@ def _rows_table(results) -> list:
     return lines
 
 
-def _verdict(p: dict) -> str:
-    if "environment" in p:
-        return p["diagnosis"] + "; " + twin_difference_text(p)
-    if not p.get("expected"):
-        return p["diagnosis"]
-    if p["explained"]:
-        return f"expected: a known {p['b']} difference (below)"
-    if p["passed"]:
-        return f"agrees, though a known {p['b']} difference was expected"
-    return f"DISAGREES beyond the known {p['b']} difference: {p['diagnosis']}"
+def _verdict(p: PairVerdict) -> str:
+    if p.twin is not None:
+        return p.diagnosis + "; " + twin_difference_text(p)
+    if p.gap is None:
+        return p.diagnosis
+    if p.explained:
+        return f"expected: a known {p.b} difference (below)"
+    if p.passed:
+        return f"agrees, though a known {p.b} difference was expected"
+    return f"DISAGREES beyond the known {p.b} difference: {p.diagnosis}"
 
 
-def twin_difference_text(p: dict) -> str:
+def twin_difference_text(p: PairVerdict) -> str:
     """Where one row's runs in two environments first differ at all."""
-    if p["bit_identical"]:
+    assert p.twin is not None
+    if p.twin.bit_identical:
         return "bit-identical"
-    first = p["first_difference"]
+    first = p.twin.first_difference
     if first is None:
         return "every step bit-identical, the trajectories differ"
     where = element(first["tensor"], first["index"])
@@ -139,17 +140,18 @@ def twin_difference_text(p: dict) -> str:
 
 def _pairs_table(results) -> list:
     first = results.agreements[0]
-    width = name_width([p["a"] + " vs " + p["b"] for p in results.pairs], 26)
+    width = name_width([p.a + " vs " + p.b for p in results.pairs], 26)
     lines = ["", f"free-running drift against {first.a}: tolerance = {first.tolerance_source} "
                  f"(allowed at the last epoch {first.tolerance:.2e})",
              f"{'pair':<{width}} {'max|Δθ|':>10} {'max|Δloss|':>11} {'first epoch over':>17} {'margin':>9}  "
              f"{'lockstep ULPs':>13}  verdict"]
     for p in results.pairs:
-        first_over = "none" if p["first_epoch_over_tolerance"] is None else str(p["first_epoch_over_tolerance"])
-        lock = f"{p['lockstep_max_ulp']:.3g}" if "lockstep_max_ulp" in p else "n/a"
+        drift = p.agreement
+        first_over = "none" if drift.first_epoch_over_tolerance is None else str(drift.first_epoch_over_tolerance)
+        lock = "n/a" if p.lockstep_max_ulp is None else f"{p.lockstep_max_ulp:.3g}"
         lines.append(
-            f"{p['a'] + ' vs ' + p['b']:<{width}} {fmt(p['max_abs_param_diff']):>10} {fmt(p['max_abs_loss_diff']):>11} "
-            f"{first_over:>17} {fmt(p['margin'], '.3f' if p['margin'] < 1e3 else '.2e'):>9}  {lock:>13}  {_verdict(p)}")
+            f"{p.a + ' vs ' + p.b:<{width}} {fmt(drift.max_abs_param_diff):>10} {fmt(drift.max_abs_loss_diff):>11} "
+            f"{first_over:>17} {fmt(drift.margin, '.3f' if drift.margin < 1e3 else '.2e'):>9}  {lock:>13}  {_verdict(p)}")
     return lines
 
 
@@ -194,17 +196,17 @@ def _without_lockstep(results) -> list:
 def _known_differences(results) -> list:
     lines = []
     for p in results.pairs:
-        if p.get("expected"):
-            where = "free-running drift only" if p["expected_phase"] == "drift" else f"{p['expected_phase']} phase"
-            lines.append(f"known difference, {p['b']} ({where}): {p['expected_reason']}")
-            if p.get("explained") and (p.get("explanation") or {}).get("verdict") == "explained":
-                lines.append("  recognised: " + explanation_sentence(p["explanation"]))
+        if p.gap is not None:
+            where = "free-running drift only" if p.gap.phase == "drift" else f"{p.gap.phase} phase"
+            lines.append(f"known difference, {p.b} ({where}): {p.gap.reason}")
+            if p.explained and (p.explanation or {}).get("verdict") == "explained":
+                lines.append("  recognised: " + explanation_sentence(p.explanation))
     return lines
 
 
 def _lockstep_note(results) -> str:
-    judged = [p for p in results.pairs if not p.get("explained")]
-    unchecked = [p["b"] for p in judged if "lockstep_max_ulp" not in p]
+    judged = [p for p in results.pairs if not p.explained]
+    unchecked = [p.b for p in judged if p.lockstep_max_ulp is None]
     if not unchecked:
         return "lockstep at rounding level"
     if "numpy" not in results.trajectories:
@@ -215,24 +217,23 @@ def _lockstep_note(results) -> str:
 
 
 def _conclusion(results) -> list:
-    failed = [p for p in results.pairs if not pair_accepted(p)]
+    failed = [p for p in results.pairs if not p.accepted]
     if failed:
         lines = [f"{len(failed)} of {len(results.pairs)} pairs disagree: " + ", ".join(_pair_name(p) for p in failed)]
         for p in failed:
-            if "first_divergence" in p:
-                lines += ["", paragraph(p["a"], p["b"], p["first_divergence"], results.replay_files.get(p["b"]),
-                                        p.get("explanation"))]
+            if p.first_divergence:
+                lines += ["", paragraph(p.a, p.b, p.first_divergence, results.replay_files.get(p.b), p.explanation)]
         return lines
-    explained = [p["b"] for p in results.pairs if p.get("explained")]
+    explained = [p.b for p in results.pairs if p.explained]
     agreeing = len(results.pairs) - len(explained)
     head = (f"all {agreeing} pairs agree" if not explained else
             f"{agreeing} of {len(results.pairs)} pairs agree, {', '.join(explained)} differs as explained above")
     return [head + f" (margin = largest gap / allowed; {_lockstep_note(results)})"]
 
 
-def _pair_name(p: dict) -> str:
+def _pair_name(p: PairVerdict) -> str:
     """A pair by its second row, or by both when the first is not the reference."""
-    return p["b"] if p["a"] == "numpy" or "environment" not in p else f"{p['a']} vs {p['b']}"
+    return p.b if p.a == "numpy" or p.twin is None else f"{p.a} vs {p.b}"
 
 
 def paragraph(a: str, b: str, div: dict, replay_path, explanation: dict | None = None) -> str:
@@ -262,6 +263,5 @@ def write_plots(results, folder) -> None:
     allowed = (envelope_tolerance(results.envelope, results.cfg.dtype, trajectory_scale(reference.params))[0]
                if results.envelope is not None else np.full(reference.params.shape[0], results.agreements[0].tolerance))
     for p in results.pairs:
-        lock = results.lockstep.get(p["b"], {}).get("params_gap") if p["a"] == "numpy" else None
-        drift_figure(Path(folder) / f"drift_{p['a']}_vs_{p['b']}.png", p["a"], p["b"], results.gaps[p["a"], p["b"]], allowed,
-                     lock)
+        lock = results.lockstep.get(p.b, {}).get("params_gap") if p.a == "numpy" else None
+        drift_figure(Path(folder) / f"drift_{p.a}_vs_{p.b}.png", p.a, p.b, results.gaps[p.a, p.b], allowed, lock)

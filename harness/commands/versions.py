@@ -11,9 +11,9 @@ import numpy as np
 
 from harness.commands import arguments, ending, row_choice
 from harness.engine.agreement import elementwise_gap
-from harness.engine.lockstep import K_LOCKSTEP, difference_at
+from harness.engine.lockstep import K_LOCKSTEP, difference_at, first_failing
 from harness.engine.rows import ROWS, is_twin_pair, twinnable
-from harness.engine.verdict import pair_accepted
+from harness.engine.verdict import PairVerdict, lockstep_summary
 from harness.report.text import element
 from reference.spec import unflatten_params
 
@@ -82,28 +82,30 @@ def summary(results) -> dict:
     comparison and the verdict."""
     rows = {}
     for p in results.pairs:
-        a, b = results.trajectories[p["a"]], results.trajectories[p["b"]]
-        rows[p["b"]] = {"row": p["a"], "environment": p["environment"], "verdict": verdict(p),
-                        "passed": pair_accepted(p), "bit_identical": p["bit_identical"],
-                        "trajectory": {"bit_identical": p["trajectory_bit_identical"],
-                                       "first_difference": first_trajectory_difference(a, b),
-                                       "max_abs_param_diff": p["max_abs_param_diff"],
-                                       "max_abs_loss_diff": p["max_abs_loss_diff"], "margin": p["margin"],
-                                       "tolerance": p["tolerance"], "passed": p["free_running_passed"]},
-                        "lockstep": {"run": p["stepped"], "first_difference": p["first_difference"],
-                                     "max_ulp": p.get("lockstep_max_ulp"), "allowed_ulp": K_LOCKSTEP,
-                                     "first_failing_phase": first_failing_phase(p), "phases": p.get("lockstep")},
-                        "diagnosis": p["diagnosis"]}
+        a, b, twin, drift = results.trajectories[p.a], results.trajectories[p.b], p.twin, p.agreement
+        assert twin is not None
+        rows[p.b] = {"row": p.a, "environment": twin.environment, "verdict": verdict(p),
+                     "passed": p.accepted, "bit_identical": twin.bit_identical,
+                     "trajectory": {"bit_identical": twin.trajectory_bit_identical,
+                                    "first_difference": first_trajectory_difference(a, b),
+                                    "max_abs_param_diff": drift.max_abs_param_diff,
+                                    "max_abs_loss_diff": drift.max_abs_loss_diff, "margin": drift.margin,
+                                    "tolerance": drift.tolerance, "passed": drift.passed},
+                     "lockstep": {"run": twin.stepped, "first_difference": twin.first_difference,
+                                  "max_ulp": p.lockstep_max_ulp, "allowed_ulp": K_LOCKSTEP,
+                                  "first_failing_phase": first_failing_phase(p),
+                                  "phases": lockstep_summary(p.lockstep or {}).get("lockstep")},
+                     "diagnosis": p.diagnosis}
     return {"config": results.cfg.to_dict(), "environments": {"here": results.environment} | results.environments,
             "injected": results.faults, "rows": rows, "skipped": dict(results.skipped),
             "passed": all(r["passed"] for r in rows.values())}
 
 
-def verdict(p: dict) -> str:
+def verdict(p: PairVerdict) -> str:
     """bit-identical, rounding level, or what differs."""
-    if p["bit_identical"]:
+    if p.twin is not None and p.twin.bit_identical:
         return "bit-identical"
-    if p["passed"]:
+    if p.passed:
         return "rounding level"
     failing = first_failing_phase(p)
     if failing:
@@ -111,9 +113,10 @@ def verdict(p: dict) -> str:
     return "parts beyond the derived tolerance"
 
 
-def first_failing_phase(p: dict) -> str | None:
+def first_failing_phase(p: PairVerdict) -> str | None:
     """The first phase, in the order a step computes them, whose lockstep error is over its bound."""
-    return next((phase for phase, error in (p.get("lockstep") or {}).items() if not error["passed"]), None)
+    failing = first_failing(p.lockstep or {})
+    return failing.phase if failing else None
 
 
 def first_trajectory_difference(a, b) -> dict | None:

@@ -16,7 +16,7 @@ from harness.engine.execution import Workers, run_row, skip_notice, with_rows
 from harness.engine.explain import TRAJECTORY_EPOCHS, explain_trajectory, lockstep_and_explain, unexplained
 from harness.engine.lockstep import states_from_history
 from harness.engine.rows import ROWS, added_rows, expected_cost, expected_gap, is_twin_pair
-from harness.engine.verdict import pair_accepted, pair_verdict
+from harness.engine.verdict import PairVerdict, TwinVerdict, pair_verdict
 from reference.spec import Config, initial_params
 
 
@@ -29,7 +29,7 @@ class Results:
     lockstep: dict                      # row -> lockstep_row result
     faults: dict
     skipped: dict
-    pairs: list = field(default_factory=list)   # per pair: the JSON-ready verdict (pair_verdict)
+    pairs: list[PairVerdict] = field(default_factory=list)
     gaps: dict = field(default_factory=dict)    # (a, b) of each pair -> its gap per record (for the drift figure)
     lockstep_seconds: float = 0.0  # summed over rows (they may run in parallel with training)
     environment: dict | None = None
@@ -55,7 +55,7 @@ class Results:
 
     @property
     def passed(self) -> bool:
-        return all(pair_accepted(p) for p in self.pairs)
+        return all(p.accepted for p in self.pairs)
 
 
 
@@ -103,20 +103,17 @@ def _judge_pairs(results: Results, match_epochs: int) -> None:
         if step.get("twin") is None:
             gap = expected_gap(agreement.b, cfg) or expected_gap(agreement.a, cfg)
         explanation = step.get("explanation") or _explain_free_running(agreement, step, b, cfg, match_epochs)
-        entry = pair_verdict(agreement, step.get("errors"), a, b, gap, explanation)
-        if step.get("twin"):
-            entry |= twin_summary(agreement, step)
-        results.pairs.append(entry)
+        twin = twin_summary(agreement, step) if step.get("twin") else None
+        results.pairs.append(pair_verdict(agreement, step.get("errors"), a, b, gap, explanation, twin))
         results.gaps[agreement.a, agreement.b] = gaps_per_record(a, b)[2]
 
 
-def twin_summary(agreement, step: dict) -> dict:
-    """What a pair of one row in two environments adds: whether the whole run is the same
-    bits, and where the same steps first differ at all (lockstep, None: nowhere)."""
+def twin_summary(agreement, step: dict) -> TwinVerdict:
+    """A pair of one row in two environments: whether the whole run is the same bits,
+    and where the same steps first differ at all (lockstep, None: nowhere)."""
     same = agreement.max_abs_param_diff == 0 and agreement.max_abs_loss_diff == 0
-    return {"environment": step["twin"], "bit_identical": bool(same and step["first_difference"] is None),
-            "trajectory_bit_identical": bool(same), "first_difference": step["first_difference"],
-            "stepped": step["stepped"]}
+    return TwinVerdict(step["twin"], bool(same and step["first_difference"] is None), bool(same),
+                       step["first_difference"], step["stepped"])
 
 
 def _pair_lockstep(lockstep: dict, a: str, b: str, faults: dict) -> dict:

@@ -1,34 +1,114 @@
 """The verdict on a pair of rows: free-running drift against the derived tolerance and
 lockstep errors per phase combined, which case a difference is, where the pair first
-parts, and whether a known library gap explains it."""
+parts, and whether a known library gap explains it. One ``PairVerdict`` per pair; its
+``to_json()`` is what --json writes for it."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from harness.engine.agreement import Agreement
-from harness.engine.lockstep import PHASES, first_failing
+from harness.engine.lockstep import PHASES, PhaseError, first_failing
 from reference.spec import PARAM_NAMES, unflatten_params
 
 
-def pair_verdict(agreement: Agreement, errors: dict | None, a, b, gap=None, explanation: dict | None = None) -> dict:
-    """Everything reported for one pair (JSON-ready): the free-running figures, the
-    lockstep figures when the pair has them, the verdict, the first divergence and the
-    explanation (``harness.engine.explain``; None for a pair that agrees) of a failing
-    pair, and ``gap`` (``reference.optimizers.Gap``) when one is known."""
+@dataclass(frozen=True)
+class GapVerdict:
+    """A pair with a known library gap: expected to disagree, and whether it does so as
+    the gap says (``explain_gap``)."""
+
+    reason: str
+    phase: str
+    explained: bool
+
+    def to_json(self) -> dict:
+        return {"expected": True, "expected_reason": self.reason, "expected_phase": self.phase,
+                "explained": self.explained}
+
+
+@dataclass(frozen=True)
+class TwinVerdict:
+    """What a pair of one row in two environments adds: whether the whole run is the same
+    bits, and where the same steps first differ at all (lockstep; None: nowhere)."""
+
+    environment: str
+    bit_identical: bool
+    trajectory_bit_identical: bool
+    first_difference: dict | None
+    stepped: bool
+
+    def to_json(self) -> dict:
+        return {"environment": self.environment, "bit_identical": self.bit_identical,
+                "trajectory_bit_identical": self.trajectory_bit_identical,
+                "first_difference": self.first_difference, "stepped": self.stepped}
+
+
+@dataclass
+class PairVerdict:
+    """Everything reported for one pair: the free-running figures (``agreement``), the
+    lockstep errors per phase when the pair has them, the verdict, the first divergence
+    and the explanation (``harness.engine.explain``; None for a pair that agrees) of a
+    failing pair, a known library gap's verdict, and a twin pair's summary."""
+
+    agreement: Agreement
+    lockstep: dict[str, PhaseError] | None
+    passed: bool
+    diagnosis: str
+    explanation: dict | None = None
+    first_divergence: dict | None = None
+    gap: GapVerdict | None = None
+    twin: TwinVerdict | None = None
+
+    @property
+    def a(self) -> str:
+        return self.agreement.a
+
+    @property
+    def b(self) -> str:
+        return self.agreement.b
+
+    @property
+    def explained(self) -> bool:
+        return self.gap is not None and self.gap.explained
+
+    @property
+    def accepted(self) -> bool:
+        """It agrees, or disagrees only as a known library gap explains (``explain_gap``)."""
+        return self.passed or self.explained
+
+    @property
+    def lockstep_max_ulp(self) -> float | None:
+        return max(e.max_ulp for e in self.lockstep.values()) if self.lockstep else None
+
+    def to_json(self) -> dict:
+        """The pair's JSON, with the keys it has always had."""
+        entry = self.agreement.to_dict() | lockstep_summary(self.lockstep or {})
+        entry |= {"passed": self.passed, "free_running_passed": self.agreement.passed, "diagnosis": self.diagnosis}
+        if self.first_divergence:
+            entry["first_divergence"] = self.first_divergence
+        entry["explanation"] = self.explanation
+        if self.gap is not None:
+            entry |= self.gap.to_json()
+        if self.twin is not None:
+            entry |= self.twin.to_json()
+        return entry
+
+
+def pair_verdict(agreement: Agreement, errors: dict | None, a, b, gap=None, explanation: dict | None = None,
+                 twin: TwinVerdict | None = None) -> PairVerdict:
+    """The verdict on trajectories ``a`` and ``b`` from their agreement, their lockstep
+    ``errors`` (None without) and ``gap`` (``reference.optimizers.Gap``) when one is known."""
     lock_ok = all(e.passed for e in errors.values()) if errors else True
-    entry = agreement.to_dict() | lockstep_summary(errors or {})
     # where training is chaotic, drift cannot tell rounding from a difference: lockstep judges
     drift_ok = agreement.passed or (agreement.chaotic and bool(errors))
-    entry["passed"] = bool(drift_ok and lock_ok)
-    entry["free_running_passed"] = agreement.passed
-    entry["diagnosis"] = diagnosis(agreement, errors)
-    divergence = None if entry["passed"] else first_divergence(agreement, errors, a, b)
-    if divergence:
-        entry["first_divergence"] = divergence
-    entry["explanation"] = None if entry["passed"] else explanation
+    passed = bool(drift_ok and lock_ok)
+    verdict = PairVerdict(agreement, errors or None, passed, diagnosis(agreement, errors),
+                          explanation=None if passed else explanation,
+                          first_divergence=None if passed else first_divergence(agreement, errors, a, b), twin=twin)
     if gap:
-        entry |= explain_gap(gap, entry["passed"], errors, entry["explanation"])
-    return entry
+        verdict.gap = explain_gap(gap, passed, errors, verdict.explanation)
+    return verdict
 
 
 def lockstep_summary(errors: dict) -> dict:
@@ -88,15 +168,7 @@ def diagnosis(agreement, errors: dict | None) -> str:
     return "agree"
 
 
-
-
-
-def pair_accepted(pair: dict) -> bool:
-    """A pair agrees, or disagrees only as a known library gap explains (``explain_gap``)."""
-    return pair["passed"] or pair.get("explained", False)
-
-
-def explain_gap(gap, passed: bool, errors: dict | None, explanation: dict | None = None) -> dict:
+def explain_gap(gap, passed: bool, errors: dict | None, explanation: dict | None = None) -> GapVerdict:
     """A pair with a known library gap: expected to disagree, and explained when it does
     so where the gap says: lockstep's first failing phase is the one the gap names (and
     the step is recognised as the gap's variant, when it names one), or no phase fails
@@ -111,4 +183,4 @@ def explain_gap(gap, passed: bool, errors: dict | None, explanation: dict | None
         explained = not passed and recognised and (failing is None or (phase != "drift" and failing.phase == phase))
     else:
         explained = not passed
-    return {"expected": True, "expected_reason": reason, "expected_phase": phase, "explained": explained}
+    return GapVerdict(reason, phase, bool(explained))
