@@ -3,6 +3,7 @@
 
 Run ``python compare.py --help``; the work is done in ``harness.cli``.
 """
+
 import sys
 
 from harness.cli import main

@@ -30,6 +30,7 @@ the interface's required members; what it leaves out of the rest is filled in fr
 (``complete``): cpu only, the glue, and a readable training loop over ``train_step``.
 Its ``UPDATES`` may hold only some optimizers: the row runs those.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -37,10 +38,13 @@ import importlib.util
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from backends.interface import INTERFACE, REQUIRED
+
+__all__ = ["INTERFACE", "REQUIRED", "BackendUnavailable", "PluginError", "load", "load_file", "step_glue"]
 
 # Seconds each backend's first import took in this process (its framework's import,
 # mostly): the default run's timeline reports them (harness.engine.execution.timed).
@@ -55,12 +59,12 @@ class PluginError(ValueError):
     """A plug-in backend file that cannot be used; the message is one line."""
 
 
-def load(name: str):
+def load(name: str) -> Any:
     """Import the backend ``name``: a module of ours ("backends.numpy_backend", what a
     row's record names), "file:PATH" for a plug-in, "env:ROW@NAME=PYTHON" for a row run by
     another interpreter (``env_row``); :class:`BackendUnavailable` names what is missing."""
     if name.startswith("file:"):
-        return load_file(name[len("file:"):])
+        return load_file(name[len("file:") :])
     if name.startswith("env:"):  # a row run by another interpreter
         from backends import env_row
 
@@ -81,7 +85,7 @@ def load(name: str):
     return module
 
 
-def load_file(path) -> object:
+def load_file(path) -> Any:
     """A plug-in backend from a Python file, checked and completed (module doc). The same
     file loads once per process."""
     path = Path(path).resolve()
@@ -91,6 +95,8 @@ def load_file(path) -> object:
     if not path.is_file():
         raise PluginError(f"{path}: no such file")
     spec = importlib.util.spec_from_file_location(key, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"{path}: not a Python module")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -120,8 +126,10 @@ def step_glue(module) -> tuple:
 
     def optimizer_init(params, cfg):
         spec = optimizers.OPTIMIZERS[cfg.optimizer]
-        slots = {s: {k: module.full_like(params[k], optimizers.initial_slot(cfg.optimizer, s, cfg))
-                     for k in PARAM_NAMES} for s in spec.state_slots}
+        slots = {
+            s: {k: module.full_like(params[k], optimizers.initial_slot(cfg.optimizer, s, cfg)) for k in PARAM_NAMES}
+            for s in spec.state_slots
+        }
         return optimizers.OptimizerState(slots=slots, t=0)
 
     def optimizer_step(params, grads, state, cfg):
@@ -149,9 +157,17 @@ def complete(module) -> None:
         return phases_of_step(module, cfg, params, slots, t)
 
     optimizer_init, optimizer_step, train_step = step_glue(module)
-    defaults = {"GRADIENT_SOURCE": "its own gradients", "sqrt": np.sqrt, "full_like": full_like,
-                "check_device": check_device, "optimizer_init": optimizer_init, "optimizer_step": optimizer_step,
-                "train_step": train_step, "train": readable_train(module), "step_phases": step_phases}
+    defaults = {
+        "GRADIENT_SOURCE": "its own gradients",
+        "sqrt": np.sqrt,
+        "full_like": full_like,
+        "check_device": check_device,
+        "optimizer_init": optimizer_init,
+        "optimizer_step": optimizer_step,
+        "train_step": train_step,
+        "train": readable_train(module),
+        "step_phases": step_phases,
+    }
     for name, value in defaults.items():
         if not hasattr(module, name):
             setattr(module, name, value)
@@ -181,6 +197,7 @@ def readable_train(module):
 
 # --- one step, phase by phase (lockstep and replay) -------------------------------------------
 
+
 def hand_phases(module, cfg, params, state, X, y) -> dict:
     """One step of ``module`` from ``state``, written out phase by phase with its own
     functions: the forward pass, loss and gradients, each optimizer slot, the step Δ and
@@ -191,7 +208,7 @@ def hand_phases(module, cfg, params, state, X, y) -> dict:
     loss, grads = module.loss_and_grads(params, X, y, cfg.grad)
     update_rule = module.UPDATES[cfg.optimizer]
     t = state.t + 1
-    slots = {s: {} for s in state.slots}
+    slots: dict[str, dict] = {s: {} for s in state.slots}
     update, new = {}, {}
     for k in PARAM_NAMES:
         update[k], new_slots = update_rule(grads[k], {s: state.slots[s][k] for s in state.slots}, params[k], t, cfg)

@@ -19,6 +19,7 @@ interpreters but JSON and ``.npz`` files of plain arrays, read with
 
 A failure is :class:`backends.BackendUnavailable` naming the row and what went wrong.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,7 @@ def backend_key(row: str, env: str, python) -> str:
 
 def parse_key(key: str) -> tuple[str, str, str]:
     """(row, environment name, python) from a backend name made by ``backend_key``."""
-    row, _, rest = key[len("env:"):].partition("@")
+    row, _, rest = key[len("env:") :].partition("@")
     env, _, python = rest.partition("=")
     return row, env, python
 
@@ -56,14 +57,20 @@ class RemoteError(RuntimeError):
 
 def call(python, action: str, request: dict, arrays: dict | None = None, timeout: float = TIMEOUT_SECONDS):
     """Run one request in ``python``: (result.json as a dict, result.npz's arrays or {})."""
-    with tempfile.TemporaryDirectory(prefix="xor-env-") as folder:
-        folder = Path(folder)
+    with tempfile.TemporaryDirectory(prefix="xor-env-") as name:
+        folder = Path(name)
         (folder / "request.json").write_text(json.dumps({"format": FORMAT, "action": action} | request))
         if arrays is not None:
             np.savez(folder / "input.npz", **arrays)
         try:
-            done = subprocess.run([str(python), "-m", WORKER, str(folder)], cwd=folder, capture_output=True,
-                                  text=True, timeout=timeout)
+            done = subprocess.run(
+                [str(python), "-m", WORKER, str(folder)],
+                cwd=folder,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             raise RemoteError(f"no answer in {timeout:g} s") from None
         except OSError as exc:
@@ -126,7 +133,7 @@ class EnvRow:
         self.row, self.env, self.python = row, env, python
         self.NAME = f"{row}@{env}"
         self.GRADIENT_SOURCE = f"the {row} row's, run by {python}"
-        self.fault = None
+        self.fault: str | None = None
 
     @contextmanager
     def planted(self, fault: str | None):
@@ -165,8 +172,13 @@ class EnvRow:
         except RemoteError as exc:
             raise backends.BackendUnavailable(f"{self.NAME} row wrote an unusable trajectory: {exc}") from None
         if timings is not None:
-            timings.update({k: float(v) for k, v in (result.get("timings") or {}).items()
-                            if k in ("run_seconds", "compile_seconds")})
+            timings.update(
+                {
+                    k: float(v)
+                    for k, v in (result.get("timings") or {}).items()
+                    if k in ("run_seconds", "compile_seconds")
+                }
+            )
         return loss, params
 
     def step_phases(self, cfg: Config, params: dict, slots: dict, t) -> dict:
@@ -178,12 +190,13 @@ class EnvRow:
         arrays["t"] = np.asarray(t)
         _, values = self._call("step", cfg, arrays)
         count = np.shape(t)[0]
-        phases = {}
+        phases: dict[str, dict] = {}
         for key, value in values.items():
             phase, _, name = key.partition("/")
             if not name or value.ndim < 1 or value.shape[0] != count or value.dtype.kind != "f":
-                raise backends.BackendUnavailable(f"{self.NAME} row's step wrote {key} {value.shape} {value.dtype}, "
-                                                  f"not {count} states of floats")
+                raise backends.BackendUnavailable(
+                    f"{self.NAME} row's step wrote {key} {value.shape} {value.dtype}, not {count} states of floats"
+                )
             phases.setdefault(phase, {})[name] = value
         missing = [p for p in ("forward", "loss", "grads", "params") if p not in phases]
         if missing:

@@ -5,6 +5,7 @@ epochs. (The optax and keras rows are ``backends.optax_row`` and ``backends.kera
 float64 must really be float64: x64 is switched on before any array is made, and
 ``train`` checks the dtype that comes out.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,8 +19,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import backends  # noqa: E402
-
-from reference import optimizers  # noqa: E402
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, xor_data  # noqa: E402
 
 NAME = "jax"
@@ -119,6 +118,7 @@ def adam_delta(m, v, t, cfg: Config):
 # The rest of the lineage (reference.optimizers), each rule written again in jnp:
 # element-wise (g, slots, θ, t, cfg) -> (Δ, new slots).
 
+
 def _sgd(g, slots, theta, t, cfg):
     return cfg.lr * g, {}
 
@@ -168,8 +168,17 @@ def _amsgrad(g, slots, theta, t, cfg):  # the maximum of the raw v, corrected af
     return cfg.lr * (m / bc1) / (sqrt(vmax / bc2) + cfg.eps), {"m": m, "v": v, "vmax": vmax}
 
 
-UPDATES = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad": _adagrad, "rmsprop": _rmsprop,
-           "adadelta": _adadelta, "adam": _adam, "adamw": _adamw, "amsgrad": _amsgrad}
+UPDATES = {
+    "sgd": _sgd,
+    "momentum": _momentum,
+    "nesterov": _nesterov,
+    "adagrad": _adagrad,
+    "rmsprop": _rmsprop,
+    "adadelta": _adadelta,
+    "adam": _adam,
+    "adamw": _adamw,
+    "amsgrad": _amsgrad,
+}
 
 
 # the glue every backend shares, written once (backends.step_glue)
@@ -194,6 +203,7 @@ def scan_training(step, params0, opt_state0, epochs: int, every: int):
         def body(carry, _):
             carry, losses = jax.lax.scan(one_epoch, carry, None, length=length)
             return carry, (losses[-1], _flat(carry[0]))
+
         return body
 
     carry = (params0, opt_state0)

@@ -3,6 +3,7 @@ stepped by Keras 3's ``keras.optimizers.Adam`` (ε̂ added to √v) through its 
 API, in one compiled scan. Needs Keras on its JAX backend; it cannot step from a given
 state, so it has no lockstep.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,9 +37,10 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     def run(params):
         def step(p, opt_vars):
             loss, grads = jax_backend.loss_and_grads(p, X, y, cfg.grad)
-            new, opt_vars = optimizer.stateless_apply(opt_vars, [grads[k] for k in PARAM_NAMES],
-                                                      [p[k] for k in PARAM_NAMES])
-            return dict(zip(PARAM_NAMES, new)), opt_vars, loss
+            new, opt_vars = optimizer.stateless_apply(
+                opt_vars, [grads[k] for k in PARAM_NAMES], [p[k] for k in PARAM_NAMES]
+            )
+            return dict(zip(PARAM_NAMES, new, strict=True)), opt_vars, loss
 
         return jax_backend.scan_training(step, params, [v.value for v in optimizer.variables], cfg.epochs, every)
 

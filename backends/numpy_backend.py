@@ -4,6 +4,7 @@
 Each local derivative sits beside the forward line it differentiates. All functions
 broadcast over leading axes, so a batch of parameter sets (B, 2, H), … trains at once.
 """
+
 from __future__ import annotations
 
 import sys
@@ -11,7 +12,6 @@ import sys
 import numpy as np
 
 import backends
-
 from reference import adam as spec
 from reference import optimizers
 from reference.spec import PARAM_NAMES, Config, checkpoint_epochs, flatten_params, unflatten_params, xor_data
@@ -64,18 +64,18 @@ def loss_and_grads(params, X, y, convention: str = "mse"):
     W1, b1, W2, b2."""
     n_samples = X.shape[0]
     Z1 = X @ params["W1"] + params["b1"]
-    A1 = sigmoid(Z1);                  dA1_dZ1 = A1 * (1.0 - A1)
+    A1 = sigmoid(Z1);                  dA1_dZ1 = A1 * (1.0 - A1)  # fmt: skip
     Z2 = A1 @ params["W2"] + params["b2"]
-    A2 = sigmoid(Z2);                  dA2_dZ2 = A2 * (1.0 - A2)
+    A2 = sigmoid(Z2);                  dA2_dZ2 = A2 * (1.0 - A2)  # fmt: skip
     err = A2 - y
     loss = np.sum(err * err, axis=(-2, -1)) / n_samples  # the mean, as np.mean rounds it, 3 µs sooner
-    dL_dA2 = OUTPUT_SCALES[convention](n_samples) * err   # d mean(err²) / dA2 = 2·err/N
+    dL_dA2 = OUTPUT_SCALES[convention](n_samples) * err  # d mean(err²) / dA2 = 2·err/N
     dL_dZ2 = dL_dA2 * dA2_dZ2
-    dW2 = _transpose(A1) @ dL_dZ2      # Z2 = A1·W2 + b2
+    dW2 = _transpose(A1) @ dL_dZ2  # Z2 = A1·W2 + b2
     db2 = dL_dZ2.sum(axis=-2, keepdims=True)
     dL_dA1 = dL_dZ2 @ _transpose(params["W2"])
     dL_dZ1 = dL_dA1 * dA1_dZ1
-    dW1 = _transpose(X) @ dL_dZ1       # Z1 = X·W1 + b1
+    dW1 = _transpose(X) @ dL_dZ1  # Z1 = X·W1 + b1
     db1 = dL_dZ1.sum(axis=-2, keepdims=True)
     return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
@@ -85,13 +85,17 @@ def gradient_term_scales(params, X, y, convention: str = "mse"):
     correct implementation's rounding error in it is a few u times this, however much the
     terms cancel (the perturbation envelope's gradient nudge, ``train``)."""
     Z1 = X @ params["W1"] + params["b1"]
-    A1 = sigmoid(Z1);                  dA1_dZ1 = A1 * (1.0 - A1)
+    A1 = sigmoid(Z1);                  dA1_dZ1 = A1 * (1.0 - A1)  # fmt: skip
     Z2 = A1 @ params["W2"] + params["b2"]
-    A2 = sigmoid(Z2);                  dA2_dZ2 = A2 * (1.0 - A2)
+    A2 = sigmoid(Z2);                  dA2_dZ2 = A2 * (1.0 - A2)  # fmt: skip
     dZ2 = np.abs(OUTPUT_SCALES[convention](X.shape[0]) * (A2 - y) * dA2_dZ2)
     dZ1 = (dZ2 @ np.abs(_transpose(params["W2"]))) * dA1_dZ1
-    return {"W1": _transpose(np.abs(X)) @ dZ1, "b1": dZ1.sum(axis=-2, keepdims=True),
-            "W2": _transpose(A1) @ dZ2, "b2": dZ2.sum(axis=-2, keepdims=True)}
+    return {
+        "W1": _transpose(np.abs(X)) @ dZ1,
+        "b1": dZ1.sum(axis=-2, keepdims=True),
+        "W2": _transpose(A1) @ dZ2,
+        "b2": dZ2.sum(axis=-2, keepdims=True),
+    }
 
 
 sqrt = np.sqrt
@@ -148,8 +152,15 @@ UPDATES = dict(optimizers.UPDATES, adam=_adam, adamw=_adamw, amsgrad=_amsgrad)
 optimizer_init, optimizer_step, train_step = backends.step_glue(sys.modules[__name__])
 
 
-def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None,
-          states: dict | None = None, nudge_seed: int | None = None):
+def train(
+    cfg: Config,
+    params0,
+    every: int = 1,
+    device: str = "cpu",
+    timings: dict | None = None,
+    states: dict | None = None,
+    nudge_seed: int | None = None,
+):
     """Train from ``params0`` (one state, or a batch along leading axes).
 
     Returns the loss logged at each checkpoint epoch (``checkpoint_epochs(epochs,
@@ -173,14 +184,7 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     grad = np.empty_like(theta)
     grad_views = unflatten_params(grad, cfg.hidden)
     slots = {s: np.full_like(theta, value) for s, value in _initial_slots(cfg).items()}
-    kept = checkpoint_epochs(cfg.epochs, every)
-    losses = np.empty((kept.size, *theta.shape[:-1]), dtype=cfg.dtype)
-    history = np.empty((kept.size + 1, *theta.shape), dtype=cfg.dtype)
-    history[0] = theta
-    if states is not None:
-        for s, buffer in slots.items():
-            states[s] = np.empty_like(history)
-            states[s][0] = buffer
+    kept, losses, history = _records(cfg, theta, slots, every, states)
     nudge = None if nudge_seed is None else _nudges(theta, nudge_seed)
     # exp(−z) overflows to inf for z below about −709, and 1/(1 + inf) = 0 is σ's limit:
     # at absurd weights the overflow is the right answer, not something to warn about
@@ -206,6 +210,20 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     return losses, history
 
 
+def _records(cfg: Config, theta, slots: dict, every: int, states: dict | None):
+    """The checkpoint epochs, and the loss, params (the initial ones first) and, into
+    ``states``, the slots to fill at each of them."""
+    kept = checkpoint_epochs(cfg.epochs, every)
+    losses = np.empty((kept.size, *theta.shape[:-1]), dtype=cfg.dtype)
+    history = np.empty((kept.size + 1, *theta.shape), dtype=cfg.dtype)
+    history[0] = theta
+    if states is not None:
+        for s, buffer in slots.items():
+            states[s] = np.empty_like(history)
+            states[s][0] = buffer
+    return kept, losses, history
+
+
 def step_phases(cfg: Config, params, slots, t) -> dict:
     """One step from each of a batch of states, every phase's values (lockstep)."""
     with np.errstate(over="ignore"):  # σ's saturation, as in train
@@ -228,7 +246,7 @@ def _nudges(theta, seed: int):
     n = theta.size
     used, words = (n + 7) // 8, ((n + 7) // 8 + 3) // 4
     block = max(1, 2**18 // n)  # calls per block: at most ~2 MiB of signs at once
-    drawn = []
+    drawn: list = []
 
     def draw():
         if not drawn:

@@ -2,8 +2,8 @@
 computes the spec (each optimizer's record, ``reference.optimizers``: its call and state
 fields; the two it cannot compute are the records' ``gaps``).
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
@@ -103,9 +103,13 @@ def step_phases(cfg: Config, params, slots, t) -> dict:
         opt_state = fill_state(cfg, template, slots, count, batch)
         updates, new_state = jax.vmap(optimizer.update)(grads, opt_state, params)
         new_slots = {s: x for s, x in state_slots(cfg, new_state).items() if s in slots}
-        return {"forward": forward, "loss": {"loss": loss}, "grads": grads, **new_slots,
-                "update": {k: -updates[k] for k in PARAM_NAMES}, "params": optax.apply_updates(params, updates)}
+        return {
+            "forward": forward,
+            "loss": {"loss": loss},
+            "grads": grads,
+            **new_slots,
+            "update": {k: -updates[k] for k in PARAM_NAMES},
+            "params": optax.apply_updates(params, updates),
+        }
 
     return backends.numpy_tree(module, phases(tensors, state.slots, count))
-
-

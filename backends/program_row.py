@@ -19,6 +19,7 @@ would cost the interpreters seconds to print and parse.
 An environment variable per language (``Program.code_variable``) points the row at
 another folder of its code: an edited copy runs in the harness as the row itself would.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -44,13 +45,13 @@ TIMEOUT_SECONDS = 600
 class Program:
     """One language's program: how to call an entry point of its code on some files."""
 
-    row: str                   # the row's name
-    executable: str            # looked up on PATH
-    code: Path                 # the folder of its code (package data, installed with the package)
-    code_variable: str         # environment variable naming another folder of its code
-    call: Callable             # (executable, code folder, entry, files) -> argv
-    install_hint: str          # how to get the executable
-    marker: str                # a file every folder of its code holds
+    row: str  # the row's name
+    executable: str  # looked up on PATH
+    code: Path  # the folder of its code (package data, installed with the package)
+    code_variable: str  # environment variable naming another folder of its code
+    call: Callable  # (executable, code folder, entry, files) -> argv
+    install_hint: str  # how to get the executable
+    marker: str  # a file every folder of its code holds
     harmless_stderr: tuple = ()  # lines the program may print on success
 
     def folder(self) -> Path:
@@ -68,8 +69,10 @@ def unavailable(program: Program) -> str | None:
     if shutil.which(program.executable) is None:
         return f"{program.row} row unavailable: {program.executable} is not on PATH ({program.install_hint})"
     if not (program.folder() / program.marker).is_file():
-        return (f"{program.row} row unavailable: {program.folder()} has no {program.marker} ({program.code_variable} "
-                "names the folder of its code)")
+        return (
+            f"{program.row} row unavailable: {program.folder()} has no {program.marker} ({program.code_variable} "
+            "names the folder of its code)"
+        )
     return None
 
 
@@ -87,13 +90,17 @@ def run(program: Program, entry: str, files: list) -> float:
     try:
         # in the temporary folder of its files: whatever else the interpreter writes (Octave's
         # octave-workspace after a crash) goes there too, and away with it
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, cwd=Path(files[0]).parent)
+        done = subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, cwd=Path(files[0]).parent
+        )
     except subprocess.TimeoutExpired:
         raise backends.BackendUnavailable(f"{program.row} row failed: no result in {TIMEOUT_SECONDS} s") from None
     seconds = time.perf_counter() - start
     if done.returncode != 0 or not Path(files[-1]).exists():
-        raise backends.BackendUnavailable(f"{program.row} row failed (exit {done.returncode}): "
-                                          f"{complaint(done.stderr + chr(10) + done.stdout, program.harmless_stderr)}")
+        raise backends.BackendUnavailable(
+            f"{program.row} row failed (exit {done.returncode}): "
+            f"{complaint(done.stderr + chr(10) + done.stdout, program.harmless_stderr)}"
+        )
     return seconds
 
 
@@ -107,7 +114,7 @@ def complaint(output: str, harmless=()) -> str:
     errors = [line for line in said if line.startswith("error: ") and line != "error: called from"]
     frames = [line for line in said if line.startswith("at line ")]
     if errors:
-        what, where = errors[0][len("error: "):], said[said.index(errors[0]) + 1:]
+        what, where = errors[0][len("error: ") :], said[said.index(errors[0]) + 1 :]
         where = [line for line in where if not line.startswith("error:")][:1]
     else:
         what, where = said[-1], frames[:1]
@@ -123,8 +130,10 @@ def train(program: Program, cfg: Config, params0, timings: dict | None = None):
     if np.ndim(params0["W1"]) != 2 or cfg.dtype != "float64":
         raise ValueError(f"the {program.row} row trains one float64 run at a time")
     flat0 = flatten_params(params0).astype(np.float64)
-    record = init_record(cfg) | {"params": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in params0.items()},
-                                 "flat": flat0.tolist()}
+    record = init_record(cfg) | {
+        "params": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in params0.items()},
+        "flat": flat0.tolist(),
+    }
     with tempfile.TemporaryDirectory(prefix=f"xor-{program.row}-") as folder:
         init_file, out_file = Path(folder) / "init.json", Path(folder) / "trajectory.csv"
         init_file.write_text(json.dumps(record))
@@ -157,8 +166,13 @@ class PhaseLayout:
     def parts(self) -> list:
         """(phase, name, shape of one state's value) in file order."""
         h, n = self.hidden, n_params(self.hidden)
-        forward = [("forward", "Z1", (N_SAMPLES, h)), ("forward", "A1", (N_SAMPLES, h)),
-                   ("forward", "Z2", (N_SAMPLES, 1)), ("forward", "A2", (N_SAMPLES, 1)), ("loss", "loss", ())]
+        forward = [
+            ("forward", "Z1", (N_SAMPLES, h)),
+            ("forward", "A1", (N_SAMPLES, h)),
+            ("forward", "Z2", (N_SAMPLES, 1)),
+            ("forward", "A2", (N_SAMPLES, 1)),
+            ("loss", "loss", ()),
+        ]
         flat = ["grads", *self.optimizer_phases, "params"]
         return forward + [(phase, "flat", (n,)) for phase in flat]
 
@@ -172,7 +186,7 @@ class PhaseLayout:
         count = records.shape[0]
         for phase, name, shape in self.parts():
             size = int(np.prod(shape))
-            values = records[:, start:start + size].reshape(count, *shape)
+            values = records[:, start : start + size].reshape(count, *shape)
             start += size
             if name == "flat":
                 out[phase] = unflatten_params(values, self.hidden)
@@ -211,8 +225,11 @@ def step_phases(program: Program, cfg: Config, params: dict, slots: dict, t) -> 
     records = state_records(cfg, params, slots, t)
     spec = OPTIMIZERS[cfg.optimizer]
     layout = PhaseLayout(cfg.hidden, spec.phases)
-    request = init_record(cfg) | {"count": records.shape[0], "slots": ",".join(spec.state_slots),
-                                  "phases": ",".join(spec.phases)}
+    request = init_record(cfg) | {
+        "count": records.shape[0],
+        "slots": ",".join(spec.state_slots),
+        "phases": ",".join(spec.phases),
+    }
     with tempfile.TemporaryDirectory(prefix=f"xor-{program.row}-step-") as folder:
         files = [Path(folder) / "step.json", Path(folder) / "states.f64", Path(folder) / "phases.f64"]
         files[0].write_text(json.dumps(request))
@@ -220,6 +237,7 @@ def step_phases(program: Program, cfg: Config, params: dict, slots: dict, t) -> 
         run(program, "xor_step", files)
         values = np.fromfile(files[2], dtype="<f8")
     if values.size != records.shape[0] * layout.width:
-        raise backends.BackendUnavailable(f"{program.row} row's step wrote {values.size} numbers, not "
-                                          f"{records.shape[0]} records of {layout.width}")
+        raise backends.BackendUnavailable(
+            f"{program.row} row's step wrote {values.size} numbers, not {records.shape[0]} records of {layout.width}"
+        )
     return layout.unpack(values.reshape(records.shape[0], layout.width).astype(np.float64))

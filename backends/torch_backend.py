@@ -4,6 +4,7 @@ written by hand with tensor ops. (The torch.optim row is ``backends.torch_optim_
 Training records into preallocated tensors and converts to numpy once at the end, so
 no epoch waits on a host round trip.
 """
+
 from __future__ import annotations
 
 import sys
@@ -12,7 +13,6 @@ import numpy as np
 import torch
 
 import backends
-
 from reference import optimizers
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, checkpoint_epochs, flatten_params, param_shapes, xor_data
 
@@ -96,7 +96,7 @@ def loss_and_grads(params, X, y, convention: str = "mse"):
     with torch.enable_grad():
         loss = mse(forward(leaves, X)["A2"], y)
         grads = torch.autograd.grad(differentiated(loss, convention), [leaves[k] for k in PARAM_NAMES])
-    return loss.detach(), dict(zip(PARAM_NAMES, grads))
+    return loss.detach(), dict(zip(PARAM_NAMES, grads, strict=True))
 
 
 def differentiated(loss, convention: str):
@@ -138,6 +138,7 @@ def adam_delta(m, v, t, cfg: Config):
 
 # The rest of the lineage (reference.optimizers), each rule written again with torch
 # ops: element-wise (g, slots, θ, t, cfg) -> (Δ, new slots).
+
 
 def _sgd(g, slots, theta, t, cfg):
     return cfg.lr * g, {}
@@ -188,8 +189,17 @@ def _amsgrad(g, slots, theta, t, cfg):  # the maximum of the raw v, corrected af
     return cfg.lr * (m / bc1) / (sqrt(vmax / bc2) + cfg.eps), {"m": m, "v": v, "vmax": vmax}
 
 
-UPDATES = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad": _adagrad, "rmsprop": _rmsprop,
-           "adadelta": _adadelta, "adam": _adam, "adamw": _adamw, "amsgrad": _amsgrad}
+UPDATES = {
+    "sgd": _sgd,
+    "momentum": _momentum,
+    "nesterov": _nesterov,
+    "adagrad": _adagrad,
+    "rmsprop": _rmsprop,
+    "adadelta": _adadelta,
+    "adam": _adam,
+    "adamw": _adamw,
+    "amsgrad": _amsgrad,
+}
 
 
 # the glue every backend shares, written once (backends.step_glue)
@@ -206,7 +216,7 @@ def flat_views(theta, hidden: int) -> dict:
     """W1, b1, W2, b2 as views of the flat vector (or batch of vectors) ``theta``."""
     shapes = param_shapes(hidden)
     pieces = theta.split([r * c for r, c in shapes.values()], dim=-1)
-    return {name: piece.unflatten(-1, shapes[name]) for name, piece in zip(shapes, pieces)}
+    return {name: piece.unflatten(-1, shapes[name]) for name, piece in zip(shapes, pieces, strict=True)}
 
 
 def setup(cfg: Config, params0, every: int, device: str):
@@ -228,8 +238,10 @@ def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: di
     kept on the device and copied to the host once at the end."""
     X, y, theta, kept, losses, history = setup(cfg, params0, every, device)
     params = flat_views(theta, cfg.hidden)  # views: updating theta in place updates them
-    slots = {s: torch.full_like(theta, optimizers.initial_slot(cfg.optimizer, s, cfg))
-             for s in optimizers.OPTIMIZERS[cfg.optimizer].state_slots}
+    slots = {
+        s: torch.full_like(theta, optimizers.initial_slot(cfg.optimizer, s, cfg))
+        for s in optimizers.OPTIMIZERS[cfg.optimizer].state_slots
+    }
     row = 0
     for t in range(1, cfg.epochs + 1):
         loss, grads = loss_and_grads(params, X, y, cfg.grad)

@@ -5,6 +5,7 @@ the torch.optim optimizer that computes the spec (each optimizer's record,
 Every rule is element-wise, so the optimizer steps one flat leaf: the same optimizer as
 four leaves, and a batch of flat vectors is a batch of independent runs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -76,16 +77,17 @@ def step_phases(cfg: Config, params, slots, t) -> dict:
     order = np.argsort(steps, kind="stable")  # states of one step count side by side
 
     def flat(tree):
-        return torch.from_numpy(np.ascontiguousarray(
-            flatten_params({k: module.to_numpy(tree[k]) for k in PARAM_NAMES})[order]))
+        return torch.from_numpy(
+            np.ascontiguousarray(flatten_params({k: module.to_numpy(tree[k]) for k in PARAM_NAMES})[order])
+        )
 
     theta, g = flat(tensors).clone(), flat(grads)
     flat_slots = {s: flat(tree).clone() for s, tree in state.slots.items()}
     counts, starts = np.unique(steps[order], return_index=True)
-    bounds = list(zip(starts, list(starts[1:]) + [len(order)]))
+    bounds = list(zip(starts, list(starts[1:]) + [len(order)], strict=True))
     leaves = [theta[a:b] for a, b in bounds]  # views of theta: the optimizer's in-place steps land there
     optimizer = make_optimizer(cfg, leaves)
-    for leaf, (a, b), count in zip(leaves, bounds, counts):
+    for leaf, (a, b), count in zip(leaves, bounds, counts, strict=True):
         leaf.grad = g[a:b]
         optimizer.state[leaf] = state_entry(cfg, {s: x[a:b] for s, x in flat_slots.items()}, count)
     optimizer.step()

@@ -3,6 +3,7 @@ of Python that TorchScript compiles. Not a row and not checked by lockstep: it i
 by ``compare.py bench`` to say whether compiling the loop would pay, and
 tests/test_backends.py checks that it trains as the torch row does, to rounding.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,17 @@ import torch
 from reference.spec import Config, flatten_params, xor_data
 
 
-def _scriptable_training(theta0: torch.Tensor, X: torch.Tensor, y: torch.Tensor, epochs: int, hidden: int,
-                         lr: float, beta1: float, beta2: float, eps: float):
+def _scriptable_training(
+    theta0: torch.Tensor,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    hidden: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+):
     # The loop of the torch row's ``train`` for one run, in the subset of Python TorchScript compiles.
     h = hidden
     theta = theta0.clone()
@@ -22,8 +32,8 @@ def _scriptable_training(theta0: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
     history[0] = theta
     for epoch in range(epochs):
         leaf = theta.detach().requires_grad_(True)
-        A1 = torch.sigmoid(torch.addmm(leaf[2 * h:3 * h], X, leaf[:2 * h].view(2, h)))
-        A2 = torch.sigmoid(torch.addmm(leaf[4 * h:], A1, leaf[3 * h:4 * h].view(h, 1)))
+        A1 = torch.sigmoid(torch.addmm(leaf[2 * h : 3 * h], X, leaf[: 2 * h].view(2, h)))
+        A2 = torch.sigmoid(torch.addmm(leaf[4 * h :], A1, leaf[3 * h : 4 * h].view(h, 1)))
         loss = torch.nn.functional.mse_loss(A2, y)
         g = torch.autograd.grad([loss], [leaf])[0]
         assert g is not None

@@ -8,6 +8,7 @@ applies to, the known optax gaps, an independent program's trajectories under ea
 variant and under four hyperparameter mismatches, and bugs in no catalogue: explained
 right, explained wrong (must be 0), unexplained (right only for the bugs in no catalogue).
 """
+
 from __future__ import annotations
 
 import sys
@@ -20,11 +21,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.engine.pipeline import run_default  # noqa: E402
 from harness.engine import faults  # noqa: E402
 from harness.engine.execution import run_row  # noqa: E402
 from harness.engine.explain import explain_trajectory, lockstep_and_explain  # noqa: E402
 from harness.engine.lockstep import states_from_history  # noqa: E402
+from harness.engine.pipeline import run_default  # noqa: E402
 from harness.engine.rows import Trajectory, register_plugin  # noqa: E402
 from reference.spec import Config, flatten_params, initial_params  # noqa: E402
 from tests.independent_adam import train, train_adagrad  # noqa: E402
@@ -33,8 +34,11 @@ from tests.independent_adam import train, train_adagrad  # noqa: E402
 def tally(counts: dict, explanation: dict | None, expected: str | None) -> None:
     """expected: the variant that should be named, or None where none should be."""
     named = explanation["variant"] if explanation and explanation["verdict"] == "explained" else None
-    key = ("unexplained, rightly" if expected is None else "unexplained") if named is None else (
-        "explained right" if named == expected else "explained wrong")
+    key = (
+        ("unexplained, rightly" if expected is None else "unexplained")
+        if named is None
+        else ("explained right" if named == expected else "explained wrong")
+    )
     counts[key] = counts.get(key, 0) + 1
     if key in ("explained wrong", "unexplained"):
         print(f"  {key}: expected {expected}, got {explanation}")
@@ -60,9 +64,20 @@ def gaps(counts: dict) -> None:
 
 def trajectories(counts: dict) -> None:
     start = flatten_params(initial_params(0))
-    ways = [(w, {}, w) for w in ("eps-inside-sqrt", "epshat", "seed-bias-correction", "no-bias-correction",
-                                 "beta1-beta2-swapped", "float32-moments", "grad-missing-2-over-n", "grad-sse",
-                                 "sigmoid-grad-at-activation")]
+    ways = [
+        (w, {}, w)
+        for w in (
+            "eps-inside-sqrt",
+            "epshat",
+            "seed-bias-correction",
+            "no-bias-correction",
+            "beta1-beta2-swapped",
+            "float32-moments",
+            "grad-missing-2-over-n",
+            "grad-sse",
+            "sigmoid-grad-at-activation",
+        )
+    ]
     ways += [("paper", h, "hyperparameters") for h in ({"eps": 1e-7}, {"lr": 2e-3}, {"beta2": 0.99})]
     ways += [(w, {}, None) for w in ("bias-gradient-averaged", "w1-gradient-times-1.01")]
     for way, hyper, expected in ways:
@@ -76,11 +91,17 @@ def trajectories(counts: dict) -> None:
 
 def plugins(counts: dict) -> None:
     example = (ROOT / "examples" / "plugin_backend.py").read_text()
-    edits = {"bias_averaged": ('"b1": dL_dZ1.sum(axis=-2, keepdims=True)', '"b1": dL_dZ1.mean(axis=-2, keepdims=True)',
-                               {}, None),
-             "weight_grad_1_01": ('"W1": swap(X) @ dL_dZ1', '"W1": 1.01 * (swap(X) @ dL_dZ1)', {}, None),
-             "wrong_transpose": ('"W1": swap(X) @ dL_dZ1', '"W1": swap(swap(X) @ dL_dZ1)', {"hidden": 2}, None),
-             "lr_doubled": ("return cfg.lr * m_hat", "return 2 * cfg.lr * m_hat", {}, "hyperparameters")}
+    edits = {
+        "bias_averaged": (
+            '"b1": dL_dZ1.sum(axis=-2, keepdims=True)',
+            '"b1": dL_dZ1.mean(axis=-2, keepdims=True)',
+            {},
+            None,
+        ),
+        "weight_grad_1_01": ('"W1": swap(X) @ dL_dZ1', '"W1": 1.01 * (swap(X) @ dL_dZ1)', {}, None),
+        "wrong_transpose": ('"W1": swap(X) @ dL_dZ1', '"W1": swap(swap(X) @ dL_dZ1)', {"hidden": 2}, None),
+        "lr_doubled": ("return cfg.lr * m_hat", "return 2 * cfg.lr * m_hat", {}, "hyperparameters"),
+    }
     with tempfile.TemporaryDirectory() as folder:
         for name, (old, new, extra, expected) in edits.items():
             path = Path(folder) / f"{name}.py"
@@ -96,8 +117,10 @@ def cost() -> None:
     results = run_default(Config(), ["numpy", "jax", "torch"], "cpu", 2, {"torch": "eps-inside-sqrt"})
     total = time.perf_counter() - started
     seconds = [p.explanation["seconds"] for p in results.pairs if p.explanation]
-    print(f"recognition on a failing default run (numpy, jax, torch with eps-inside-sqrt, 20000 epochs): "
-          f"{sum(seconds):.3f} s of {total:.1f} s for the whole run")
+    print(
+        f"recognition on a failing default run (numpy, jax, torch with eps-inside-sqrt, 20000 epochs): "
+        f"{sum(seconds):.3f} s of {total:.1f} s for the whole run"
+    )
 
 
 def main() -> None:

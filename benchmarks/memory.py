@@ -5,6 +5,7 @@ run over the estimate.
 
     python benchmarks/memory.py
 """
+
 from __future__ import annotations
 
 import json
@@ -28,16 +29,23 @@ print(json.dumps({{"before": before * 1024, "after": after * 1024}}))
 
 
 def lockstep_peak(row: str, epochs: int, hidden: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", LOCKSTEP.format(row=row, epochs=epochs, hidden=hidden)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", LOCKSTEP.format(row=row, epochs=epochs, hidden=hidden)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def default_run_peak(epochs: int, hidden: int) -> float:
     """Peak resident memory of the default run's processes (the main one and its largest
     worker), in bytes."""
-    subprocess.run([sys.executable, "compare.py", "--epochs", str(epochs), "--hidden", str(hidden)],
-                   capture_output=True, check=True)
+    subprocess.run(
+        [sys.executable, "compare.py", "--epochs", str(epochs), "--hidden", str(hidden)],
+        capture_output=True,
+        check=True,
+    )
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
@@ -58,7 +66,9 @@ def main() -> None:
     for epochs, hidden in ((20000, 4), (5000, 64)):
         estimate = estimate_bytes("default", Config(epochs=epochs, hidden=hidden), 6)
         peak = default_run_peak(epochs, hidden)
-        print(f"epochs {epochs:>6} hidden {hidden:>4}: peak {peak / 2**20:8.1f} MiB, estimate {estimate / 2**20:8.1f} MiB")
+        print(
+            f"epochs {epochs:>6} hidden {hidden:>4}: peak {peak / 2**20:8.1f} MiB, estimate {estimate / 2**20:8.1f} MiB"
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ way, σ(z) = (1 + tanh(z/2))/2, with its derivative σ' = (1 − tanh²(z/2))/4:
 function in other rounding, so it agrees with the other rows to rounding, and lockstep
 checks it step by step. It implements two optimizers; its row runs for those.
 """
+
 import numpy as np
 
 NAME = "example"
@@ -46,15 +47,23 @@ def loss_and_grads(params, X, y, convention="mse"):
     n = X.shape[0]
     swap = lambda a: np.swapaxes(a, -1, -2)  # noqa: E731
     Z1 = X @ params["W1"] + params["b1"]
-    T1 = np.tanh(0.5 * Z1);       A1 = 0.5 * (1.0 + T1);  dA1_dZ1 = 0.25 * (1.0 - T1 * T1)  # noqa: E702
+    T1 = np.tanh(0.5 * Z1)
+    A1 = 0.5 * (1.0 + T1)
+    dA1_dZ1 = 0.25 * (1.0 - T1 * T1)
     Z2 = A1 @ params["W2"] + params["b2"]
-    T2 = np.tanh(0.5 * Z2);       A2 = 0.5 * (1.0 + T2);  dA2_dZ2 = 0.25 * (1.0 - T2 * T2)  # noqa: E702
+    T2 = np.tanh(0.5 * Z2)
+    A2 = 0.5 * (1.0 + T2)
+    dA2_dZ2 = 0.25 * (1.0 - T2 * T2)
     err = A2 - y
     loss = np.mean(err * err, axis=(-2, -1))
     dL_dZ2 = (2.0 / n if convention == "mse" else 1.0) * err * dA2_dZ2
     dL_dZ1 = (dL_dZ2 @ swap(params["W2"])) * dA1_dZ1
-    grads = {"W1": swap(X) @ dL_dZ1, "b1": dL_dZ1.sum(axis=-2, keepdims=True),
-             "W2": swap(A1) @ dL_dZ2, "b2": dL_dZ2.sum(axis=-2, keepdims=True)}
+    grads = {
+        "W1": swap(X) @ dL_dZ1,
+        "b1": dL_dZ1.sum(axis=-2, keepdims=True),
+        "W2": swap(A1) @ dL_dZ2,
+        "b2": dL_dZ2.sum(axis=-2, keepdims=True),
+    }
     return loss, grads
 
 

@@ -8,6 +8,7 @@ and dispatches.
 
 Exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage or unwritable output.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,20 @@ import importlib
 import sys
 
 # subcommand -> its module; None is the default run
-COMMANDS = {None: "run", "bench": "bench", "sweep": "sweep", "grads": "grads", "replay": "replay",
-            "flavors": "flavors", "lineage": "lineage", "init": "init", "explain": "explain",
-            "audit": "audit", "power": "power", "versions": "versions"}
+COMMANDS = {
+    None: "run",
+    "bench": "bench",
+    "sweep": "sweep",
+    "grads": "grads",
+    "replay": "replay",
+    "flavors": "flavors",
+    "lineage": "lineage",
+    "init": "init",
+    "explain": "explain",
+    "audit": "audit",
+    "power": "power",
+    "versions": "versions",
+}
 SUBCOMMANDS = tuple(name for name in COMMANDS if name)
 
 
@@ -31,8 +43,9 @@ def build_parser(name: str | None = None, prog: str = "compare.py") -> argparse.
     epilog = module.EPILOG
     if name is None:
         epilog = "subcommands: " + ", ".join(f"{prog} {c} --help" for c in SUBCOMMANDS) + ". " + epilog
-    parser = argparse.ArgumentParser(prog=prog if name is None else f"{prog} {name}", description=module.DESCRIPTION,
-                                     epilog=epilog)
+    parser = argparse.ArgumentParser(
+        prog=prog if name is None else f"{prog} {name}", description=module.DESCRIPTION, epilog=epilog
+    )
     module.add_arguments(parser)
     return parser
 

@@ -22,6 +22,7 @@ Every backend writes these five lines in its own tensor library. The functions b
 are the numpy statement of them, used by the numpy backend and by tests as the spec.
 They work element-wise, so they apply unchanged to a batch of states.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -16,6 +16,7 @@ parameters after it, in the same order:
 
 Every problem is one line naming the file, the line and what is wrong (:class:`ExternalError`).
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -30,8 +31,12 @@ ORDER = "W1, b1, W2, b2, each row by row (row-major)"
 
 def flat_names(hidden: int) -> list[str]:
     """Names of the flat parameters in order: W1[0,0], W1[0,1], …, b2[0,0]."""
-    return [f"{name}[{r},{c}]" for name, (rows, cols) in param_shapes(hidden).items()
-            for r in range(rows) for c in range(cols)]
+    return [
+        f"{name}[{r},{c}]"
+        for name, (rows, cols) in param_shapes(hidden).items()
+        for r in range(rows)
+        for c in range(cols)
+    ]
 
 
 def init_record(cfg: Config) -> dict:
@@ -76,15 +81,18 @@ def _read_npz(path: Path):
         raise ExternalError(f"{path}: missing array {', '.join(missing)} (expected loss (E,) and params (E, 4H+1))")
     loss, params = arrays["loss"], arrays["params"]
     if loss.ndim != 1 or params.ndim != 2 or loss.dtype.kind not in "fi" or params.dtype.kind not in "fi":
-        raise ExternalError(f"{path}: loss must be (E,) and params (E, 4H+1) numbers, got {loss.shape} {loss.dtype} "
-                            f"and {params.shape} {params.dtype}")
+        raise ExternalError(
+            f"{path}: loss must be (E,) and params (E, 4H+1) numbers, got {loss.shape} {loss.dtype} "
+            f"and {params.shape} {params.dtype}"
+        )
     if loss.shape[0] != params.shape[0]:
         raise ExternalError(f"{path}: loss has {loss.shape[0]} epochs, params {params.shape[0]}")
     return loss.astype(np.float64), params.astype(np.float64), [i + 1 for i in range(loss.shape[0])]
 
 
 def _read_csv(path: Path):
-    rows, line_numbers = [], []
+    rows: list[list[float]] = []
+    line_numbers: list[int] = []
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:

@@ -16,6 +16,7 @@ Regenerate all of them with
 
 Files are read with ``allow_pickle=False`` and checked for shape before use.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,14 @@ def load_golden(seed: int, folder=None) -> dict:
     cfg = Config(**json.loads(str(record["config"])))
     n, kept = n_params(cfg.hidden), checkpoint_epochs(cfg.epochs, EVERY)
     phases = record.get("phases", np.array([]))
-    expected = {"epochs": kept.shape, "loss": kept.shape, "params": (kept.size, n), "params0": (n,),
-                "phases": (max(phases.size, 1),), "digests": (cfg.epochs, max(phases.size, 1))}
+    expected = {
+        "epochs": kept.shape,
+        "loss": kept.shape,
+        "params": (kept.size, n),
+        "params0": (n,),
+        "phases": (max(phases.size, 1),),
+        "digests": (cfg.epochs, max(phases.size, 1)),
+    }
     for key, shape in expected.items():
         if key not in record or record[key].shape != shape:
             raise ValueError(f"{path}: {key} should have shape {shape}")
@@ -69,8 +76,9 @@ def phase_digests(phases: dict, names) -> np.ndarray:
         parts = phases[phase]
         values = np.concatenate([np.asarray(parts[k], dtype="<f8").reshape(count, -1) for k in sorted(parts)], axis=1)
         values = np.ascontiguousarray(values)
-        out[:, column] = [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=4).digest(), "little")
-                          for row in values]
+        out[:, column] = [
+            int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=4).digest(), "little") for row in values
+        ]
     return out
 
 

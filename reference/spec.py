@@ -15,6 +15,7 @@ The optimizer is Adam as in Kingma & Ba, Algorithm 1 (see ``reference.adam``) un
 A flat view of the parameters is W1, b1, W2, b2 in that order, each row-major:
 4·H + 1 numbers, 17 at the default H = 4.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,8 @@ import numpy as np
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 DTYPES = ("float64", "float32")
-ADAM_FORMS = ("paper", "epshat", "seed")   # see reference.adam
-GRAD_CONVENTIONS = ("mse", "half-sse")    # the loss whose gradient drives the update
+ADAM_FORMS = ("paper", "epshat", "seed")  # see reference.adam
+GRAD_CONVENTIONS = ("mse", "half-sse")  # the loss whose gradient drives the update
 N_SAMPLES = 4
 # The gradient of each convention's loss over the gradient of the logged MSE:
 # ½·Σ(ŷ − y)² = (N/2)·MSE.
@@ -41,21 +42,23 @@ class Config:
     and setting one of them is an error.
     """
 
+    # The hyperparameters are typed float: __post_init__ fills every one the optimizer
+    # uses, and a rule reads only those; the others stay None (to_dict leaves them out).
     hidden: int = 4
-    lr: float | None = None
-    beta1: float | None = None
-    beta2: float | None = None
-    eps: float | None = None
+    lr: float = None  # type: ignore[assignment]
+    beta1: float = None  # type: ignore[assignment]
+    beta2: float = None  # type: ignore[assignment]
+    eps: float = None  # type: ignore[assignment]
     epochs: int = 20000
     seed: int = 0
     dtype: str = "float64"
     adam: str = "paper"
     grad: str = "mse"
     optimizer: str = "adam"
-    momentum: float | None = None
-    rho: float | None = None
-    weight_decay: float | None = None
-    initial_accumulator: float | None = None
+    momentum: float = None  # type: ignore[assignment]
+    rho: float = None  # type: ignore[assignment]
+    weight_decay: float = None  # type: ignore[assignment]
+    initial_accumulator: float = None  # type: ignore[assignment]
 
     def __post_init__(self):
         from reference.optimizers import OPTIMIZERS
@@ -163,7 +166,7 @@ def unflatten_params(flat: np.ndarray, hidden: int) -> dict[str, np.ndarray]:
     out, start = {}, 0
     for name, shape in param_shapes(hidden).items():
         size = shape[0] * shape[1]
-        out[name] = flat[..., start:start + size].reshape(*batch, *shape)
+        out[name] = flat[..., start : start + size].reshape(*batch, *shape)
         start += size
     return out
 

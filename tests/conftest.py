@@ -13,7 +13,7 @@ import pytest
 from hypothesis import settings
 
 from harness.engine.rows import INJECTABLE_ROWS
-from reference.spec import Config, initial_params
+from reference.spec import Config
 
 # CI must not flake: the same examples every run there; a fresh search elsewhere.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
@@ -30,8 +30,11 @@ BACKEND_NAMES = INJECTABLE_ROWS
 _JAX_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _JAX_CACHE = tempfile.mkdtemp(prefix="xor-tests-jax-cache-")
-    os.environ.update(JAX_COMPILATION_CACHE_DIR=_JAX_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    os.environ.update(
+        JAX_COMPILATION_CACHE_DIR=_JAX_CACHE,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
 
 
 def pytest_unconfigure(config):
@@ -74,8 +77,17 @@ def ulp_tolerance(reference, ulps=8):
 # (pytest -m "not slow") never pays for them, and, per module (the fixtures are
 # module-scoped), in one xdist group, so that under pytest -n a module's expensive
 # fixtures run in one worker, once each (--dist loadgroup, pyproject.toml).
-EXPENSIVE_FIXTURES = {"full_run", "clean_audit", "local_audit", "installed", "float64_rows", "float32_rows",
-                      "canary_run", "float64_check", "old_env"}
+EXPENSIVE_FIXTURES = {
+    "full_run",
+    "clean_audit",
+    "local_audit",
+    "installed",
+    "float64_rows",
+    "float32_rows",
+    "canary_run",
+    "float64_check",
+    "old_env",
+}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -93,8 +105,13 @@ def pytest_collection_modifyitems(items):
 # checkout under test, rewritten every session, so the other interpreter runs this code.
 OLD_ENV_PINS = ("numpy<2", "jax[cpu]==0.4.30", "optax==0.2.3")
 ROOT = Path(__file__).resolve().parents[1]
-REGISTRY_REFUSALS = ("No matching distribution", "Could not find a version", "404", "Network is unreachable",
-                     "Failed to establish a new connection")
+REGISTRY_REFUSALS = (
+    "No matching distribution",
+    "Could not find a version",
+    "404",
+    "Network is unreachable",
+    "Failed to establish a new connection",
+)
 
 
 @contextmanager
@@ -114,8 +131,12 @@ def _build_env(folder: Path, pins) -> str | None:
     could not serve them (any other failure fails the test that needs it)."""
     shutil.rmtree(folder, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True)
-    done = subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", *pins],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", *pins],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode == 0:
         (folder / "ready").write_text("\n".join(pins) + "\n")
         return None
@@ -136,8 +157,10 @@ def old_env() -> str:
         if not (folder / "ready").exists():
             refused = _build_env(folder, OLD_ENV_PINS)
             if refused:
-                pytest.skip(f"notice: the package registry cannot serve {', '.join(OLD_ENV_PINS)} for the second "
-                            f"environment: {refused}")
+                pytest.skip(
+                    f"notice: the package registry cannot serve {', '.join(OLD_ENV_PINS)} for the second "
+                    f"environment: {refused}"
+                )
         site = next((folder / "lib").glob("python*/site-packages"))
         pth = site / "xor_crosscheck_source.pth"
         pth.with_suffix(".tmp").write_text(str(ROOT) + "\n")

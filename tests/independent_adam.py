@@ -2,6 +2,7 @@
 code with the harness (only numpy's legacy generator for the same initial weights), with
 one switch per convention or slip. It stands for "another implementation" whose
 trajectory the harness must explain from the file alone."""
+
 import numpy as np
 
 X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
@@ -25,8 +26,11 @@ def gradients(W1, b1, W2, b2, way):
     gW1 = X.T @ delta1
     if way == "w1-gradient-times-1.01":
         gW1 = 1.01 * gW1
-    bias = (lambda d: d.mean(axis=0, keepdims=True)) if way == "bias-gradient-averaged" else (
-        lambda d: d.sum(axis=0, keepdims=True))
+    bias = (
+        (lambda d: d.mean(axis=0, keepdims=True))
+        if way == "bias-gradient-averaged"
+        else (lambda d: d.sum(axis=0, keepdims=True))
+    )
     return loss, [gW1, bias(delta1), A1.T @ delta2, bias(delta2)]
 
 

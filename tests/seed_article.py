@@ -6,6 +6,7 @@ recomputing the sigmoid; the half-SSE gradient (no 2/N); Adam with the constant
 denominators (1 − β1) and (1 − β2); the error logged before the update. The plotting
 is left out. It is the reference the project's `--recipe seed` must reproduce.
 """
+
 import numpy as np
 
 
@@ -46,10 +47,10 @@ def run_article(seed, epochs=20000, learning_rate=0.001, beta1=0.9, beta2=0.999,
         mb1 = beta1 * mb1 + (1 - beta1) * grad_b1
         mW2 = beta1 * mW2 + (1 - beta1) * grad_W2
         mb2 = beta1 * mb2 + (1 - beta1) * grad_b2
-        vW1 = beta2 * vW1 + (1 - beta2) * (grad_W1 ** 2)
-        vb1 = beta2 * vb1 + (1 - beta2) * (grad_b1 ** 2)
-        vW2 = beta2 * vW2 + (1 - beta2) * (grad_W2 ** 2)
-        vb2 = beta2 * vb2 + (1 - beta2) * (grad_b2 ** 2)
+        vW1 = beta2 * vW1 + (1 - beta2) * (grad_W1**2)
+        vb1 = beta2 * vb1 + (1 - beta2) * (grad_b1**2)
+        vW2 = beta2 * vW2 + (1 - beta2) * (grad_W2**2)
+        vb2 = beta2 * vb2 + (1 - beta2) * (grad_b2**2)
         W1 -= learning_rate * (mW1 / (1 - beta1)) / (np.sqrt(vW1 / (1 - beta2)) + epsilon)
         b1 -= learning_rate * (mb1 / (1 - beta1)) / (np.sqrt(vb1 / (1 - beta2)) + epsilon)
         W2 -= learning_rate * (mW2 / (1 - beta1)) / (np.sqrt(vW2 / (1 - beta2)) + epsilon)

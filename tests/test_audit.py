@@ -1,5 +1,6 @@
 """The audit and the power scan: their pieces, a planted fault that the audit must count,
 errors planted in every phase, and the command lines."""
+
 import json
 
 import numpy as np
@@ -8,8 +9,16 @@ import pytest
 from harness.engine.audit import Cell, audit_task, checkpoint_states, seed_batches, summarize_audit, upper_bound_95
 from harness.engine.faults import injected
 from harness.engine.lockstep import phases_for, row_phases
-from harness.engine.power import (KINDS, delta_grid, drift_baseline, drift_detection, lockstep_baseline,
-                                  lockstep_detection, planted, smallest_caught_from)
+from harness.engine.power import (
+    KINDS,
+    delta_grid,
+    drift_baseline,
+    drift_detection,
+    lockstep_baseline,
+    lockstep_detection,
+    planted,
+    smallest_caught_from,
+)
 from reference.spec import Config
 from tests.test_cli import run_cli
 
@@ -40,8 +49,9 @@ def test_checkpoint_states_are_the_numpy_rows_states_before_each_replayed_step()
     # the state after epoch 20 of seed 1, stepped once, is the run's epoch 21: compare with a run of 21 epochs
     after = row_phases("numpy", cfg, states)["params"]
     alone = run_row("numpy", Config(epochs=21, seed=1))
-    np.testing.assert_array_equal(np.concatenate([after[k][3].ravel() for k in ("W1", "b1", "W2", "b2")]),
-                                  alone.params[-1])
+    np.testing.assert_array_equal(
+        np.concatenate([after[k][3].ravel() for k in ("W1", "b1", "W2", "b2")]), alone.params[-1]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +114,7 @@ def test_a_planted_error_changes_exactly_its_phase_by_delta(phase):
     with planted(cfg, phase, "systematic", [delta], 0, stepping=True):
         got = row_phases("numpy", cfg, base["states"])
     order = phases_for(cfg)
-    for earlier in order[:order.index(phase)]:
+    for earlier in order[: order.index(phase)]:
         for k, want in base["clean"][earlier].items():
             np.testing.assert_array_equal(got[earlier][k], want)
     planted_tensors = ("A1",) if phase == "forward" else tuple(base["clean"][phase])  # σ's first output
@@ -134,12 +144,35 @@ def test_drift_catches_a_large_error_in_the_parameters_and_no_error_at_all():
 @pytest.mark.slow
 def test_power_command_writes_thresholds_and_curves(tmp_path):
     out = tmp_path / "power.json"
-    result = run_cli("power", "--optimizers", "sgd", "--dtypes", "float64,float32", "--seeds", "1", "--epochs", "200",
-                     "--jobs", "1", "--json", str(out), "--plot", str(tmp_path / "plots"))
+    result = run_cli(
+        "power",
+        "--optimizers",
+        "sgd",
+        "--dtypes",
+        "float64,float32",
+        "--seeds",
+        "1",
+        "--epochs",
+        "200",
+        "--jobs",
+        "1",
+        "--json",
+        str(out),
+        "--plot",
+        str(tmp_path / "plots"),
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
-    keys = {"optimizer", "dtype", "phase", "kind", "judged_by", "smallest_caught_relative", "smallest_caught_ulps",
-            "first_epoch"}
+    keys = {
+        "optimizer",
+        "dtype",
+        "phase",
+        "kind",
+        "judged_by",
+        "smallest_caught_relative",
+        "smallest_caught_ulps",
+        "first_epoch",
+    }
     assert len(data["thresholds"]) == 2 * 5 * 2 * 2  # dtypes × sgd's phases × kinds × judges
     for t in data["thresholds"]:
         assert keys <= set(t)
@@ -149,13 +182,16 @@ def test_power_command_writes_thresholds_and_curves(tmp_path):
     assert "sgd" in result.stdout and "lockstep" in result.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--optimizers", "adamax"], "unknown 'adamax'"),
-    (["--dtypes", "float16"], "unknown 'float16'"),
-    (["--lr-factors", "0"], "must be a finite number > 0"),
-    (["--hidden", "1,x"], "expected a whole number"),
-    (["--seeds", "0"], "must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--optimizers", "adamax"], "unknown 'adamax'"),
+        (["--dtypes", "float16"], "unknown 'float16'"),
+        (["--lr-factors", "0"], "must be a finite number > 0"),
+        (["--hidden", "1,x"], "expected a whole number"),
+        (["--seeds", "0"], "must be at least 1"),
+    ],
+)
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["audit", "power"])
 def test_bad_grid_options_are_one_line_and_exit_2(command, args, message):
@@ -209,8 +245,11 @@ def test_a_chaotic_pair_passes_on_lockstep_and_fails_without_it():
     from harness.engine.verdict import pair_verdict
 
     drifted = Agreement("numpy", "jax", 0.5, 0.01, 2, 0.3, 1.7, False, "envelope", chaotic=True)
-    steps = {"params": SimpleNamespace(phase="params", passed=True, max_ulp=0.5, first=None,
-                                       to_dict=lambda: {"max_ulp": 0.5})}
+    steps = {
+        "params": SimpleNamespace(
+            phase="params", passed=True, max_ulp=0.5, first=None, to_dict=lambda: {"max_ulp": 0.5}
+        )
+    }
     runs = SimpleNamespace(params=np.zeros((3, 17)), loss=np.zeros(2))
     assert pair_verdict(drifted, steps, runs, runs).passed
     assert pair_verdict(drifted, steps, runs, runs).diagnosis.startswith("agree: chaotic training")
@@ -225,8 +264,8 @@ def test_a_square_is_bounded_where_the_gradient_cancels_to_zero():
     numpy's gradient of b2 cancels to exactly 0 at epoch 851 and jax's is 1.4e-17 (within
     its bound, 7.8e-16): v = ρ·v + (1 − ρ)·g² then differed by 2e-35, 7e12 × a bound that
     held g² to 2|g|·e_g = 0. Its bound now has the square of g's own error."""
-    from harness.engine.lockstep import lockstep_row, states_from_history
     from harness.engine.execution import run_row
+    from harness.engine.lockstep import lockstep_row, states_from_history
 
     cfg = Config(optimizer="adadelta", lr=10.0, hidden=1, seed=90, epochs=1000)
     reference = run_row("numpy", cfg, record_states=True)

@@ -1,10 +1,12 @@
 """Every backend computes the numpy backend's forward pass, loss and gradients, at the
 initial weights and mid-trajectory, one state or a batch of them."""
+
 import numpy as np
 import pytest
 
 from reference.spec import PARAM_NAMES, Config, initial_params, unflatten_params, xor_data
 from tests.conftest import BACKEND_NAMES, load_backend, ulp_tolerance
+
 
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_backend_implements_the_interface(name):
@@ -12,11 +14,12 @@ def test_backend_implements_the_interface(name):
     from harness.engine.rows import ROWS
 
     module = load_backend(name)
-    wanted = WHOLE + tuple(m for m, member in MEMBERS.items()
-                           if member.who == "autodiff" and ROWS[name].kind == "autodiff")
+    wanted = WHOLE + tuple(
+        m for m, member in MEMBERS.items() if member.who == "autodiff" and ROWS[name].kind == "autodiff"
+    )
     missing = [f for f in wanted if not hasattr(module, f)]
     assert not missing, f"{name} lacks {missing}"
-    assert module.NAME == name
+    assert name == module.NAME
     from reference.optimizers import OPTIMIZERS
 
     assert set(module.UPDATES) == set(OPTIMIZERS)
@@ -45,14 +48,17 @@ def test_forward_loss_and_gradients_equal_numpy(name, numpy_trajectory):
         for key in ("Z1", "A1", "Z2", "A2"):
             got = module.to_numpy(got_fwd[key])
             assert got.dtype == np.float64
-            np.testing.assert_allclose(got, want_fwd[key], rtol=0, atol=ulp_tolerance(want_fwd[key]), err_msg=f"{label} {key}")
+            np.testing.assert_allclose(
+                got, want_fwd[key], rtol=0, atol=ulp_tolerance(want_fwd[key]), err_msg=f"{label} {key}"
+            )
         want_loss, want_grads = reference.loss_and_grads(params, X, y)
         got_loss, got_grads = module.loss_and_grads(_to(module, params), Xb, yb)
         np.testing.assert_allclose(module.to_numpy(got_loss), want_loss, rtol=1e-14, err_msg=label)
         for key in PARAM_NAMES:
             want = want_grads[key]
-            np.testing.assert_allclose(module.to_numpy(got_grads[key]), want, rtol=0,
-                                       atol=ulp_tolerance(want, 16), err_msg=f"{label} d{key}")
+            np.testing.assert_allclose(
+                module.to_numpy(got_grads[key]), want, rtol=0, atol=ulp_tolerance(want, 16), err_msg=f"{label} d{key}"
+            )
 
 
 def test_numpy_loss_equals_mse_of_forward():
@@ -156,8 +162,12 @@ def test_nudges_drawn_in_blocks_are_the_one_call_at_a_time_draws(elements):
     calls = 2 * max(1, 2**18 // elements) + 3  # across block boundaries
     draw, rng = _nudges(np.zeros(elements), 7), np.random.default_rng(7)
     got = np.array([draw() for _ in range(calls)])
-    bits = np.array([np.unpackbits(np.frombuffer(rng.bytes((elements + 7) // 8), dtype=np.uint8), count=elements)
-                     for _ in range(calls)])
+    bits = np.array(
+        [
+            np.unpackbits(np.frombuffer(rng.bytes((elements + 7) // 8), dtype=np.uint8), count=elements)
+            for _ in range(calls)
+        ]
+    )
     u = np.finfo(np.float64).eps
     np.testing.assert_array_equal(got, np.where(bits == 1, u, -u))
 
@@ -173,11 +183,11 @@ def test_a_step_count_and_a_batch_of_step_counts_give_the_same_bits(name, dtype)
     counts = module.to_backend(np.arange(1, epochs + 1, dtype=np.int64).reshape(-1, 1, 1))
     batch = [np.asarray(module.to_numpy(c)).ravel() for c in module.bias_corrections(counts, cfg, like)]
     one = module.to_backend(np.zeros((1, 1)), dtype)
-    alone = [[np.asarray(module.to_numpy(c)) for c in module.bias_corrections(t, cfg, one)]
-             for t in range(1, epochs + 1, 7)]
+    alone = [
+        [np.asarray(module.to_numpy(c)) for c in module.bias_corrections(t, cfg, one)] for t in range(1, epochs + 1, 7)
+    ]
     assert {c.dtype for pair in alone for c in pair} == {np.dtype(dtype)}
-    np.testing.assert_array_equal(np.array([[c.ravel()[0] for c in pair] for pair in alone]).T,
-                                  np.array(batch)[:, ::7])
+    np.testing.assert_array_equal(np.array([[c.ravel()[0] for c in pair] for pair in alone]).T, np.array(batch)[:, ::7])
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """``python compare.py`` as a user runs it: in a subprocess, output files, exit codes,
 bad input and missing frameworks."""
+
 import json
 import os
 import shutil
@@ -13,22 +14,40 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # the default rows; the language rows join them where their programs are on PATH
 ROW_NAMES = ["numpy", "jax", "torch", "torch.optim", "optax"] + [
-    row for row, program in (("octave", "octave-cli"), ("scilab", "scilab-cli")) if shutil.which(program)]
+    row for row, program in (("octave", "octave-cli"), ("scilab", "scilab-cli")) if shutil.which(program)
+]
 
 
 def run_cli(*args, env_extra=None, cwd=ROOT):
     env = dict(os.environ)
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, str(ROOT / "compare.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), *args],
+        cwd=cwd,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     pytest.importorskip("torch"), pytest.importorskip("jax"), pytest.importorskip("optax")
     out = tmp_path_factory.mktemp("run")
-    result = run_cli("--epochs", "3000", "--seed", "1", "--json", str(out / "r.json"),
-                     "--save", str(out / "t.npz"), "--plot", str(out / "plots"))
+    result = run_cli(
+        "--epochs",
+        "3000",
+        "--seed",
+        "1",
+        "--json",
+        str(out / "r.json"),
+        "--save",
+        str(out / "t.npz"),
+        "--plot",
+        str(out / "plots"),
+    )
     return result, out
 
 
@@ -61,8 +80,15 @@ def test_json_carries_the_documented_names(full_run):
         assert len(row["predictions"]) == 4
     assert len(data["agreement"]) == len(ROW_NAMES) - 1
     for entry in data["agreement"]:
-        assert set(entry) >= {"a", "b", "max_abs_param_diff", "max_abs_loss_diff",
-                              "first_epoch_over_tolerance", "tolerance", "passed"}
+        assert set(entry) >= {
+            "a",
+            "b",
+            "max_abs_param_diff",
+            "max_abs_loss_diff",
+            "first_epoch_over_tolerance",
+            "tolerance",
+            "passed",
+        }
         assert entry["a"] == "numpy" and entry["passed"] is True
         assert entry["max_abs_param_diff"] < entry["tolerance"]
 
@@ -84,8 +110,11 @@ def test_npz_holds_every_rows_trajectory(full_run):
 def test_plot_writes_png_figures(full_run):
     _, out = full_run
     names = sorted(p.name for p in (out / "plots").iterdir())
-    expected = sorted([f"{n}_{k}.png" for n in ROW_NAMES for k in ("decision", "loss")] + ["loss_all_rows.png"]
-                      + [f"drift_numpy_vs_{n}.png" for n in ROW_NAMES[1:]])
+    expected = sorted(
+        [f"{n}_{k}.png" for n in ROW_NAMES for k in ("decision", "loss")]
+        + ["loss_all_rows.png"]
+        + [f"drift_numpy_vs_{n}.png" for n in ROW_NAMES[1:]]
+    )
     assert names == expected
     for path in (out / "plots").iterdir():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -107,8 +136,18 @@ def test_chaotic_training_is_told_apart_from_a_real_difference(tmp_path):
 @pytest.mark.slow
 def test_a_planted_fault_exits_1_with_where_and_a_replay_file(tmp_path):
     pytest.importorskip("jax")
-    result = run_cli("--backends", "numpy,jax", "--epochs", "300", "--inject", "jax:eps-inside-sqrt",
-                     "--json", str(tmp_path / "f.json"), "--replay-dir", str(tmp_path))
+    result = run_cli(
+        "--backends",
+        "numpy,jax",
+        "--epochs",
+        "300",
+        "--inject",
+        "jax:eps-inside-sqrt",
+        "--json",
+        str(tmp_path / "f.json"),
+        "--replay-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 1, result.stderr
     assert "numpy vs jax first part at epoch 1, phase update" in result.stdout
     (pair,) = json.loads((tmp_path / "f.json").read_text())["agreement"]
@@ -199,7 +238,8 @@ def _blocking(tmp_path, *modules):
         package = tmp_path / "blocked" / module
         package.mkdir(parents=True)
         (package / "__init__.py").write_text(
-            f"raise ModuleNotFoundError(\"No module named '{module}'\", name='{module}')\n")
+            f"raise ModuleNotFoundError(\"No module named '{module}'\", name='{module}')\n"
+        )
     return {"PYTHONPATH": str(tmp_path / "blocked") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
@@ -234,8 +274,9 @@ def test_rows_in_parallel_processes_give_the_same_trajectories(tmp_path):
     pytest.importorskip("torch"), pytest.importorskip("jax")
     runs = {}
     for jobs in ("1", "2"):
-        result = run_cli("--epochs", "300", "--backends", "numpy,torch,jax", "--jobs", jobs,
-                         "--save", str(tmp_path / f"j{jobs}.npz"))
+        result = run_cli(
+            "--epochs", "300", "--backends", "numpy,torch,jax", "--jobs", jobs, "--save", str(tmp_path / f"j{jobs}.npz")
+        )
         assert result.returncode == 0, result.stderr
         with np.load(tmp_path / f"j{jobs}.npz", allow_pickle=False) as data:
             runs[jobs] = {k: data[k] for k in data.files}
@@ -271,13 +312,20 @@ def test_the_json_times_every_task_and_bench_breaks_the_run_down(full_run):
     assert sum(sum(c["imports"].values()) for c in timings["tasks"].values()) > 0  # torch and jax, at least
     for step in ("envelope and comparison", "verdicts", "report", "plots"):
         assert timings["main"][step] >= 0, step
-    run = breakdown(timings, timings["started"] - 0.5, timings["started"] + sum(timings["main"].values()) + 1.0,
-                    sorted(data["backends"]))
+    run = breakdown(
+        timings,
+        timings["started"] - 0.5,
+        timings["started"] + sum(timings["main"].values()) + 1.0,
+        sorted(data["backends"]),
+    )
     phases = {p["phase"]: p for p in run["phases"]}
     assert phases["start-up and imports"]["seconds"] == pytest.approx(0.5)
     assert phases["the rest (replay files, JSON, exit)"]["seconds"] == pytest.approx(1.0)
     assert {p["process"] for p in run["phases"]} == {"main"} | {f"worker {i + 1}" for i in range(run["workers"])}
-    assert phases["train numpy"]["seconds"] <= timings["tasks"]["train numpy"]["end"] - timings["tasks"]["train numpy"]["start"]
+    assert (
+        phases["train numpy"]["seconds"]
+        <= timings["tasks"]["train numpy"]["end"] - timings["tasks"]["train numpy"]["start"]
+    )
     assert 0 < run["workers_busy"] <= 1
     text = "\n".join(render_breakdown(run))
     assert "lockstep torch" in text and "envelope runs" in text and "plots" in text
@@ -286,8 +334,18 @@ def test_the_json_times_every_task_and_bench_breaks_the_run_down(full_run):
 @pytest.mark.slow
 def test_bench_prints_its_figures(tmp_path):
     pytest.importorskip("torch"), pytest.importorskip("jax")
-    result = run_cli("bench", "--epochs", "100", "--repeat", "2", "--no-wall", "--backends", "numpy,torch,jax",
-                     "--json", str(tmp_path / "b.json"))
+    result = run_cli(
+        "bench",
+        "--epochs",
+        "100",
+        "--repeat",
+        "2",
+        "--no-wall",
+        "--backends",
+        "numpy,torch,jax",
+        "--json",
+        str(tmp_path / "b.json"),
+    )
     assert result.returncode == 0, result.stderr
     for label in ("numpy", "torch", "jax", "TorchScript", "seed-style numpy loop", "import seconds"):
         assert label in result.stdout

@@ -2,6 +2,7 @@
 loopback interface, started and stopped here; an audit sent to them equals the one run on
 the embedded LocalCluster, and a worker killed mid-run has its tasks finished by the
 other."""
+
 import contextlib
 import json
 import os
@@ -16,8 +17,22 @@ from tests.test_cli import ROOT, run_cli
 pytest.importorskip("distributed")
 
 # 2 cells × 3 batches: 6 tasks of a few seconds each, enough for a kill to land mid-task
-GRID = ("--optimizers", "sgd,adam", "--dtypes", "float64", "--lr-factors", "1", "--hidden", "2", "--seeds", "6",
-        "--seeds-per-task", "2", "--epochs", "300")
+GRID = (
+    "--optimizers",
+    "sgd,adam",
+    "--dtypes",
+    "float64",
+    "--lr-factors",
+    "1",
+    "--hidden",
+    "2",
+    "--seeds",
+    "6",
+    "--seeds-per-task",
+    "2",
+    "--epochs",
+    "300",
+)
 FIGURES = ("configurations", "false_alarms", "known_gaps", "fpr_upper_95", "margins", "worst_margin_by_lr")
 
 
@@ -32,17 +47,35 @@ def loopback_cluster(tmp_path, workers: int = 2):
     on 127.0.0.1: yields (address, {name: process})."""
     from distributed import Client
 
-    info, log = tmp_path / "scheduler.json", open(tmp_path / "dask.log", "w")
-    processes = [_dask("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
-                       str(info), log=log)]
+    info = tmp_path / "scheduler.json"
+    log = open(tmp_path / "dask.log", "w")  # noqa: SIM115 (the processes write to it until the finally below)
+    processes = [
+        _dask(
+            "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(info), log=log
+        )
+    ]
     try:
         deadline = time.monotonic() + 60
         while not info.exists() or not info.read_text().strip():
             assert time.monotonic() < deadline, "the dask scheduler did not start"
             time.sleep(0.2)
         address = json.loads(info.read_text())["address"]
-        named = {f"w{i}": _dask("worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host",
-                                "127.0.0.1", "--name", f"w{i}", log=log) for i in range(workers)}
+        named = {
+            f"w{i}": _dask(
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                "--name",
+                f"w{i}",
+                log=log,
+            )
+            for i in range(workers)
+        }
         processes += named.values()
         with Client(address, timeout=30) as client:
             client.wait_for_workers(workers, timeout=60)
@@ -102,9 +135,13 @@ def _kill_when_busy(address: str, victim, name: str, timeout: float = 120) -> No
 def test_a_killed_workers_tasks_are_finished_by_the_other(tmp_path, local_audit):
     with loopback_cluster(tmp_path) as (address, workers):
         out = tmp_path / "audit.json"
-        audit = subprocess.Popen([sys.executable, str(ROOT / "compare.py"), "audit", *GRID, "--scheduler", address,
-                                  "--json", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True)
+        audit = subprocess.Popen(
+            [sys.executable, str(ROOT / "compare.py"), "audit", *GRID, "--scheduler", address, "--json", str(out)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _kill_when_busy(address, workers["w0"], "w0")
         stdout, stderr = audit.communicate(timeout=600)
         assert workers["w0"].poll() is not None  # it is dead

@@ -4,6 +4,7 @@ The quick tests use this interpreter as the "other" environment: a row run by an
 process of the same libraries must be the same bits, and a fault planted there must be
 caught as a change in the computation. The slow ones use a real second environment with
 older numpy, jax and optax (the ``old_env`` fixture in conftest.py)."""
+
 import json
 import os
 import stat
@@ -21,8 +22,14 @@ SHORT = ["--epochs", "200"]
 
 
 def compare(*args, cwd=None):
-    return subprocess.run([sys.executable, str(ROOT / "compare.py"), *args], capture_output=True, text=True,
-                          timeout=900, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=cwd,
+    )
 
 
 def versions_json(tmp_path, *args):
@@ -47,8 +54,16 @@ def test_the_same_libraries_in_another_process_are_the_same_bits(tmp_path, capsy
 
 @pytest.mark.slow
 def test_a_fault_planted_in_the_other_environment_is_a_change_in_the_computation(tmp_path):
-    code, data = versions_json(tmp_path, "--env", f"same={sys.executable}", "--backends", "numpy,jax", *SHORT,
-                               "--inject", "jax@same:eps-inside-sqrt")
+    code, data = versions_json(
+        tmp_path,
+        "--env",
+        f"same={sys.executable}",
+        "--backends",
+        "numpy,jax",
+        *SHORT,
+        "--inject",
+        "jax@same:eps-inside-sqrt",
+    )
     assert code == 1 and data["passed"] is False and data["injected"] == {"jax@same": "eps-inside-sqrt"}
     assert data["rows"]["numpy@same"]["bit_identical"]
     jax = data["rows"]["jax@same"]
@@ -61,8 +76,9 @@ def test_a_fault_planted_in_the_other_environment_is_a_change_in_the_computation
 @pytest.mark.slow
 def test_the_default_run_pairs_each_row_with_its_twin_first(tmp_path, capsys):
     out = tmp_path / "run.json"
-    code = cli_main(["--env", f"same={sys.executable}", "--backends", "numpy,jax", *SHORT, "--json", str(out),
-                     "--jobs", "1"])
+    code = cli_main(
+        ["--env", f"same={sys.executable}", "--backends", "numpy,jax", *SHORT, "--json", str(out), "--jobs", "1"]
+    )
     assert code == 0
     data = json.loads(out.read_text())
     pairs = [(p["a"], p["b"]) for p in data["agreement"]]
@@ -78,19 +94,22 @@ def test_the_default_run_pairs_each_row_with_its_twin_first(tmp_path, capsys):
 def _fake_python(tmp_path, body: str) -> str:
     """An executable that answers the worker's request as ``body`` (shell) does."""
     path = tmp_path / "fakepython"
-    path.write_text("#!/bin/sh\nfolder=\"$3\"\n" + body + "\n")
+    path.write_text('#!/bin/sh\nfolder="$3"\n' + body + "\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return str(path)
 
 
-@pytest.mark.parametrize("value, message", [
-    ("old", "expected NAME=PYTHON"),
-    ("1x=/usr/bin/python3", "expected NAME=PYTHON"),
-    ("here=/usr/bin/python3", "the name 'here' is taken by this environment"),
-    ("old=/no/such/python", "no such file"),
-    ("old={tmp}/plain.txt", "not an executable file"),
-    ("old={tmp}/garbage", "Exec format error"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("old", "expected NAME=PYTHON"),
+        ("1x=/usr/bin/python3", "expected NAME=PYTHON"),
+        ("here=/usr/bin/python3", "the name 'here' is taken by this environment"),
+        ("old=/no/such/python", "no such file"),
+        ("old={tmp}/plain.txt", "not an executable file"),
+        ("old={tmp}/garbage", "Exec format error"),
+    ],
+)
 def test_a_bad_env_value_is_one_line_and_exit_2(value, message, tmp_path, capsys):
     (tmp_path / "plain.txt").write_text("print(1)\n")
     (tmp_path / "garbage").write_bytes(b"\x7fELF garbage")
@@ -151,11 +170,13 @@ def test_versions_compares_python_rows_only(capsys):
 
 # --- a real second environment: numpy 1.26, jax 0.4.30, optax 0.2.3 --------------------------
 
+
 @pytest.fixture(scope="module")
 def old_versions(old_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("versions") / "v.json"
-    done = compare("versions", "--env", f"old={old_env}", "--backends", "numpy,jax,optax", "--epochs", "2000",
-                   "--json", str(out))
+    done = compare(
+        "versions", "--env", f"old={old_env}", "--backends", "numpy,jax,optax", "--epochs", "2000", "--json", str(out)
+    )
     return done, json.loads(out.read_text()) if out.exists() else None
 
 
@@ -192,8 +213,14 @@ def test_goldens_made_in_the_older_environment_say_where_they_differ(old_env, tm
     from harness.files.golden import compare_with_golden
     from reference.golden import load_golden
 
-    done = subprocess.run([old_env, "-m", "harness.files.golden", "--folder", str(tmp_path)], capture_output=True,
-                          text=True, timeout=600, cwd=tmp_path)
+    done = subprocess.run(
+        [old_env, "-m", "harness.files.golden", "--folder", str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     golden = load_golden(0, tmp_path)
     assert golden["environment"]["numpy"] == "1.26.4"
@@ -206,10 +233,23 @@ def test_goldens_made_in_the_older_environment_say_where_they_differ(old_env, tm
 
 @pytest.mark.slow
 def test_a_float32_difference_is_counted_in_float32_ulps(tmp_path):
-    code, data = versions_json(tmp_path, "--env", f"same={sys.executable}", "--backends", "numpy", "--epochs", "50",
-                               "--dtype", "float32", "--inject", "numpy@same:grad-missing-2-over-n")
+    code, data = versions_json(
+        tmp_path,
+        "--env",
+        f"same={sys.executable}",
+        "--backends",
+        "numpy",
+        "--epochs",
+        "50",
+        "--dtype",
+        "float32",
+        "--inject",
+        "numpy@same:grad-missing-2-over-n",
+    )
     assert code == 1
-    for first in (data["rows"]["numpy@same"]["lockstep"]["first_difference"],
-                  data["rows"]["numpy@same"]["trajectory"]["first_difference"]):
+    for first in (
+        data["rows"]["numpy@same"]["lockstep"]["first_difference"],
+        data["rows"]["numpy@same"]["trajectory"]["first_difference"],
+    ):
         spacing = float(np.spacing(np.float32(abs(first["reference"]))))
         assert first["ulps"] == pytest.approx(abs(first["value"] - first["reference"]) / spacing)

@@ -1,14 +1,15 @@
 """Bring your own implementation: the exported initial state, trajectories from files,
 plug-in backends and the Octave row."""
+
 import json
 
 import numpy as np
 import pytest
 
 import backends
-from harness.files.exchange import write_trajectory_csv
 from harness.engine.execution import run_row
 from harness.engine.pipeline import run_default
+from harness.files.exchange import write_trajectory_csv
 from reference.spec import PARAM_NAMES, Config, flatten_params, initial_params, unflatten_params, xor_data
 from tests.test_cli import ROOT, run_cli
 
@@ -20,6 +21,7 @@ def error_lines(result):
 
 
 # --- the initial state out -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "npz"])
 def test_init_writes_the_exact_initial_state(fmt, tmp_path):
@@ -53,12 +55,15 @@ def test_init_writes_the_exact_initial_state(fmt, tmp_path):
         np.testing.assert_array_equal(got[k], want[k])  # bit for bit
 
 
-@pytest.mark.parametrize("args,named", [
-    (["--out", "x.txt"], "--format"),
-    (["--out", "missing-folder/init.json"], "missing-folder"),
-    (["--format", "xml", "--out", "x.xml"], "--format"),
-    (["--seed", "-1", "--out", "x.json"], "--seed"),
-])
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["--out", "x.txt"], "--format"),
+        (["--out", "missing-folder/init.json"], "missing-folder"),
+        (["--format", "xml", "--out", "x.xml"], "--format"),
+        (["--seed", "-1", "--out", "x.json"], "--seed"),
+    ],
+)
 def test_init_bad_input_is_one_line_and_no_file(args, named, tmp_path):
     result = run_cli("init", *args, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -87,11 +92,15 @@ def numpy_files(tmp_path_factory):
         (folder / name).write_text("\n".join(copy) + "\n")
 
     damaged("columns.csv", lambda c: c.__setitem__(7, c[7] + ",0.5"))
-    damaged("nan.csv", lambda c: c.__setitem__(12, ",".join(f if i != 5 else "nan" for i, f in enumerate(c[12].split(",")))))
+    damaged(
+        "nan.csv", lambda c: c.__setitem__(12, ",".join(f if i != 5 else "nan" for i, f in enumerate(c[12].split(","))))
+    )
     damaged("short.csv", lambda c: c.__delitem__(slice(300, None)))
     damaged("long.csv", lambda c: c.append(c[-1]))
     damaged("text.csv", lambda c: c.__setitem__(3, c[3].replace(",", ",abc,", 1).replace(",abc,", ",abc", 1)))
-    column_major = np.array([np.concatenate([unflatten_params(p, 4)[k].T.ravel() for k in PARAM_NAMES]) for p in params])
+    column_major = np.array(
+        [np.concatenate([unflatten_params(p, 4)[k].T.ravel() for k in PARAM_NAMES]) for p in params]
+    )
     write_trajectory_csv(folder / "column_major.csv", loss, column_major, 4)
     write_trajectory_csv(folder / "shuffled.csv", loss, params[:, np.random.default_rng(0).permutation(17)], 4)
     other_seed = run_row("numpy", Config(epochs=EPOCHS, seed=1))
@@ -103,29 +112,48 @@ def numpy_files(tmp_path_factory):
 @pytest.mark.parametrize("fmt", ["csv", "npz"])
 def test_export_and_import_reproduce_the_numpy_row_exactly(fmt, numpy_files, tmp_path):
     out = tmp_path / "r.json"
-    result = run_cli("--backends", "numpy", "--epochs", str(EPOCHS), "--external", f"mine={numpy_files / f'good.{fmt}'}",
-                     "--json", str(out))
+    result = run_cli(
+        "--backends",
+        "numpy",
+        "--epochs",
+        str(EPOCHS),
+        "--external",
+        f"mine={numpy_files / f'good.{fmt}'}",
+        "--json",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     (pair,) = json.loads(out.read_text())["agreement"]
     assert pair["b"] == "mine" and pair["max_abs_param_diff"] == 0.0 and pair["max_abs_loss_diff"] == 0.0
     assert "no lockstep for mine (another program's trajectory" in result.stdout
 
 
-@pytest.mark.parametrize("name,problem", [
-    ("columns.csv", "line 8: 19 columns, the lines before have 18"),
-    ("nan.csv", "line 13, column 6: NaN where a finite number is expected"),
-    ("short.csv", "299 epochs, fewer than the 400 asked"),
-    ("long.csv", "line 402: 401 epochs, more than the 400 asked"),
-    ("text.csv", "line 4, column 2: not a number"),
-    ("column_major.csv", "line 2: the parameters are in column-major order"),
-    ("shuffled.csv", "line 2: the parameters are the initial weights in another order"),
-    ("other_seed.csv", "line 2: epoch 1 is"),
-    ("absent.csv", "no such file"),
-])
+@pytest.mark.parametrize(
+    "name,problem",
+    [
+        ("columns.csv", "line 8: 19 columns, the lines before have 18"),
+        ("nan.csv", "line 13, column 6: NaN where a finite number is expected"),
+        ("short.csv", "299 epochs, fewer than the 400 asked"),
+        ("long.csv", "line 402: 401 epochs, more than the 400 asked"),
+        ("text.csv", "line 4, column 2: not a number"),
+        ("column_major.csv", "line 2: the parameters are in column-major order"),
+        ("shuffled.csv", "line 2: the parameters are the initial weights in another order"),
+        ("other_seed.csv", "line 2: epoch 1 is"),
+        ("absent.csv", "no such file"),
+    ],
+)
 @pytest.mark.slow
 def test_a_malformed_trajectory_is_one_line_naming_file_line_and_problem(name, problem, numpy_files, tmp_path):
-    result = run_cli("--backends", "numpy", "--epochs", str(EPOCHS), "--external", f"mine={numpy_files / name}",
-                     "--json", str(tmp_path / "r.json"))
+    result = run_cli(
+        "--backends",
+        "numpy",
+        "--epochs",
+        str(EPOCHS),
+        "--external",
+        f"mine={numpy_files / name}",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = error_lines(result)
     assert name in line and problem in line, line
@@ -137,14 +165,25 @@ def test_an_external_row_that_differs_is_found_where_it_parts(numpy_files, tmp_p
     params = run.params[1:].copy()
     params[199:, 3] += 1e-9  # from epoch 200 on, one parameter is off
     write_trajectory_csv(tmp_path / "off.csv", run.loss, params, 4)
-    result = run_cli("--backends", "numpy", "--epochs", str(EPOCHS), "--external", f"off={tmp_path / 'off.csv'}",
-                     "--json", str(tmp_path / "r.json"), "--replay-dir", str(tmp_path))
+    result = run_cli(
+        "--backends",
+        "numpy",
+        "--epochs",
+        str(EPOCHS),
+        "--external",
+        f"off={tmp_path / 'off.csv'}",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--replay-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 1
     (pair,) = json.loads((tmp_path / "r.json").read_text())["agreement"]
     assert pair["first_divergence"]["epoch"] == 200 and pair["first_divergence"]["found_by"] == "free-running"
 
 
 # --- plug-in backends -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["numpy", "jax", "torch"])
 def test_every_built_in_backend_implements_the_whole_interface(name):
@@ -159,7 +198,9 @@ def test_the_example_plug_in_implements_the_interface():
 
     tree = ast.parse(EXAMPLE.read_text())
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-    defined |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    defined |= {
+        t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)
+    }
     assert set(backends.REQUIRED) <= defined  # the file itself defines what is required
     module = backends.load_file(EXAMPLE)
     assert [n for n in backends.INTERFACE if not hasattr(module, n)] == []  # and is completed to the whole
@@ -178,8 +219,18 @@ def test_the_example_plug_in_runs_as_a_full_row(tmp_path):
 
 @pytest.mark.slow
 def test_a_plug_in_rows_divergence_replays_in_the_plug_in(tmp_path):
-    failing = run_cli("--backends", "numpy", "--epochs", "50", "--backend-file", str(EXAMPLE),
-                      "--inject", "example:grad-missing-2-over-n", "--replay-dir", str(tmp_path))
+    failing = run_cli(
+        "--backends",
+        "numpy",
+        "--epochs",
+        "50",
+        "--backend-file",
+        str(EXAMPLE),
+        "--inject",
+        "example:grad-missing-2-over-n",
+        "--replay-dir",
+        str(tmp_path),
+    )
     assert failing.returncode == 1
     replay_file = tmp_path / "replay_example_epoch1.npz"
     again = run_cli("replay", str(replay_file), "--backends", "numpy,jax", "--backend-file", str(EXAMPLE))
@@ -197,13 +248,18 @@ def test_a_fault_planted_in_the_plug_in_is_caught_in_its_phase():
     assert pair.first_divergence["epoch"] == 1
 
 
-@pytest.mark.parametrize("source,problem", [
-    (EXAMPLE.read_text().replace("def loss_and_grads(", "def loss_and_gradients("), "missing loss_and_grads"),
-    ("raise RuntimeError('boom')\n", "importing it failed: RuntimeError: boom"),
-    (EXAMPLE.read_text().replace('UPDATES = {"sgd": sgd, "adam": adam}', 'UPDATES = {"adamax": adam}'),
-     "unknown optimizer 'adamax'"),
-    (EXAMPLE.read_text().replace('NAME = "example"', 'NAME = "jax"'), "NAME 'jax' is taken"),
-])
+@pytest.mark.parametrize(
+    "source,problem",
+    [
+        (EXAMPLE.read_text().replace("def loss_and_grads(", "def loss_and_gradients("), "missing loss_and_grads"),
+        ("raise RuntimeError('boom')\n", "importing it failed: RuntimeError: boom"),
+        (
+            EXAMPLE.read_text().replace('UPDATES = {"sgd": sgd, "adam": adam}', 'UPDATES = {"adamax": adam}'),
+            "unknown optimizer 'adamax'",
+        ),
+        (EXAMPLE.read_text().replace('NAME = "example"', 'NAME = "jax"'), "NAME 'jax' is taken"),
+    ],
+)
 @pytest.mark.slow
 def test_a_broken_plug_in_is_one_line_naming_the_problem(source, problem, tmp_path):
     path = tmp_path / "mine.py"

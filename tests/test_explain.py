@@ -1,16 +1,17 @@
 """Why rows part: every planted fault, each known library gap, trajectories of an
 independent program under each variant, hyperparameter mismatches, and unrelated bugs
 that no catalogue holds (which must stay unexplained, never explained wrongly)."""
+
 import json
 
 import numpy as np
 import pytest
 
-from harness.engine.pipeline import run_default
 from harness.engine import faults
 from harness.engine.execution import run_row
 from harness.engine.explain import explain_trajectory, lockstep_and_explain
 from harness.engine.lockstep import states_from_history
+from harness.engine.pipeline import run_default
 from harness.engine.rows import DEFAULT_ROWS, Trajectory, register_plugin, unavailable_reason
 from harness.engine.variants import VARIANTS
 from harness.files.exchange import write_trajectory_csv
@@ -21,8 +22,11 @@ from tests.test_cli import ROOT, run_cli
 AVAILABLE = [n for n in DEFAULT_ROWS if unavailable_reason(n) is None]
 HAND_ROWS = [n for n in faults.INJECTABLE_ROWS if n in AVAILABLE]
 GRADIENT_FAULT_OPTIMIZERS = ("adam", "rmsprop", "sgd")
-CASES = [(fault, optimizer) for fault, record in faults.FAULTS.items()
-         for optimizer in (record.optimizers or GRADIENT_FAULT_OPTIMIZERS)]
+CASES = [
+    (fault, optimizer)
+    for fault, record in faults.FAULTS.items()
+    for optimizer in (record.optimizers or GRADIENT_FAULT_OPTIMIZERS)
+]
 
 
 def _explain(row, cfg, planted):
@@ -46,7 +50,9 @@ def test_every_planted_fault_is_named_in_the_row_that_has_it(fault, optimizer, r
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer,variant", [("adagrad", "adagrad-eps-inside-sqrt"), ("amsgrad", "amsgrad-max-of-vhat")])
+@pytest.mark.parametrize(
+    "optimizer,variant", [("adagrad", "adagrad-eps-inside-sqrt"), ("amsgrad", "amsgrad-max-of-vhat")]
+)
 def test_the_known_optax_gaps_are_recognised_not_only_listed(optimizer, variant):
     pytest.importorskip("optax")
     results = run_default(Config(optimizer=optimizer, epochs=200), ["numpy", "optax"], "cpu", 1, {})
@@ -61,8 +67,17 @@ def _trajectory(way="paper", epochs=50, **hyper):
     return Trajectory("theirs", loss, np.vstack([start[None], rows]), float("nan"), epochs_run=epochs)
 
 
-TRAJECTORY_VARIANTS = ("eps-inside-sqrt", "epshat", "seed-bias-correction", "no-bias-correction", "beta1-beta2-swapped",
-                       "float32-moments", "grad-missing-2-over-n", "grad-sse", "sigmoid-grad-at-activation")
+TRAJECTORY_VARIANTS = (
+    "eps-inside-sqrt",
+    "epshat",
+    "seed-bias-correction",
+    "no-bias-correction",
+    "beta1-beta2-swapped",
+    "float32-moments",
+    "grad-missing-2-over-n",
+    "grad-sse",
+    "sigmoid-grad-at-activation",
+)
 
 
 @pytest.mark.parametrize("way", TRAJECTORY_VARIANTS)
@@ -111,9 +126,12 @@ PLUGIN_EDITS = {  # name -> (text of the example, what it becomes, config)
     "wrong_transpose": ('"W1": swap(X) @ dL_dZ1', '"W1": swap(swap(X) @ dL_dZ1)', {"hidden": 2}),
     "eps_1e_7": ("(np.sqrt(v_hat) + cfg.eps)", "(np.sqrt(v_hat) + 1e-7)", {}),
     "lr_doubled": ("return cfg.lr * m_hat", "return 2 * cfg.lr * m_hat", {}),
-    "beta2_0_99": ('v = cfg.beta2 * slots["v"] + (1.0 - cfg.beta2) * g * g\n    m_hat = m / (1.0 - cfg.beta1**t)\n'
-                   '    v_hat = v / (1.0 - cfg.beta2**t)', 'v = 0.99 * slots["v"] + 0.01 * g * g\n'
-                   '    m_hat = m / (1.0 - cfg.beta1**t)\n    v_hat = v / (1.0 - 0.99**t)', {}),
+    "beta2_0_99": (
+        'v = cfg.beta2 * slots["v"] + (1.0 - cfg.beta2) * g * g\n    m_hat = m / (1.0 - cfg.beta1**t)\n'
+        "    v_hat = v / (1.0 - cfg.beta2**t)",
+        'v = 0.99 * slots["v"] + 0.01 * g * g\n    m_hat = m / (1.0 - cfg.beta1**t)\n    v_hat = v / (1.0 - 0.99**t)',
+        {},
+    ),
 }
 
 
@@ -134,8 +152,9 @@ def test_a_bug_in_no_catalogue_stays_unexplained_in_a_row_that_steps(name, tmp_p
     assert explanation["verdict"] == "unexplained" and explanation["variant"] is None
 
 
-@pytest.mark.parametrize("name,fitted", [("eps_1e_7", {"eps": 1e-7}), ("lr_doubled", {"lr": 2e-3}),
-                                         ("beta2_0_99", {"beta2": 0.99})])
+@pytest.mark.parametrize(
+    "name,fitted", [("eps_1e_7", {"eps": 1e-7}), ("lr_doubled", {"lr": 2e-3}), ("beta2_0_99", {"beta2": 0.99})]
+)
 def test_the_hyperparameters_a_row_really_uses_are_fitted_from_its_steps(name, fitted, tmp_path):
     explanation = _plugin_pair(tmp_path, name)
     assert (explanation["verdict"], explanation["variant"]) == ("explained", "hyperparameters"), explanation
@@ -151,8 +170,16 @@ def test_the_explain_command_names_the_convention_and_exits_1(tmp_path):
     assert "mine matches epshat" in result.stdout and "compare like with like with --adam epshat" in result.stdout
     data = json.loads((tmp_path / "e.json").read_text())
     assert data["explanation"]["variant"] == "epshat" and data["passed"] is False
-    assert set(data["explanation"]) >= {"verdict", "variant", "phase", "description", "used_by", "hyperparameters",
-                                        "matched_epochs", "max_ulp"}
+    assert set(data["explanation"]) >= {
+        "verdict",
+        "variant",
+        "phase",
+        "description",
+        "used_by",
+        "hyperparameters",
+        "matched_epochs",
+        "max_ulp",
+    }
 
 
 def test_the_explain_command_exits_0_for_the_spec_and_2_for_bad_usage(tmp_path):
@@ -168,8 +195,18 @@ def test_the_explain_command_exits_0_for_the_spec_and_2_for_bad_usage(tmp_path):
 @pytest.mark.slow
 def test_the_default_run_explains_a_failing_pair_in_its_paragraph_and_json(tmp_path):
     pytest.importorskip("jax")
-    result = run_cli("--backends", "numpy,jax", "--epochs", "200", "--inject", "jax:eps-inside-sqrt",
-                     "--json", str(tmp_path / "r.json"), "--replay-dir", str(tmp_path))
+    result = run_cli(
+        "--backends",
+        "numpy,jax",
+        "--epochs",
+        "200",
+        "--inject",
+        "jax:eps-inside-sqrt",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--replay-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 1
     assert "jax matches eps-inside-sqrt" in result.stdout
     (pair,) = json.loads((tmp_path / "r.json").read_text())["agreement"]

@@ -1,11 +1,12 @@
 """Adam forms, gradient conventions, the seed recipe and the flavors table."""
+
 import json
 
 import numpy as np
 import pytest
 
-from harness.engine.rows import unavailable_reason
 from harness.engine.pipeline import run_default
+from harness.engine.rows import unavailable_reason
 from reference.spec import ADAM_FORMS, GRAD_CONVENTIONS, PARAM_NAMES, Config, flatten_params, initial_params
 from tests.conftest import BACKEND_NAMES, load_backend
 from tests.seed_article import run_article
@@ -46,14 +47,19 @@ def test_epshat_is_paper_with_a_step_dependent_epsilon(name):
     for t in (1, 2, 10, 1000, 20000):
         eps_hat = 1e-8
         bc2 = 1 - 0.999**t
-        epshat = module.to_numpy(module.adam_delta(module.to_backend(m), module.to_backend(v), t,
-                                                   Config(adam="epshat", eps=eps_hat)))
-        paper = module.to_numpy(module.adam_delta(module.to_backend(m), module.to_backend(v), t,
-                                                  Config(adam="paper", eps=eps_hat / np.sqrt(bc2))))
+        epshat = module.to_numpy(
+            module.adam_delta(module.to_backend(m), module.to_backend(v), t, Config(adam="epshat", eps=eps_hat))
+        )
+        paper = module.to_numpy(
+            module.adam_delta(
+                module.to_backend(m), module.to_backend(v), t, Config(adam="paper", eps=eps_hat / np.sqrt(bc2))
+            )
+        )
         np.testing.assert_allclose(epshat, paper, rtol=16 * np.finfo(float).eps, atol=0)
         if t < 1000:  # and it is not the paper form with ε̂ itself: at small t they differ
-            plain = module.to_numpy(module.adam_delta(module.to_backend(m), module.to_backend(v), t,
-                                                      Config(adam="paper", eps=eps_hat)))
+            plain = module.to_numpy(
+                module.adam_delta(module.to_backend(m), module.to_backend(v), t, Config(adam="paper", eps=eps_hat))
+            )
             assert np.abs(plain - epshat).max() > 1e3 * np.finfo(float).eps * np.abs(epshat).max()
 
 
@@ -88,12 +94,15 @@ def test_recipe_seed_command(tmp_path):
     assert data["backends"]["numpy"]["final_loss"] == pytest.approx(0.0040857, rel=1e-4)
 
 
-@pytest.mark.parametrize("args,named", [
-    (["--recipe", "seed", "--adam", "paper"], "--adam"),
-    (["--adam", "seed", "--backends", "numpy,torch.optim"], "torch.optim"),
-    (["--adam", "nosuch"], "--adam"),
-    (["--grad", "sse"], "--grad"),
-])
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["--recipe", "seed", "--adam", "paper"], "--adam"),
+        (["--adam", "seed", "--backends", "numpy,torch.optim"], "torch.optim"),
+        (["--adam", "nosuch"], "--adam"),
+        (["--grad", "sse"], "--grad"),
+    ],
+)
 def test_form_options_bad_input(args, named):
     result = run_cli(*args)
     assert result.returncode == 2 and "Traceback" not in result.stderr

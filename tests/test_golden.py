@@ -1,6 +1,7 @@
 """Regression: the numpy row still produces the stored golden trajectories; where it
 does not to the bit (another numpy, BLAS or CPU), it says at which step and phase it
 first differs, and holds the run to the rows' agreement tolerance."""
+
 import json
 import warnings
 from dataclasses import replace
@@ -27,7 +28,7 @@ def test_numpy_row_matches_golden(seed):
     np.testing.assert_array_equal(golden["params0"], flatten_params(initial_params(seed)))
     result = compare_with_golden(golden)
     if not result["bit_identical"]:
-        warnings.warn(difference_text(seed, result), GoldenDrift)
+        warnings.warn(difference_text(seed, result), GoldenDrift, stacklevel=1)
     # Another numpy, BLAS or CPU may round differently: the rows' agreement tolerance applies.
     tol = tolerance(cfg.dtype, cfg.epochs, float(np.abs(golden["params"]).max()))
     where = "" if result["bit_identical"] else difference_text(seed, result)

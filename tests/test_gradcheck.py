@@ -1,6 +1,7 @@
 """The gradient check: the true gradient passes everywhere, every canary is caught, the
 seed derivation is named for what it is, and the oracle and finite differences are
 themselves right on a point whose gradient is known in closed form."""
+
 import json
 
 import mpmath
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 
 from backends import numpy_backend
+from harness.engine.canaries import CANARIES, backprop
 from harness.gradcheck import check as gradcheck
 from harness.gradcheck import oracle, report
-from harness.engine.canaries import CANARIES, backprop
 from reference.spec import PARAM_NAMES, Config, initial_params, xor_data
 from tests.test_cli import run_cli
 
@@ -90,14 +91,23 @@ def closed_form_point(c=0.3, w=-0.7, hidden=4):
     """W1 = 0, b1 = c, W2 = w, b2 = 0: every sample sees a1 = σ(c) = s and a2 = σ(H·s·w) = a,
     so the MSE's gradient is, with G = a(1 − a)(2a − 1):
     b2: G; W2: s·G; b1: w·s(1 − s)·G; W1: ½·w·s(1 − s)·G."""
-    params = {"W1": np.zeros((2, hidden)), "b1": np.full((1, hidden), c),
-              "W2": np.full((hidden, 1), w), "b2": np.zeros((1, 1))}
+    params = {
+        "W1": np.zeros((2, hidden)),
+        "b1": np.full((1, hidden), c),
+        "W2": np.full((hidden, 1), w),
+        "b2": np.zeros((1, 1)),
+    }
     with mpmath.workdps(60):
         s = 1 / (1 + mpmath.exp(-mpmath.mpf(c)))
         a = 1 / (1 + mpmath.exp(-hidden * s * mpmath.mpf(w)))
         G = a * (1 - a) * (2 * a - 1)
         hidden_g = mpmath.mpf(w) * s * (1 - s) * G
-        exact = {"b2": [[G]], "W2": [[s * G]] * hidden, "b1": [[hidden_g] * hidden], "W1": [[hidden_g / 2] * hidden] * 2}
+        exact = {
+            "b2": [[G]],
+            "W2": [[s * G]] * hidden,
+            "b1": [[hidden_g] * hidden],
+            "W1": [[hidden_g / 2] * hidden] * 2,
+        }
     return params, exact
 
 
@@ -105,8 +115,8 @@ def test_the_oracle_equals_the_closed_form():
     params, exact = closed_form_point()
     _, grad, _, _ = oracle.loss_and_grads(params)
     for k in PARAM_NAMES:
-        for got_row, want_row in zip(grad[k], exact[k]):
-            for got, want in zip(got_row, want_row):
+        for got_row, want_row in zip(grad[k], exact[k], strict=True):
+            for got, want in zip(got_row, want_row, strict=True):
                 assert abs(got - want) < mpmath.mpf(10) ** -45
 
 
@@ -147,7 +157,7 @@ def test_grads_command_report_and_json(tmp_path):
     assert "every source agrees with the oracle at all 5 points" in result.stdout
     assert "exact gradient of the mean squared error" in result.stdout
     data = json.loads((tmp_path / "g.json").read_text())
-    for source, tensors in data["sources"].items():
+    for tensors in data["sources"].values():
         for k in PARAM_NAMES:
             assert tensors[k]["max_rel_error_vs_oracle"] is not None
             assert tensors[k]["max_ulp_vs_oracle"] is not None
@@ -165,8 +175,9 @@ def test_grads_command_seed_hand_and_canaries():
     assert "5 of 5 canaries caught" in canary.stdout and "true gradient: passes" in canary.stdout
 
 
-@pytest.mark.parametrize("args", [["--points", "-1"], ["--hand", "nosuch"], ["--dtype", "float16"],
-                                  ["--json", "/nonexistent-folder/g.json"]])
+@pytest.mark.parametrize(
+    "args", [["--points", "-1"], ["--hand", "nosuch"], ["--dtype", "float16"], ["--json", "/nonexistent-folder/g.json"]]
+)
 def test_grads_bad_input(args):
     result = run_cli("grads", *args)
     assert result.returncode == 2 and "Traceback" not in result.stderr

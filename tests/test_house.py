@@ -1,10 +1,9 @@
 """The house rules, read from the source: layers import only downward, the harness imports
 no framework, there are no import circles, functions stay short, the command line only
 builds parsers and dispatches, and every optimizer has what generic code reads of it."""
+
 import ast
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("reference", "backends", "harness")  # each may import only those before it
@@ -38,7 +37,7 @@ def module_name(path: Path) -> str:
 def test_layers_import_only_downward():
     upward = []
     for layer, path, tree in modules():
-        allowed = LAYERS[:LAYERS.index(layer) + 1]
+        allowed = LAYERS[: LAYERS.index(layer) + 1]
         for name, line in imported(tree):
             root = name.split(".")[0]
             if root in LAYERS and root not in allowed:
@@ -64,8 +63,13 @@ def test_the_harness_layers_import_only_downward():
 
 
 def test_the_harness_imports_no_framework():
-    found = [f"{path.relative_to(ROOT)}:{line} imports {name}" for layer, path, tree in modules()
-             if layer == "harness" for name, line in imported(tree) if name.split(".")[0] in FRAMEWORKS]
+    found = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for layer, path, tree in modules()
+        if layer == "harness"
+        for name, line in imported(tree)
+        if name.split(".")[0] in FRAMEWORKS
+    ]
     assert found == []
 
 
@@ -92,10 +96,13 @@ def test_no_import_circles():
 
 
 def test_no_function_over_60_lines():
-    long = [f"{path.relative_to(ROOT)}:{node.lineno} {node.name} is {node.end_lineno - node.lineno + 1} lines"
-            for _, path, tree in modules() for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} is {node.end_lineno - node.lineno + 1} lines"
+        for _, path, tree in modules()
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
     assert long == []
 
 

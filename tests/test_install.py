@@ -5,6 +5,7 @@ floor of the bench) and the golden files must all come with the package.
 The virtual environment sees the machine's site-packages (numpy, JAX, torch and the rest
 are not downloaded again: several GB); the project itself is installed into it from a
 copy of the source tree, so nothing of the checkout is on the path."""
+
 import os
 import shutil
 import subprocess
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY_IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build", "site", ".hypothesis",
-                                     ".pytest_cache", "out", "plots")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git", "__pycache__", "*.egg-info", "build", "site", ".hypothesis", ".pytest_cache", "out", "plots"
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +28,12 @@ def installed(tmp_path_factory):
     shutil.copytree(ROOT, base / "src", ignore=COPY_IGNORE)
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(base / "venv")], check=True)
     python = base / "venv" / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(base / "src")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(base / "src")],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     shutil.rmtree(base / "src")  # nothing of the source tree is left to find
     work = base / "elsewhere"
@@ -37,15 +43,22 @@ def installed(tmp_path_factory):
 
 def run(bin_dir, work, *args):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        [str(bin_dir / args[0]), *args[1:]], cwd=work, env=env, check=False, capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.mark.slow
 def test_the_installed_package_is_the_one_imported(installed):
     bin_dir, work = installed
-    found = run(bin_dir, work, "python", "-c", "import backends, harness, reference; "
-                "print(harness.__file__); print(backends.__file__); print(reference.__file__)")
+    found = run(
+        bin_dir,
+        work,
+        "python",
+        "-c",
+        "import backends, harness, reference; "
+        "print(harness.__file__); print(backends.__file__); print(reference.__file__)",
+    )
     assert found.returncode == 0, found.stderr
     assert all(str(bin_dir.parent) in line for line in found.stdout.splitlines())
 

@@ -5,6 +5,7 @@ states for lockstep; a mistake planted in a copy of its code is found at its fir
 
 ``.ci/run`` installs both programs and sets XOR_REQUIRE_LANGUAGES, so there these tests
 run rather than skip."""
+
 import argparse
 import json
 import os
@@ -15,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import backends
-from harness.commands import ending, lineage, row_choice
-from harness.engine.pipeline import run_default
+from harness.commands import lineage, row_choice
 from harness.engine.execution import run_row
 from harness.engine.lockstep import lockstep_row, states_from_history
+from harness.engine.pipeline import run_default
 from harness.engine.rows import LANGUAGE_ROWS, load_backend
 from reference.optimizers import OPTIMIZERS
 from reference.spec import Config
@@ -29,8 +29,11 @@ from tests.test_exchange import error_lines
 LANGUAGES = {"octave": "octave-cli", "scilab": "scilab-cli"}
 CODE = {row: load_backend(row).PROGRAM for row in LANGUAGES}
 # every configuration the code implements: each optimizer, Adam's other forms, the other gradient
-CONFIGS = [Config(optimizer=o) for o in OPTIMIZERS] + [Config(adam="epshat"), Config(adam="seed"),
-                                                       Config(adam="seed", grad="half-sse")]
+CONFIGS = [Config(optimizer=o) for o in OPTIMIZERS] + [
+    Config(adam="epshat"),
+    Config(adam="seed"),
+    Config(adam="seed", grad="half-sse"),
+]
 
 
 def installed_or_skip(row: str) -> None:
@@ -112,8 +115,16 @@ def test_a_mistake_planted_in_a_copy_of_the_code_is_found_at_epoch_1(row, tmp_pa
     copy = edited_copy(row, tmp_path, name, right, wrong)
     out = tmp_path / "r.json"
     # the copy named relative to the working folder, which gets the replay file and nothing of the program's
-    result = run_cli("--epochs", "50", "--backends", f"numpy,{row}", "--json", str(out),
-                     env_extra={program.code_variable: copy.name}, cwd=tmp_path)
+    result = run_cli(
+        "--epochs",
+        "50",
+        "--backends",
+        f"numpy,{row}",
+        "--json",
+        str(out),
+        env_extra={program.code_variable: copy.name},
+        cwd=tmp_path,
+    )
     assert result.returncode == 1, result.stderr
     (pair,) = json.loads(out.read_text())["agreement"]
     assert not pair["passed"]
@@ -123,8 +134,9 @@ def test_a_mistake_planted_in_a_copy_of_the_code_is_found_at_epoch_1(row, tmp_pa
 
 @pytest.mark.parametrize("row", LANGUAGES)
 def test_the_row_is_skipped_with_a_notice_without_its_program(row, monkeypatch):
-    path_without = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
-                                   if not shutil.which(LANGUAGES[row], path=p))
+    path_without = os.pathsep.join(
+        p for p in os.environ["PATH"].split(os.pathsep) if not shutil.which(LANGUAGES[row], path=p)
+    )
     explicit = run_cli("--epochs", "50", "--backends", f"numpy,{row}", env_extra={"PATH": path_without})
     assert explicit.returncode == 2 and f"{LANGUAGES[row]} is not on PATH" in error_lines(explicit)[0]
     monkeypatch.setenv("PATH", path_without)
@@ -160,11 +172,19 @@ def test_code_that_fails_names_the_programs_complaint(row, tmp_path):
 
 def test_the_matlab_code_uses_no_octave_only_syntax():
     """The docs promise MATLAB R2016b+: none of Octave's extensions, which MATLAB rejects."""
-    octave_only = {r"^\s*#": "# comments", r"!": "! and !=", r"\+=|-=|\*=|/=|\+\+|--": "in-place operators",
-                   r"\bend(function|if|for|while|switch)\b": "endfunction/endif/…", r"\bprintf\s*\(": "printf",
-                   r'"': "double-quoted strings", r"\bunwind_protect\b": "unwind_protect", r"\)\s*\(": "indexing a call",
-                   r"\bpagemtimes\b": "pagemtimes (R2020b)", r"^\s*arguments\b": "arguments blocks (R2019b)",
-                   r"\bstrings?\s*\(": "string arrays (R2016b's strings differ; none needed)"}
+    octave_only = {
+        r"^\s*#": "# comments",
+        r"!": "! and !=",
+        r"\+=|-=|\*=|/=|\+\+|--": "in-place operators",
+        r"\bend(function|if|for|while|switch)\b": "endfunction/endif/…",
+        r"\bprintf\s*\(": "printf",
+        r'"': "double-quoted strings",
+        r"\bunwind_protect\b": "unwind_protect",
+        r"\)\s*\(": "indexing a call",
+        r"\bpagemtimes\b": "pagemtimes (R2020b)",
+        r"^\s*arguments\b": "arguments blocks (R2019b)",
+        r"\bstrings?\s*\(": "string arrays (R2016b's strings differ; none needed)",
+    }
     for path in sorted(Path(CODE["octave"].code).glob("*.m")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("%")[0]
@@ -187,9 +207,13 @@ def test_a_batch_of_states_goes_to_the_program_and_back_in_order():
     np.testing.assert_array_equal(records[:, 17:34], run.states["m"][:5])
     reference = load_backend("numpy").step_phases(cfg, states.params, states.slots, states.t)
     layout = PhaseLayout(cfg.hidden, OPTIMIZERS[cfg.optimizer].phases)
-    flat = np.concatenate([np.concatenate([np.asarray(reference[phase][k]).reshape(5, -1) for k in reference[phase]],
-                                          axis=1) for phase in ("forward", "loss", "grads", "m", "v", "vmax", "update",
-                                                                "params")], axis=1)
+    flat = np.concatenate(
+        [
+            np.concatenate([np.asarray(reference[phase][k]).reshape(5, -1) for k in reference[phase]], axis=1)
+            for phase in ("forward", "loss", "grads", "m", "v", "vmax", "update", "params")
+        ],
+        axis=1,
+    )
     assert flat.shape == (5, layout.width)
     unpacked = layout.unpack(flat)
     for phase, parts in reference.items():
@@ -203,10 +227,20 @@ def test_flavors_finds_a_mistake_in_one_form_of_the_matlab_code(tmp_path):
     installed_or_skip("octave")
     copy = edited_copy("octave", tmp_path, "xor_rule.m", "(m / (1 - cfg.beta1))", "(m / (1 - cfg.beta1 ^ 2))")
     out = tmp_path / "f.json"
-    result = run_cli("flavors", "--epochs", "200", "--backends", "octave", "--json", str(out),
-                     env_extra={"XOR_OCTAVE_CODE": str(copy)})
+    result = run_cli(
+        "flavors",
+        "--epochs",
+        "200",
+        "--backends",
+        "octave",
+        "--json",
+        str(out),
+        env_extra={"XOR_OCTAVE_CODE": str(copy)},
+    )
     assert result.returncode == 1, result.stderr
-    judged = {label: entry["rows"]["octave"]["passed"] for label, entry in json.loads(out.read_text())["flavors"].items()}
+    judged = {
+        label: entry["rows"]["octave"]["passed"] for label, entry in json.loads(out.read_text())["flavors"].items()
+    }
     assert judged == {"paper/mse": True, "epshat/mse": True, "seed/mse": False, "seed/half-sse": False}
     assert "NO " in result.stdout and "disagreement" in result.stdout
 

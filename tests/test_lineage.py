@@ -1,15 +1,16 @@
 """Every optimizer of the lineage, run as users run it: all rows agree in float64 (trajectories and
 lockstep), except exactly the known library gaps; faults, replay, the sweep and the lineage table."""
+
 import json
 
 import numpy as np
 import pytest
 
-from harness.files.replay import read_replay, write_replay
-from harness.engine.lockstep import lockstep_row, phases_for, states_from_history
 from harness.engine.execution import run_row
-from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
+from harness.engine.lockstep import lockstep_row, phases_for, states_from_history
 from harness.engine.pipeline import run_default
+from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
+from harness.files.replay import read_replay, write_replay
 from reference.optimizers import LIBRARY_GAPS, OPTIMIZERS
 from reference.spec import Config, flatten_params
 from tests.test_cli import run_cli
@@ -25,7 +26,7 @@ def test_every_row_agrees_in_float64_but_the_known_gaps(name):
     assert results.passed
     for pair in results.pairs:
         gap = LIBRARY_GAPS.get((pair.b, name))
-        assert bool((pair.gap is not None)) == (gap is not None), pair.b
+        assert bool(pair.gap is not None) == (gap is not None), pair.b
         if gap is None:
             assert pair.passed, (pair.b, pair.diagnosis)
             # lockstep checked every phase of every step, to a few ULPs
@@ -87,8 +88,9 @@ def test_torch_adamw_drift_is_the_rounded_decay_factor():
 @pytest.mark.parametrize("name", ["rmsprop", "adadelta", "nesterov"])
 def test_a_gradient_fault_is_caught_under_any_optimizer(name):
     cfg = Config(optimizer=name, epochs=60)
-    results = run_default(cfg, [n for n in ("numpy", "jax") if n in AVAILABLE], "cpu", 1,
-                          {"jax": "grad-missing-2-over-n"})
+    results = run_default(
+        cfg, [n for n in ("numpy", "jax") if n in AVAILABLE], "cpu", 1, {"jax": "grad-missing-2-over-n"}
+    )
     assert not results.passed
     (pair,) = results.pairs
     assert pair.first_divergence["phase"] == "grads" and pair.first_divergence["epoch"] == 1
@@ -103,8 +105,9 @@ def test_replay_files_carry_the_optimizer_state(tmp_path):
     record = read_replay(path)
     assert record["config"] == cfg
     for slot in ("v", "u"):
-        np.testing.assert_array_equal(flatten_params({k: v[0] for k, v in record["states"].slots[slot].items()}),
-                                      ref.states[slot][16])
+        np.testing.assert_array_equal(
+            flatten_params({k: v[0] for k, v in record["states"].slots[slot].items()}), ref.states[slot][16]
+        )
     states = states_from_history(cfg, ref.params, ref.states)
     errors = lockstep_row("numpy", cfg, states)["errors"]
     assert all(e.max_ulp == 0 for e in errors.values())
@@ -126,8 +129,21 @@ def test_replay_file_without_the_optimizer_state_is_refused(tmp_path):
 @pytest.mark.skipif("optax" not in AVAILABLE, reason="optax is not installed")
 def test_sweep_reports_a_known_gap_without_failing(tmp_path):
     out = tmp_path / "s.json"
-    result = run_cli("sweep", "--optimizer", "amsgrad", "--seeds", "4", "--epochs", "200", "--backends",
-                     "numpy,jax,optax", "--jobs", "1", "--json", str(out))
+    result = run_cli(
+        "sweep",
+        "--optimizer",
+        "amsgrad",
+        "--seeds",
+        "4",
+        "--epochs",
+        "200",
+        "--backends",
+        "numpy,jax,optax",
+        "--jobs",
+        "1",
+        "--json",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     pairs = {p["b"]: p for p in data["pairs"]}
@@ -141,8 +157,19 @@ def test_sweep_reports_a_known_gap_without_failing(tmp_path):
 def test_lineage_prints_its_table_and_writes_its_figures(tmp_path):
     rows = ",".join(n for n in ("numpy", "jax", "optax") if n in AVAILABLE)
     out = tmp_path / "l.json"
-    result = run_cli("lineage", "--epochs", "400", "--backends", rows, "--jobs", "1", "--json", str(out),
-                     "--plot", str(tmp_path / "plots"))
+    result = run_cli(
+        "lineage",
+        "--epochs",
+        "400",
+        "--backends",
+        rows,
+        "--jobs",
+        "1",
+        "--json",
+        str(out),
+        "--plot",
+        str(tmp_path / "plots"),
+    )
     assert result.returncode == 0, result.stderr
     for name in OPTIMIZERS:
         assert f"\n{name} " in result.stdout
@@ -156,4 +183,7 @@ def test_lineage_prints_its_table_and_writes_its_figures(tmp_path):
     # more epochs, more training: rmsprop at its default lr solves XOR within 400 epochs here, sgd does not
     assert data["optimizers"]["rmsprop"]["solved_from_epoch"] is not None
     assert data["optimizers"]["sgd"]["solved_from_epoch"] is None
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["lineage_decision_regions.png", "lineage_loss.png"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "lineage_decision_regions.png",
+        "lineage_loss.png",
+    ]

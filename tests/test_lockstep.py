@@ -1,18 +1,18 @@
 """Lockstep, the derived tolerance, planted faults and replay files."""
+
 import json
 
 import numpy as np
 import pytest
 
 import backends
-
 from harness.engine import faults
 from harness.engine.agreement import K_ENVELOPE, envelope_tolerance, one_ulp_perturbations, perturbation_envelope
-from harness.files.replay import ReplayError, read_replay, write_replay
-from harness.engine.lockstep import K_LOCKSTEP, lockstep_row, phases_for, row_phases, states_from_history
 from harness.engine.execution import run_row
-from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
+from harness.engine.lockstep import K_LOCKSTEP, lockstep_row, phases_for, row_phases, states_from_history
 from harness.engine.pipeline import run_default
+from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
+from harness.files.replay import ReplayError, read_replay, write_replay
 from reference.spec import Config, flatten_params, initial_params
 from tests.test_cli import run_cli
 
@@ -74,8 +74,13 @@ def test_every_planted_fault_is_caught_in_its_phase(fault, row):
 
 # one fault for each function a fault swaps: Adam's step, its moments, an UPDATES rule, the
 # gradient, and the sigmoid (its derivative rule in autodiff rows, the hand backprop in numpy)
-SWAPS = ("eps-inside-sqrt", "beta1-beta2-swapped", "rmsprop-eps-inside-sqrt", "grad-missing-2-over-n",
-         "sigmoid-grad-at-activation")
+SWAPS = (
+    "eps-inside-sqrt",
+    "beta1-beta2-swapped",
+    "rmsprop-eps-inside-sqrt",
+    "grad-missing-2-over-n",
+    "sigmoid-grad-at-activation",
+)
 
 
 @pytest.mark.slow
@@ -140,17 +145,27 @@ def test_a_fault_is_undone_after_its_block():
     assert numpy_backend.adam_delta is original
 
 
-@pytest.mark.parametrize("row,fault,why", [
-    ("optax", "eps-inside-sqrt", "does not take injected faults"),
-    ("numpy", "nosuch", "unknown fault"),
-])
+@pytest.mark.parametrize(
+    "row,fault,why",
+    [
+        ("optax", "eps-inside-sqrt", "does not take injected faults"),
+        ("numpy", "nosuch", "unknown fault"),
+    ],
+)
 def test_bad_injections_are_refused(row, fault, why):
     assert why in faults.problem(row, fault, Config())
     assert "float64" in faults.problem("jax", "float32-moments", Config(dtype="float32"))
 
 
-@pytest.mark.parametrize("args", [["--inject", "optax:eps-inside-sqrt"], ["--inject", "numpy"],
-                                  ["--inject", "jax:nosuch"], ["--backends", "numpy,torch", "--inject", "jax:no-bias-correction"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--inject", "optax:eps-inside-sqrt"],
+        ["--inject", "numpy"],
+        ["--inject", "jax:nosuch"],
+        ["--backends", "numpy,torch", "--inject", "jax:no-bias-correction"],
+    ],
+)
 def test_cli_refuses_bad_injections(args):
     result = run_cli(*args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -162,7 +177,8 @@ def test_envelope_is_non_decreasing_and_sets_the_tolerance():
     params0 = initial_params(0)
     ref = run_row("numpy", cfg, params0)
     runs = [run_row("numpy", cfg, p) for p in one_ulp_perturbations(params0, 0)]
-    for run, start in zip(runs, one_ulp_perturbations(params0, 0)):
+    assert len(runs) == len(one_ulp_perturbations(params0, 0))
+    for start in one_ulp_perturbations(params0, 0):
         moved = flatten_params(start) - flatten_params(params0)
         assert np.all(moved != 0) and np.all(np.abs(moved) <= np.spacing(np.abs(flatten_params(params0))))
     envelope = perturbation_envelope(ref, runs)
@@ -195,7 +211,9 @@ def test_replay_file_round_trips(tmp_path):
     assert record["pair"] == ["numpy", "jax"] and record["phase"] == "update"
     assert record["states"].epochs.tolist() == [17] and int(record["states"].t.ravel()[0]) == 16
     np.testing.assert_array_equal(flatten_params({k: v[0] for k, v in record["states"].params.items()}), ref.params[16])
-    np.testing.assert_array_equal(flatten_params({k: v[0] for k, v in record["states"].slots["m"].items()}), ref.states["m"][16])
+    np.testing.assert_array_equal(
+        flatten_params({k: v[0] for k, v in record["states"].slots["m"].items()}), ref.states["m"][16]
+    )
     if "jax" in AVAILABLE:
         errors = lockstep_row("jax", record["config"], record["states"], record["faults"])["errors"]
         assert not errors["update"].passed and errors["grads"].passed
@@ -218,15 +236,18 @@ def _damaged(tmp_path, **changes):
     return bad
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"params": np.zeros(16)}, "params should be 17 floats"),
-    ({"m": np.full(17, np.nan)}, "non-finite"),
-    ({"v": -np.ones(17)}, "negative"),
-    ({"t": np.array(-1)}, "t must be"),
-    ({"config": np.array(json.dumps({"epochs": 0}))}, "bad config"),
-    ({"faults": None}, "missing faults"),
-    ({"params": np.array([{"evil": 1}] * 17, dtype=object)}, "not a replay file"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"params": np.zeros(16)}, "params should be 17 floats"),
+        ({"m": np.full(17, np.nan)}, "non-finite"),
+        ({"v": -np.ones(17)}, "negative"),
+        ({"t": np.array(-1)}, "t must be"),
+        ({"config": np.array(json.dumps({"epochs": 0}))}, "bad config"),
+        ({"faults": None}, "missing faults"),
+        ({"params": np.array([{"evil": 1}] * 17, dtype=object)}, "not a replay file"),
+    ],
+)
 @pytest.mark.slow
 def test_damaged_replay_files_are_refused(tmp_path, changes, message):
     with pytest.raises(ReplayError, match=message):

@@ -2,6 +2,7 @@
 (reference.optimizers), each backend's hand-written rule, torch.optim and optax compute
 the same new parameters and state, except where a library cannot express the spec
 (LIBRARY_GAPS), and there they differ exactly in the phase the gap names."""
+
 import numpy as np
 import pytest
 
@@ -12,8 +13,17 @@ from tests.conftest import BACKEND_NAMES, load_backend
 
 SHAPES = {k: v.shape for k, v in initial_params(0).items()}
 # Larger steps than the defaults where they are small, so a wrong update shows more.
-LR = {"sgd": 0.1, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.1, "rmsprop": 0.01, "adadelta": 1.0,
-      "adam": 0.01, "adamw": 0.01, "amsgrad": 0.01}
+LR = {
+    "sgd": 0.1,
+    "momentum": 0.1,
+    "nesterov": 0.1,
+    "adagrad": 0.1,
+    "rmsprop": 0.01,
+    "adadelta": 1.0,
+    "adam": 0.01,
+    "adamw": 0.01,
+    "amsgrad": 0.01,
+}
 # Within 8 units of roundoff at the tensor's magnitude: the libraries round in another
 # order (torch: addcdiv with √v/√bc2; optax: m̂/(√v̂ + ε), products by reciprocals).
 K_STEP = 8
@@ -39,9 +49,14 @@ def state(name, cfg, where):
         return params, optimizers.init_state(params, cfg)
     rng = np.random.default_rng(7)
     params = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
-    draw = {"buf": lambda s: rng.standard_normal(s), "m": lambda s: 0.1 * rng.standard_normal(s),
-            "sum": lambda s: rng.uniform(0.5, 2.0, s), "v": lambda s: rng.uniform(1e-4, 1e-2, s),
-            "u": lambda s: rng.uniform(1e-6, 1e-4, s), "vmax": lambda s: rng.uniform(1e-2, 2e-2, s)}
+    draw = {
+        "buf": lambda s: rng.standard_normal(s),
+        "m": lambda s: 0.1 * rng.standard_normal(s),
+        "sum": lambda s: rng.uniform(0.5, 2.0, s),
+        "v": lambda s: rng.uniform(1e-4, 1e-2, s),
+        "u": lambda s: rng.uniform(1e-6, 1e-4, s),
+        "vmax": lambda s: rng.uniform(1e-2, 2e-2, s),
+    }
     slots = {slot: {k: draw[slot](s) for k, s in SHAPES.items()} for slot in OPTIMIZERS[name].state_slots}
     return params, optimizers.OptimizerState(slots=slots, t=10)
 
@@ -68,8 +83,9 @@ def torch_optim_step(cfg, params, st, grads):
     opt = torch_optim_row.make_optimizer(cfg, list(leaves.values()))
     for k in PARAM_NAMES:
         leaves[k].grad = torch.tensor(grads[k])
-        opt.state[leaves[k]] = torch_optim_row.state_entry(cfg, {s: torch.tensor(st.slots[s][k]) for s in st.slots},
-                                                            st.t)
+        opt.state[leaves[k]] = torch_optim_row.state_entry(
+            cfg, {s: torch.tensor(st.slots[s][k]) for s in st.slots}, st.t
+        )
     opt.step()
     out = {"params": {k: leaves[k].detach().numpy().copy() for k in PARAM_NAMES}}
     for s in st.slots:
@@ -115,8 +131,9 @@ def test_hand_rule_equals_the_spec(backend, name):
     for kind, where in CASES:
         params, st = state(name, cfg, where)
         grads = gradient(kind)
-        assert not differing_entries(backend_step(backend, cfg, params, st, grads), spec_step(cfg, params, st, grads)), \
-            f"{backend} {name}: {kind} gradient from the {where} state"
+        assert not differing_entries(
+            backend_step(backend, cfg, params, st, grads), spec_step(cfg, params, st, grads)
+        ), f"{backend} {name}: {kind} gradient from the {where} state"
 
 
 LIBRARIES = {"torch.optim": torch_optim_step, "optax": optax_step}
@@ -131,8 +148,9 @@ def test_library_step_equals_the_spec_or_differs_as_explained(library, name):
     for kind, where in CASES:
         params, st = state(name, cfg, where)
         grads = gradient(kind)
-        seen[(kind, where)] = differing_entries(LIBRARIES[library](cfg, params, st, grads),
-                                                spec_step(cfg, params, st, grads))
+        seen[(kind, where)] = differing_entries(
+            LIBRARIES[library](cfg, params, st, grads), spec_step(cfg, params, st, grads)
+        )
     if gap is None or gap[0] == "drift":  # a drift gap is invisible in one step, by its nature
         assert not any(seen.values()), f"{library} {name}: {seen}"
         return
@@ -167,7 +185,10 @@ def test_adagrad_zero_gradient_from_an_empty_accumulator_is_a_zero_step():
     cfg = cfg_for("adagrad")
     params, st = state("adagrad", cfg, "fresh")
     zero = gradient("zero")
-    for step in (spec_step(cfg, params, st, zero), torch_optim_step(cfg, params, st, zero),
-                 optax_step(cfg, params, st, zero)):
+    for step in (
+        spec_step(cfg, params, st, zero),
+        torch_optim_step(cfg, params, st, zero),
+        optax_step(cfg, params, st, zero),
+    ):
         for k in PARAM_NAMES:
             assert np.all(step["params"][k] == 0.0) and np.all(np.isfinite(step["sum"][k]))

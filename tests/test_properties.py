@@ -8,6 +8,7 @@ with them, so that is no alarm.
 
 PROPERTY_EXAMPLES and PROPERTY_EPOCHS widen the search locally (CI keeps the defaults).
 """
+
 import os
 
 import numpy as np
@@ -15,8 +16,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
 from harness.engine.pipeline import run_default
+from harness.engine.rows import DEFAULT_ROWS, unavailable_reason
 from reference.optimizers import OPTIMIZERS
 from reference.spec import Config
 

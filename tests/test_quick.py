@@ -2,6 +2,7 @@
 as ``compare.py`` calls it): the quick tier's proof that each command still runs and
 still judges right. The slow tier runs the same commands as a user does, in subprocesses
 and at full size (test_cli.py and the test file of each command)."""
+
 import importlib.util
 import json
 
@@ -36,8 +37,20 @@ def test_the_default_run_agrees_and_says_by_how_much(tmp_path, capsys):
 
 
 def test_a_planted_fault_is_found_in_its_phase_and_replays(tmp_path, capsys):
-    code = run("--epochs", 50, "--backends", ROWS, "--jobs", 1, "--inject", "torch:eps-inside-sqrt",
-               "--json", tmp_path / "r.json", "--replay-dir", tmp_path)
+    code = run(
+        "--epochs",
+        50,
+        "--backends",
+        ROWS,
+        "--jobs",
+        1,
+        "--inject",
+        "torch:eps-inside-sqrt",
+        "--json",
+        tmp_path / "r.json",
+        "--replay-dir",
+        tmp_path,
+    )
     assert code == 1
     (pair,) = read(tmp_path / "r.json")["agreement"]
     assert not pair["passed"]
@@ -60,7 +73,8 @@ def test_init_writes_the_initial_state_every_row_starts_from(tmp_path):
     assert run("init", "--seed", 3, "--out", tmp_path / "init.npz") == 0
     with np.load(tmp_path / "init.npz", allow_pickle=False) as data:
         np.testing.assert_array_equal(
-            np.concatenate([data[k].ravel() for k in ("W1", "b1", "W2", "b2")]), flatten_params(initial_params(3)))
+            np.concatenate([data[k].ravel() for k in ("W1", "b1", "W2", "b2")]), flatten_params(initial_params(3))
+        )
 
 
 def test_grads_finds_the_hand_gradient_exact(tmp_path):
@@ -69,8 +83,10 @@ def test_grads_finds_the_hand_gradient_exact(tmp_path):
 
 
 def test_bench_times_a_row_against_its_yardsticks(tmp_path):
-    assert run("bench", "--epochs", 100, "--repeat", 1, "--no-wall", "--backends", "numpy",
-               "--json", tmp_path / "b.json") == 0
+    assert (
+        run("bench", "--epochs", 100, "--repeat", 1, "--no-wall", "--backends", "numpy", "--json", tmp_path / "b.json")
+        == 0
+    )
     data = read(tmp_path / "b.json")
     assert data["rows"]["numpy"]["us_per_epoch"]["median"] > 0
     assert data["seed_loop"]["us_per_epoch"]["median"] > 0
@@ -86,8 +102,22 @@ def one_worker():
 
 
 def test_sweep_agrees_in_every_seed(tmp_path, one_worker):
-    assert run("sweep", "--seeds", 3, "--epochs", 200, "--backends", ROWS, "--scheduler", one_worker,
-               "--json", tmp_path / "s.json") == 0
+    assert (
+        run(
+            "sweep",
+            "--seeds",
+            3,
+            "--epochs",
+            200,
+            "--backends",
+            ROWS,
+            "--scheduler",
+            one_worker,
+            "--json",
+            tmp_path / "s.json",
+        )
+        == 0
+    )
     data = read(tmp_path / "s.json")
     assert data["passed"] is True and data["seeds"]["count"] == 3
 

@@ -1,6 +1,7 @@
 """Tests generated from the records: every optimizer record has what each implementation,
 the bounds, the command line, the docs and explain read of it, and every row record what
 generic code reads. A new record is tested by being added; nothing here names one."""
+
 import re
 from pathlib import Path
 
@@ -8,8 +9,7 @@ import pytest
 
 from harness.engine.bounds import OPTIMIZER_BOUNDS
 from harness.engine.rows import INJECTABLE_ROWS, ROWS, load_backend, unavailable_reason
-from reference.optimizers import (HYPERPARAMETER_RECORDS, NON_NEGATIVE_SLOTS, OPTIMIZER_PHASES, OPTIMIZERS,
-                                  UPDATES)
+from reference.optimizers import HYPERPARAMETER_RECORDS, NON_NEGATIVE_SLOTS, OPTIMIZER_PHASES, OPTIMIZERS, UPDATES
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = tuple(OPTIMIZERS)
@@ -70,6 +70,7 @@ def test_the_command_line_offers_every_hyperparameter_with_its_defaults():
 
 # --- the MATLAB and Scilab code: one case per optimizer, assigning the record's slots -----------
 
+
 def _cases(source: str, opener: str, case: re.Pattern, end_of_block: re.Pattern) -> dict:
     """{optimizer: body} of every ``opener`` block (switch/select cfg.optimizer)."""
     found: dict = {}
@@ -91,23 +92,27 @@ SCILAB_END = re.compile(r"^\s*(?:else|end)\b", re.M)
 def _function(source: str, name: str, keyword: str) -> str:
     start = re.search(rf"^function .*\b{name}\(", source, re.M)
     assert start, f"no function {name}"
-    rest = source[start.end():]
+    rest = source[start.end() :]
     following = re.search(rf"^{keyword}", rest, re.M)
-    return rest[:following.start()] if following else rest
+    return rest[: following.start()] if following else rest
 
 
 def _language_cases():
-    octave = (ROOT / "backends" / "octave")
+    octave = ROOT / "backends" / "octave"
     scilab = (ROOT / "backends" / "scilab" / "xor.sci").read_text()
     rule_m = _function((octave / "xor_rule.m").read_text(), "xor_rule", "function")
     init_m = _function((octave / "xor_train.m").read_text(), "initial_slots", "function")
     return {
         "matlab rule": (_cases(rule_m, "switch cfg.optimizer", MATLAB_CASE, MATLAB_END), r"\bnew\.(\w+)\s*="),
         "matlab initial slots": (_cases(init_m, "switch cfg.optimizer", MATLAB_CASE, MATLAB_END), r"\bS\.(\w+)\s*="),
-        "scilab rule": (_cases(_function(scilab, "xor_rule", "endfunction"), "select cfg.optimizer", SCILAB_CASE,
-                               SCILAB_END), r"\bnew\.(\w+)\s*="),
-        "scilab initial slots": (_cases(_function(scilab, "initial_slots", "endfunction"), "select cfg.optimizer",
-                                        SCILAB_CASE, SCILAB_END), r"\bS\.(\w+)\s*="),
+        "scilab rule": (
+            _cases(_function(scilab, "xor_rule", "endfunction"), "select cfg.optimizer", SCILAB_CASE, SCILAB_END),
+            r"\bnew\.(\w+)\s*=",
+        ),
+        "scilab initial slots": (
+            _cases(_function(scilab, "initial_slots", "endfunction"), "select cfg.optimizer", SCILAB_CASE, SCILAB_END),
+            r"\bS\.(\w+)\s*=",
+        ),
     }
 
 
@@ -136,6 +141,7 @@ def test_the_case_parser_sees_a_missing_case():
 
 
 # --- rows ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", tuple(ROWS))
 def test_every_row_record_says_what_generic_code_reads(name):

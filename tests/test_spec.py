@@ -10,7 +10,7 @@ def test_initial_params_are_what_the_seed_script_draws(seed):
     np.random.seed(seed)
     drawn = [np.random.randn(2, 4), np.random.randn(1, 4), np.random.randn(4, 1), np.random.randn(1, 1)]
     params = initial_params(seed)
-    for name, expected in zip(("W1", "b1", "W2", "b2"), drawn):
+    for name, expected in zip(("W1", "b1", "W2", "b2"), drawn, strict=True):
         assert params[name].dtype == np.float64
         np.testing.assert_array_equal(params[name], expected)
 
@@ -34,8 +34,8 @@ def test_flatten_is_row_major_in_the_documented_order_and_round_trips(hidden):
     flat = flatten_params(params)
     assert flat.shape == (n_params(hidden),)
     np.testing.assert_array_equal(flat[: 2 * hidden], params["W1"].ravel())
-    np.testing.assert_array_equal(flat[2 * hidden: 3 * hidden], params["b1"].ravel())
-    np.testing.assert_array_equal(flat[3 * hidden: 4 * hidden], params["W2"].ravel())
+    np.testing.assert_array_equal(flat[2 * hidden : 3 * hidden], params["b1"].ravel())
+    np.testing.assert_array_equal(flat[3 * hidden : 4 * hidden], params["W2"].ravel())
     assert flat[-1] == params["b2"][0, 0]
     back = unflatten_params(flat, hidden)
     for name in params:
@@ -52,13 +52,32 @@ def test_flatten_keeps_a_batch_axis():
 def test_default_config_is_the_seed_articles():
     cfg = Config()
     assert (cfg.hidden, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.epochs, cfg.seed, cfg.dtype) == (
-        4, 0.001, 0.9, 0.999, 1e-8, 20000, 0, "float64")
+        4,
+        0.001,
+        0.9,
+        0.999,
+        1e-8,
+        20000,
+        0,
+        "float64",
+    )
 
 
-@pytest.mark.parametrize("bad", [
-    {"epochs": 0}, {"epochs": -5}, {"hidden": 0}, {"lr": float("nan")}, {"lr": -1.0},
-    {"beta1": 1.0}, {"beta2": -0.1}, {"eps": -1e-8}, {"dtype": "float16"}, {"seed": -1},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"epochs": 0},
+        {"epochs": -5},
+        {"hidden": 0},
+        {"lr": float("nan")},
+        {"lr": -1.0},
+        {"beta1": 1.0},
+        {"beta2": -0.1},
+        {"eps": -1e-8},
+        {"dtype": "float16"},
+        {"seed": -1},
+    ],
+)
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         Config(**bad)

@@ -1,15 +1,16 @@
 """Sweeps: a batch of seeds trains as each seed alone would, disagreements are found
 per seed, and the command line writes what it says."""
+
 import io
 import json
 
 import numpy as np
 import pytest
 
-from harness.report.progress import Progress
+from harness.commands.sweep import batch_params, summarize
 from harness.engine.execution import run_row
 from harness.engine.rows import DEFAULT_ROWS, Trajectory, unavailable_reason
-from harness.commands.sweep import batch_params, summarize
+from harness.report.progress import Progress
 from reference.spec import Config
 from tests.conftest import ulp_tolerance
 from tests.test_cli import run_cli
@@ -55,8 +56,17 @@ def test_summary_finds_the_seed_that_parts_and_where():
 def test_sweep_command_writes_its_summary(tmp_path):
     if len(AVAILABLE) < len(DEFAULT_ROWS):
         pytest.skip("not every framework is installed")
-    result = run_cli("sweep", "--seeds", "6", "--epochs", "400", "--json", str(tmp_path / "s.json"),
-                     "--plot", str(tmp_path / "plots"))
+    result = run_cli(
+        "sweep",
+        "--seeds",
+        "6",
+        "--epochs",
+        "400",
+        "--json",
+        str(tmp_path / "s.json"),
+        "--plot",
+        str(tmp_path / "plots"),
+    )
     assert result.returncode == 0, result.stderr
     assert "6 of 6 seeds agree in every pair" in result.stdout
     assert "[" not in result.stderr  # no progress bar when stderr is not a terminal
@@ -70,8 +80,9 @@ def test_sweep_command_writes_its_summary(tmp_path):
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["sweep_final_loss.png", "sweep_gaps.png"]
 
 
-@pytest.mark.parametrize("args", [["--seeds", "0"], ["--seeds", "x"], ["--every", "0"],
-                                  ["--first-seed", "4294967295", "--seeds", "2"]])
+@pytest.mark.parametrize(
+    "args", [["--seeds", "0"], ["--seeds", "x"], ["--every", "0"], ["--first-seed", "4294967295", "--seeds", "2"]]
+)
 def test_sweep_bad_input(args):
     result = run_cli("sweep", *args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -100,7 +111,7 @@ def test_summary_judges_each_seed_by_its_own_perturbation_envelope():
     for d in range(3):  # seed 0 is sensitive: its perturbed runs part by 1e-6 from checkpoint 2
         perturbed.params[2:, d * 3 + 0, 4] += 1e-6
     other = _batch_trajectory("jax")
-    other.params[3:, 0, 7] += 1e-5   # 10× seed 0's envelope: inside K_ENVELOPE = 16×
+    other.params[3:, 0, 7] += 1e-5  # 10× seed 0's envelope: inside K_ENVELOPE = 16×
     other.params[3:, 1, 7] += 1e-10  # seed 1 is not sensitive: far outside its floor
     summary = summarize(cfg, np.array([0, 1, 2]), 100, {"numpy": ref, "jax": other}, perturbed)
     assert "envelope" in summary["tolerance_rule"]
@@ -122,8 +133,9 @@ def test_a_sweep_split_into_tasks_keeps_every_seed_in_its_place():
     assert report.retried == [] and len(report.workers) >= 1
     for i, seed in enumerate(seeds):
         alone = run_row("numpy", Config(epochs=200, seed=int(seed)), every=50)
-        np.testing.assert_allclose(trajectories["numpy"].params[:, i], alone.params, rtol=0,
-                                   atol=ulp_tolerance(alone.params, 16))
+        np.testing.assert_allclose(
+            trajectories["numpy"].params[:, i], alone.params, rtol=0, atol=ulp_tolerance(alone.params, 16)
+        )
         # direction d of seed i sits at d·N + i, every direction starting one ULP from the seed's weights
         for d in range(3):
             start = perturbed.params[0, d * 5 + i]

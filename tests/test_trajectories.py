@@ -1,14 +1,14 @@
 """Full 20000-epoch runs: every row agrees with numpy, in float64 and float32, and XOR
 is solved in every row; planted Adam mistakes in one row are caught."""
+
 import numpy as np
 import pytest
 
 from harness.engine.agreement import compare, compare_all, tolerance, trajectory_scale
-from harness.report.text import predictions
-from reference.spec import solves_xor
 from harness.engine.execution import run_row
 from harness.engine.rows import DEFAULT_ROWS, Trajectory, unavailable_reason
-from reference.spec import Config
+from harness.report.text import predictions
+from reference.spec import Config, solves_xor
 
 
 def _run_all(cfg):

@@ -8,6 +8,7 @@ cannot drift from it. A page asks for one with a marker comment on a line of its
     <!-- generated: faults -->      every planted fault's record
     <!-- generated: variants -->    the catalogue of variants
 """
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,10 @@ def equation_table() -> str:
 def optimizer_table() -> str:
     from reference.optimizers import OPTIMIZERS
 
-    lines = ["| optimizer | torch.optim | optax | defaults that differ | known gaps |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| optimizer | torch.optim | optax | defaults that differ | known gaps |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, o in OPTIMIZERS.items():
         gaps = "; ".join(f"{row} ({gap.phase})" for row, gap in o.gaps.items()) or "none"
         torch, optax = f"`{o.torch.describe()}`", f"`{o.optax.describe()}`"
@@ -55,8 +59,12 @@ def optimizer_table() -> str:
 def interface_table() -> str:
     from backends.interface import MEMBERS
 
-    who = {"required": "every backend, a plug-in too", "completed": "filled in for a plug-in that leaves it out",
-           "whole": "numpy, JAX, torch", "autodiff": "JAX, torch"}
+    who = {
+        "required": "every backend, a plug-in too",
+        "completed": "filled in for a plug-in that leaves it out",
+        "whole": "numpy, JAX, torch",
+        "autodiff": "JAX, torch",
+    }
     lines = ["| member | what it is | who defines it | a fault swaps it |", "| --- | --- | --- | --- |"]
     for m in MEMBERS.values():
         lines.append(f"| `{m.signature}` | {m.meaning} | {who[m.who]} | {'yes' if m.swapped else ''} |")
@@ -66,27 +74,41 @@ def interface_table() -> str:
 def fault_table() -> str:
     from harness.engine.faults import FAULTS
 
-    lines = ["| fault | optimizers | what it does | swaps | caught in phase | plug-ins |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| fault | optimizers | what it does | swaps | caught in phase | plug-ins |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name, f in FAULTS.items():
         optimizers = ", ".join(f.optimizers) or "all"
-        lines.append(f"| `{name}` | {optimizers} | {f.description} | `{f.patches}` | {f.phase} | "
-                     f"{'yes' if f.plugin else 'no'} |")
+        lines.append(
+            f"| `{name}` | {optimizers} | {f.description} | `{f.patches}` | {f.phase} | {'yes' if f.plugin else 'no'} |"
+        )
     return "\n".join(lines)
 
 
 def variant_table() -> str:
     from harness.engine.variants import VARIANTS
 
-    lines = ["| variant | optimizers | phase | what it computes | used by | the same as |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| variant | optimizers | phase | what it computes | used by | the same as |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name, v in VARIANTS.items():
-        lines.append(f"| `{name}` | {', '.join(v.optimizers) or 'all'} | {v.phase} | {v.description} | {v.used_by} | "
-                     f"{v.same_as or ''} |")
+        lines.append(
+            f"| `{name}` | {', '.join(v.optimizers) or 'all'} | {v.phase} | {v.description} | {v.used_by} | "
+            f"{v.same_as or ''} |"
+        )
     return "\n".join(lines)
 
 
-GENERATORS = {"cli": cli_reference, "equations": equation_table, "optimizers": optimizer_table, "interface": interface_table, "faults": fault_table, "variants": variant_table}
+GENERATORS = {
+    "cli": cli_reference,
+    "equations": equation_table,
+    "optimizers": optimizer_table,
+    "interface": interface_table,
+    "faults": fault_table,
+    "variants": variant_table,
+}
 
 
 def on_page_markdown(markdown, page, config, files):

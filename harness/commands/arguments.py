@@ -1,6 +1,7 @@
 """The subcommands' arguments: argument types (each a one-line error for a bad value) and
 the option groups they share (the problem, the optimizer and its hyperparameters, where
 rows run, the grid, outputs), and the config made from them."""
+
 from __future__ import annotations
 
 import argparse
@@ -65,14 +66,13 @@ def row_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError("expected at least one row name")
     unknown = [n for n in names if n not in ROWS]
     if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown row {unknown[0]!r} (choose from {', '.join(ROWS)})"
-        )
+        raise argparse.ArgumentTypeError(f"unknown row {unknown[0]!r} (choose from {', '.join(ROWS)})")
     return list(dict.fromkeys(names))
 
 
 def comma_list(item_type, choices=None):
     """An argument type: a comma-separated list of ``item_type`` values (from ``choices``)."""
+
     def parse(text: str) -> list:
         items = [part.strip() for part in text.split(",") if part.strip()]
         if not items:
@@ -82,19 +82,32 @@ def comma_list(item_type, choices=None):
         if wrong:
             raise argparse.ArgumentTypeError(f"unknown {wrong[0]!r} (choose from {', '.join(choices)})")
         return list(dict.fromkeys(values))
+
     return parse
 
 
 def add_problem_options(parser: argparse.ArgumentParser, lr: bool = True) -> None:
     """Options that define the training problem; later subcommands share them (``lr``:
     whether the command takes one learning rate)."""
-    parser.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, help="training epochs (default %(default)s)")
-    parser.add_argument("--seed", type=seed_int, default=DEFAULTS.seed, help="initial-weight seed (default %(default)s)")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=DEFAULTS.epochs, help="training epochs (default %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=seed_int, default=DEFAULTS.seed, help="initial-weight seed (default %(default)s)"
+    )
     if lr:
-        parser.add_argument("--lr", type=positive_float, default=None,
-                            help=f"learning rate > 0 (default: the optimizer's: {_defaults_text('lr')})")
-    parser.add_argument("--hidden", type=positive_int, default=DEFAULTS.hidden, help="hidden units (default %(default)s)")
-    parser.add_argument("--dtype", choices=DTYPES, default=DEFAULTS.dtype, help="floating-point type of every row (default %(default)s)")
+        parser.add_argument(
+            "--lr",
+            type=positive_float,
+            default=None,
+            help=f"learning rate > 0 (default: the optimizer's: {_defaults_text('lr')})",
+        )
+    parser.add_argument(
+        "--hidden", type=positive_int, default=DEFAULTS.hidden, help="hidden units (default %(default)s)"
+    )
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default=DEFAULTS.dtype, help="floating-point type of every row (default %(default)s)"
+    )
 
 
 RECIPES = {"seed": {"adam": "seed", "grad": "half-sse"}}  # lr, epochs, init: the defaults are the article's
@@ -114,38 +127,60 @@ def _add_hyperparameter_options(group) -> None:
     from the record and the optimizers' defaults."""
     for name in HYPER_OPTIONS:
         record = HYPERPARAMETER_RECORDS[name]
-        group.add_argument(f"--{name.replace('_', '-')}", type=finite_float, default=None,
-                           help=f"{record.symbol}: {record.meaning}, {record.range_text} (default {_defaults_text(name)})")
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=finite_float,
+            default=None,
+            help=f"{record.symbol}: {record.meaning}, {record.range_text} (default {_defaults_text(name)})",
+        )
 
 
 def add_adam_options(parser: argparse.ArgumentParser) -> None:
     """Which optimizer, its hyperparameters, which Adam form and which gradient; the
     default run and the sweep take them."""
-    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam",
-                        help="the optimizer every row steps with (default %(default)s; its equations, citation and "
-                        "library mapping: docs/optimizers.md)")
-    hyper = parser.add_argument_group("optimizer hyperparameters (each only for the optimizers that use it; "
-                                      "defaults are torch.optim's, momentum's 0.9 aside)")
+    parser.add_argument(
+        "--optimizer",
+        choices=tuple(OPTIMIZERS),
+        default="adam",
+        help="the optimizer every row steps with (default %(default)s; its equations, citation and "
+        "library mapping: docs/optimizers.md)",
+    )
+    hyper = parser.add_argument_group(
+        "optimizer hyperparameters (each only for the optimizers that use it; "
+        "defaults are torch.optim's, momentum's 0.9 aside)"
+    )
     _add_hyperparameter_options(hyper)
-    parser.add_argument("--adam", choices=ADAM_FORMS, default=None,
-                        help="Adam form: paper (Kingma & Ba, as torch.optim and optax; default), epshat (ε̂ added "
-                        "to √v, as Keras 3, TensorFlow and the ゼロから作る textbook), seed (the article's constant "
-                        "bias correction)")
-    parser.add_argument("--grad", choices=GRAD_CONVENTIONS, default=None,
-                        help="gradient of: mse (the logged loss; default) or half-sse (½·Σ(ŷ − y)², the article's "
-                        "derivation); the logged loss is the MSE either way")
-    parser.add_argument("--recipe", choices=tuple(RECIPES), default=None,
-                        help="seed: the whole article (seed-form Adam, half-sse gradient, lr 0.001, 20000 epochs, "
-                        "np.random.seed(seed) then randn)")
+    parser.add_argument(
+        "--adam",
+        choices=ADAM_FORMS,
+        default=None,
+        help="Adam form: paper (Kingma & Ba, as torch.optim and optax; default), epshat (ε̂ added "
+        "to √v, as Keras 3, TensorFlow and the ゼロから作る textbook), seed (the article's constant "
+        "bias correction)",
+    )
+    parser.add_argument(
+        "--grad",
+        choices=GRAD_CONVENTIONS,
+        default=None,
+        help="gradient of: mse (the logged loss; default) or half-sse (½·Σ(ŷ − y)², the article's "
+        "derivation); the logged loss is the MSE either way",
+    )
+    parser.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default=None,
+        help="seed: the whole article (seed-form Adam, half-sse gradient, lr 0.001, 20000 epochs, "
+        "np.random.seed(seed) then randn)",
+    )
 
 
 HYPER_OPTIONS = tuple(name for name in HYPERPARAMETER_RECORDS if name != "lr")
 
 
-def config_from(args, parser=None) -> Config:
+def config_from(args, parser: argparse.ArgumentParser) -> Config:
     adam, grad = getattr(args, "adam", None), getattr(args, "grad", None)
     optimizer = getattr(args, "optimizer", "adam")
-    recipe = RECIPES.get(getattr(args, "recipe", None), {})
+    recipe = RECIPES.get(getattr(args, "recipe", None) or "", {})
     for name, given in (("adam", adam), ("grad", grad)):
         if recipe and given is not None and given != recipe[name]:
             parser.error(f"argument --{name}: --recipe {args.recipe} uses --{name} {recipe[name]}, not {given}")
@@ -158,9 +193,17 @@ def config_from(args, parser=None) -> Config:
     if adam not in (None, "paper") and optimizer != "adam":
         parser.error(f"argument --adam: the Adam forms apply to --optimizer adam, not {optimizer}")
     try:
-        return Config(hidden=args.hidden, lr=args.lr, epochs=args.epochs, seed=args.seed, dtype=args.dtype,
-                      adam=adam or recipe.get("adam", DEFAULTS.adam), grad=grad or recipe.get("grad", DEFAULTS.grad),
-                      optimizer=optimizer, **hyper)
+        return Config(
+            hidden=args.hidden,
+            lr=args.lr,
+            epochs=args.epochs,
+            seed=args.seed,
+            dtype=args.dtype,
+            adam=adam or recipe.get("adam", DEFAULTS.adam),
+            grad=grad or recipe.get("grad", DEFAULTS.grad),
+            optimizer=optimizer,
+            **hyper,
+        )
     except ValueError as exc:  # a hyperparameter out of its range
         parser.error(str(exc))
 
@@ -171,44 +214,90 @@ def default_jobs() -> int:
 
 def add_execution_options(parser: argparse.ArgumentParser) -> None:
     """Where and how rows run; later subcommands share them."""
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="device of the JAX and torch rows; numpy and the language rows always run on the cpu "
-                        "(default %(default)s)")
-    parser.add_argument("--jobs", type=positive_int, default=default_jobs(),
-                        help="rows run in this many processes at once (default: the cpu count, here %(default)s)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="device of the JAX and torch rows; numpy and the language rows always run on the cpu "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=default_jobs(),
+        help="rows run in this many processes at once (default: the cpu count, here %(default)s)",
+    )
 
 
 def add_grid_options(parser: argparse.ArgumentParser, seeds: int, epochs: int, lr_factors: list, hidden: list) -> None:
     """The grid of configurations that ``audit`` and ``power`` run, and where they run it."""
     grid = parser.add_argument_group("the grid (every combination is run)")
-    grid.add_argument("--seeds", type=positive_int, default=seeds, help="initial-weight seeds 0..N−1 per "
-                      "configuration (default %(default)s)")
+    grid.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=seeds,
+        help="initial-weight seeds 0..N−1 per configuration (default %(default)s)",
+    )
     grid.add_argument("--epochs", type=positive_int, default=epochs, help="training epochs (default %(default)s)")
-    grid.add_argument("--optimizers", type=comma_list(str, tuple(OPTIMIZERS)), default=list(OPTIMIZERS),
-                      metavar="A,B", help="optimizers (default: all " + str(len(OPTIMIZERS)) + ")")
-    grid.add_argument("--dtypes", type=comma_list(str, DTYPES), default=list(DTYPES), metavar="A,B",
-                      help="dtypes (default: " + ",".join(DTYPES) + ")")
-    grid.add_argument("--lr-factors", type=comma_list(positive_float), default=lr_factors, metavar="F,G",
-                      help="learning rates as factors of each optimizer's default (default "
-                      + ",".join(f"{f:g}" for f in lr_factors) + ")")
-    grid.add_argument("--hidden", type=comma_list(positive_int), default=hidden, metavar="H,K",
-                      help="hidden sizes (default " + ",".join(map(str, hidden)) + ")")
+    grid.add_argument(
+        "--optimizers",
+        type=comma_list(str, tuple(OPTIMIZERS)),
+        default=list(OPTIMIZERS),
+        metavar="A,B",
+        help="optimizers (default: all " + str(len(OPTIMIZERS)) + ")",
+    )
+    grid.add_argument(
+        "--dtypes",
+        type=comma_list(str, DTYPES),
+        default=list(DTYPES),
+        metavar="A,B",
+        help="dtypes (default: " + ",".join(DTYPES) + ")",
+    )
+    grid.add_argument(
+        "--lr-factors",
+        type=comma_list(positive_float),
+        default=lr_factors,
+        metavar="F,G",
+        help="learning rates as factors of each optimizer's default (default "
+        + ",".join(f"{f:g}" for f in lr_factors)
+        + ")",
+    )
+    grid.add_argument(
+        "--hidden",
+        type=comma_list(positive_int),
+        default=hidden,
+        metavar="H,K",
+        help="hidden sizes (default " + ",".join(map(str, hidden)) + ")",
+    )
     add_cluster_options(parser)
 
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     where = parser.add_argument_group("where the tasks run (dask.distributed)")
-    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask scheduler, e.g. tcp://10.0.0.5:8786 "
-                       "(default: a local cluster of --jobs worker processes)")
-    where.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
-                       help="local worker processes (default: the cpu count, here %(default)s)")
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="an existing dask scheduler, e.g. tcp://10.0.0.5:8786 "
+        "(default: a local cluster of --jobs worker processes)",
+    )
+    where.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="local worker processes (default: the cpu count, here %(default)s)",
+    )
 
 
-def add_env_option(parser, required: bool = False) -> None:
-    parser.add_argument("--env", action="append", metavar="NAME=PYTHON", required=required,
-                        help="also run every Python row in another environment, as ROW@NAME: PYTHON is that "
-                        "environment's interpreter (a virtual environment's bin/python) with this project installed "
-                        "(pip install -e . --no-deps) beside other library versions (repeatable)")
+def add_env_option(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument(
+        "--env",
+        action="append",
+        metavar="NAME=PYTHON",
+        required=required,
+        help="also run every Python row in another environment, as ROW@NAME: PYTHON is that "
+        "environment's interpreter (a virtual environment's bin/python) with this project installed "
+        "(pip install -e . --no-deps) beside other library versions (repeatable)",
+    )
 
 
 OUTPUTS = {"json": ("--json", "FILE"), "save": ("--save", "FILE.npz"), "plot": ("--plot", "DIR")}

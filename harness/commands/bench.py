@@ -12,8 +12,10 @@ compete for a core; import times are measured in fresh interpreters. Figures are
 fresh interpreter as a user runs it; its breakdown comes from the timeline its JSON
 carries (``harness.engine.pipeline``, ``harness.engine.execution.timed``).
 """
+
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -32,24 +34,28 @@ from reference.spec import Config, flatten_params, initial_params
 
 FLOOR_SOURCE = Path(__file__).resolve().parents[1] / "yardsticks" / "floor.c"
 WARM_UP_EPOCHS = 200  # one untimed short run per row first: lazy imports, allocator, caches
-DESCRIPTION = ("Time every row (µs per epoch: median, min, max over --repeat runs, one row at a time), with compile "
-               "and import times, against the seed-style numpy loop and a plain C loop (the floor); then a whole "
-               "default run, broken down by phase (imports, each row's training and lockstep, the envelope, the "
-               "report and plots), against the article's script.")
+DESCRIPTION = (
+    "Time every row (µs per epoch: median, min, max over --repeat runs, one row at a time), with compile "
+    "and import times, against the seed-style numpy loop and a plain C loop (the floor); then a whole "
+    "default run, broken down by phase (imports, each row's training and lockstep, the envelope, the "
+    "report and plots), against the article's script."
+)
 EPILOG = None
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     arguments.add_problem_options(parser)
     parser.add_argument("--repeat", type=arguments.positive_int, default=5, help="runs per row (default %(default)s)")
     arguments.add_rows_option(parser, "rows to time (default: all installed)")
     arguments.add_output_options(parser, json="the figures")
-    parser.add_argument("--no-wall", action="store_true",
-                        help="skip the whole runs: the default run (and its breakdown by phase) and the seed-style "
-                        "script")
+    parser.add_argument(
+        "--no-wall",
+        action="store_true",
+        help="skip the whole runs: the default run (and its breakdown by phase) and the seed-style script",
+    )
 
 
-def main(args, parser) -> int:
+def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.files.environment import environment
 
     cfg = arguments.config_from(args, parser)
@@ -58,7 +64,10 @@ def main(args, parser) -> int:
     names = names if args.backends else [n for n in names if ROWS[n].bench]
     ending.refuse_if_too_large(parser, "bench", cfg, 1)
     ending.notice_skipped(skipped.values())
-    progress = (lambda text: print(f"  {text} ...", file=sys.stderr, flush=True))
+
+    def progress(text: str) -> None:
+        print(f"  {text} ...", file=sys.stderr, flush=True)
+
     result = ending.Result(run_bench(cfg, names, args.repeat, wall=not args.no_wall, progress=progress))
     result.data["environment"] = environment()
     print(render_bench(result.data))
@@ -100,21 +109,26 @@ def time_floor(cfg: Config, repeat: int) -> dict:
         return {"skipped": "the C loop is float64 with at most 64 hidden units"}
     with tempfile.TemporaryDirectory() as folder:
         binary = Path(folder) / "floor"
-        build = subprocess.run([compiler, "-O2", "-o", str(binary), str(FLOOR_SOURCE), "-lm"],
-                               capture_output=True, text=True)
+        build = subprocess.run(
+            [compiler, "-O2", "-o", str(binary), str(FLOOR_SOURCE), "-lm"], check=False, capture_output=True, text=True
+        )
         if build.returncode != 0:
             return {"skipped": f"{compiler} failed: {build.stderr.strip().splitlines()[-1:]}"}
         theta0 = flatten_params(initial_params(cfg.seed, cfg.hidden))
-        args = [str(binary), str(cfg.epochs), str(cfg.hidden), *(repr(float(x)) for x in
-                (cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, *theta0))]
-        times, loss = [], None
+        args = [
+            str(binary),
+            str(cfg.epochs),
+            str(cfg.hidden),
+            *(repr(float(x)) for x in (cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, *theta0)),
+        ]
+        times, final = [], "nan"
         for _ in range(repeat):
-            run = subprocess.run(args, capture_output=True, text=True)
+            run = subprocess.run(args, check=False, capture_output=True, text=True)
             if run.returncode != 0:
                 return {"skipped": f"the C loop exited with status {run.returncode}"}
-            seconds, loss = run.stdout.split()
+            seconds, final = run.stdout.split()
             times.append(float(seconds) / cfg.epochs * 1e6)
-    return {"us_per_epoch": spread(times), "final_loss": float(loss), "compiler": compiler}
+    return {"us_per_epoch": spread(times), "final_loss": float(final), "compiler": compiler}
 
 
 def time_torchscript(cfg: Config, repeat: int) -> dict:
@@ -135,6 +149,7 @@ def time_torchscript(cfg: Config, repeat: int) -> dict:
 
 def import_seconds(module: str, repeat: int = 3) -> float:
     """Median time for a fresh interpreter to import ``module`` (start-up subtracted)."""
+
     def run(code):
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
@@ -158,8 +173,22 @@ def default_run_breakdown(cfg: Config) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         report, figures = Path(folder) / "run.json", Path(folder) / "figures"
         launched = time.time()
-        run = subprocess.run([sys.executable, "-m", "harness.cli", "--epochs", str(cfg.epochs), "--json", str(report),
-                              "--plot", str(figures)], capture_output=True, text=True)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "--epochs",
+                str(cfg.epochs),
+                "--json",
+                str(report),
+                "--plot",
+                str(figures),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
         finished = time.time()
         if run.returncode not in (0, 1):  # 1: some pair disagrees, still a whole run
             raise RuntimeError(f"the default run failed: {run.stderr.strip().splitlines()[-1:]}")
@@ -181,21 +210,26 @@ def breakdown(timings: dict, launched: float, finished: float, rows: list) -> di
         phases.append((label, cost["end"] - cost["start"] - imports, where))
     phases += [(step, seconds, "main") for step, seconds in main.items() if step != "training and lockstep"]
     wall = finished - launched
-    phases.append(("the rest (replay files, JSON, exit)", wall - (timings["started"] - launched) - sum(main.values()),
-                   "main"))
+    phases.append(
+        ("the rest (replay files, JSON, exit)", wall - (timings["started"] - launched) - sum(main.values()), "main")
+    )
     span = main["training and lockstep"]
     busy = sum(c["end"] - c["start"] for c in tasks.values())
-    return {"rows": rows, "wall_seconds": wall,
-            "phases": [{"phase": p, "seconds": s, "process": w} for p, s, w in phases],
-            "imports": _imports_by_backend(tasks.values()),
-            "task_cpu_seconds": sum(c["cpu"] + c.get("child_cpu", 0.0) for c in tasks.values()),
-            "workers": len(workers), "training_and_lockstep_seconds": span,
-            "workers_busy": busy / (span * len(workers)) if span > 0 and workers else None}
+    return {
+        "rows": rows,
+        "wall_seconds": wall,
+        "phases": [{"phase": p, "seconds": s, "process": w} for p, s, w in phases],
+        "imports": _imports_by_backend(tasks.values()),
+        "task_cpu_seconds": sum(c["cpu"] + c.get("child_cpu", 0.0) for c in tasks.values()),
+        "workers": len(workers),
+        "training_and_lockstep_seconds": span,
+        "workers_busy": busy / (span * len(workers)) if span > 0 and workers else None,
+    }
 
 
 def _imports_by_backend(costs) -> dict:
     """Backend -> the seconds of its first import in each worker process that loaded it."""
-    imports = {}
+    imports: dict[str, list] = {}
     for cost in costs:
         for backend, seconds in cost["imports"].items():
             imports.setdefault(backend, []).append(seconds)
@@ -203,7 +237,7 @@ def _imports_by_backend(costs) -> dict:
 
 
 def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -> dict:
-    result = {"config": cfg.to_dict(), "repeat": repeat, "rows": {}}
+    result: dict = {"config": cfg.to_dict(), "repeat": repeat, "rows": {}}
     for name in rows:
         progress(f"timing {name}")
         result["rows"][name] = time_row(name, cfg, repeat)
@@ -247,7 +281,9 @@ def render_bench(result: dict) -> str:
     def line(name, entry, compile_s=None):
         us = entry["us_per_epoch"]
         ratio_seed = us["median"] / seed["median"]
-        ratio_floor = f"{us['median'] / floor['us_per_epoch']['median']:9.0f}" if "us_per_epoch" in floor else f"{'-':>9}"
+        ratio_floor = (
+            f"{us['median'] / floor['us_per_epoch']['median']:9.0f}" if "us_per_epoch" in floor else f"{'-':>9}"
+        )
         cs = f"{compile_s:10.2f}" if compile_s is not None else f"{'':>10}"
         return f"{name:<22} {us['median']:9.1f} {us['min']:9.1f} {us['max']:9.1f} {cs} {ratio_seed:12.2f} {ratio_floor}"
 
@@ -261,14 +297,17 @@ def render_bench(result: dict) -> str:
         lines.append(line("C loop (floor)", floor) + "   (yardstick)")
     else:
         lines.append(f"C loop (floor): not measured: {floor['skipped']}")
-    lines += ["", "import seconds (fresh interpreter): " + ", ".join(
-        f"{m} {s:.2f}" for m, s in result["import_seconds"].items())]
+    lines += [
+        "",
+        "import seconds (fresh interpreter): " + ", ".join(f"{m} {s:.2f}" for m, s in result["import_seconds"].items()),
+    ]
     if "wall_seconds" in result:
         w = result["wall_seconds"]
         lines.append(
             f"wall seconds: the default run {w['compare_default_run']:.2f}, "
             f"python -m harness.yardsticks.seed_loop {w['seed_loop_script']:.2f} "
-            f"(ratio {w['compare_default_run'] / w['seed_loop_script']:.1f})")
+            f"(ratio {w['compare_default_run'] / w['seed_loop_script']:.1f})"
+        )
     if "default_run" in result:
         lines += [""] + render_breakdown(result["default_run"])
     return "\n".join(lines)
@@ -281,12 +320,16 @@ def phase_seconds(run: dict, phase: str) -> float:
 
 def render_breakdown(run: dict) -> list:
     plots = phase_seconds(run, "plots")
-    lines = [f"where a default run's time goes ({len(run['rows'])} rows, with --plot: {run['wall_seconds']:.2f} s "
-             f"of wall time, of which the plots {plots:.2f} s; the workers' tasks run in parallel)",
-             f"{'phase':<44} {'seconds':>8}  process"]
+    lines = [
+        f"where a default run's time goes ({len(run['rows'])} rows, with --plot: {run['wall_seconds']:.2f} s "
+        f"of wall time, of which the plots {plots:.2f} s; the workers' tasks run in parallel)",
+        f"{'phase':<44} {'seconds':>8}  process",
+    ]
     lines += [f"{p['phase']:<44} {p['seconds']:8.2f}  {p['process']}" for p in run["phases"]]
     if run["workers_busy"] is not None:
-        lines.append(f"training and lockstep: {run['training_and_lockstep_seconds']:.2f} s of wall time, "
-                     f"{run['task_cpu_seconds']:.2f} s of CPU (the language rows' programs included), "
-                     f"{run['workers']} worker processes busy {100 * run['workers_busy']:.0f}% of it")
+        lines.append(
+            f"training and lockstep: {run['training_and_lockstep_seconds']:.2f} s of wall time, "
+            f"{run['task_cpu_seconds']:.2f} s of CPU (the language rows' programs included), "
+            f"{run['workers']} worker processes busy {100 * run['workers_busy']:.0f}% of it"
+        )
     return lines

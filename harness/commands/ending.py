@@ -1,8 +1,10 @@
 """How a command ends: its result, the outputs checked before any work and written after
 it, notices for skipped rows, a usage error found after parsing, the exit status; and
 the grid of tasks on a cluster (``harness.engine.cluster.run_grid``) as a command runs it."""
+
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
 
@@ -37,13 +39,15 @@ def notice_skipped(reasons) -> None:
         print(skip_notice(reason), file=sys.stderr)
 
 
-def usage_error(parser, message: str) -> int:
+def usage_error(parser: argparse.ArgumentParser, message: str) -> int:
     """A one-line error on stderr for something found after parsing; the usage exit status."""
     print(f"{parser.prog}: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 
 
-def refuse_if_too_large(parser, command: str, cfg: Config, rows: int, runs: int = 1, every: int = 1) -> None:
+def refuse_if_too_large(
+    parser: argparse.ArgumentParser, command: str, cfg: Config, rows: int, runs: int = 1, every: int = 1
+) -> None:
     """Exit 2 with one line, before any work, when the run would not fit in memory
     (``harness.engine.memory``)."""
     from harness.engine.memory import too_large
@@ -53,7 +57,7 @@ def refuse_if_too_large(parser, command: str, cfg: Config, rows: int, runs: int 
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {why}\n")
 
 
-def check_outputs(parser, args, files=("json", "save"), folders=("plot",)) -> dict:
+def check_outputs(parser: argparse.ArgumentParser, args, files=("json", "save"), folders=("plot",)) -> dict:
     """Every output path checked before any work; returns them as Paths (or None)."""
     try:
         paths = {k: check_writable_file(getattr(args, k)) if getattr(args, k) else None for k in files}
@@ -63,7 +67,9 @@ def check_outputs(parser, args, files=("json", "save"), folders=("plot",)) -> di
     return paths
 
 
-def finish(parser, outputs: dict, result, json_extra: dict | None = None, npz=None, plots=None) -> int:
+def finish(
+    parser: argparse.ArgumentParser, outputs: dict, result, json_extra: dict | None = None, npz=None, plots=None
+) -> int:
     """Write what was asked for (``npz()`` to --save, ``plots(folder)`` into --plot, then
     ``result.to_json()`` with ``json_extra`` to --json), then the exit status: 0 when
     ``result.passed``, 1 when not, 2 when a write failed (a one-line error)."""
@@ -79,10 +85,10 @@ def finish(parser, outputs: dict, result, json_extra: dict | None = None, npz=No
     return EXIT_AGREE if result.passed else EXIT_DISAGREE
 
 
-def run_grid(parser, args, tasks: list, label: str, summarize) -> tuple[int | None, dict | None]:
+def run_grid(parser: argparse.ArgumentParser, args, tasks: list, label: str, summarize) -> dict | int:
     """The grid's ``tasks`` on the cluster the options name (``harness.engine.cluster.run_grid``)
-    with a progress bar: (None, the summary with the grid's options), or (the usage exit
-    status, None) when the cluster failed, with one line."""
+    with a progress bar: the summary with the grid's options, or the usage exit status
+    when the cluster failed, with one line."""
     from harness.engine.cluster import ClusterError
     from harness.engine.cluster import run_grid as run_on_cluster
     from harness.report.progress import Progress
@@ -90,6 +96,6 @@ def run_grid(parser, args, tasks: list, label: str, summarize) -> tuple[int | No
     try:
         data = run_on_cluster(tasks, args.jobs, args.scheduler, Progress(len(tasks), label), summarize)
     except ClusterError as exc:
-        return usage_error(parser, str(exc)), None
+        return usage_error(parser, str(exc))
     grid = {name: getattr(args, name) for name in ("optimizers", "dtypes", "lr_factors", "hidden", "seeds", "epochs")}
-    return None, data | {"grid": grid}
+    return data | {"grid": grid}

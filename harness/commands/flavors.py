@@ -11,8 +11,10 @@ Per form, every other row that implements it (by default the series' other langu
 octave and scilab, where installed) is judged against numpy by its free-running drift:
 16 × the envelope of numpy runs nudged by one ULP, as ``lineage`` judges.
 """
+
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -20,29 +22,36 @@ import numpy as np
 from harness.commands import arguments, ending, row_choice
 from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of
 from harness.engine.execution import Workers, config_tasks
-from harness.engine.rows import LANGUAGE_ROWS, expected_cost, device_problem
+from harness.engine.rows import LANGUAGE_ROWS, device_problem, expected_cost
 from harness.report.text import solved_from
 from reference import adam as spec
 from reference.spec import GRAD_SCALE, Config, initial_params
 
-DESCRIPTION = ("Run every Adam form (paper, epshat, seed; the seed form with both gradient conventions) from one "
-               "initial state and compare final loss, when XOR is solved, step size and parameter gap; judge other rows "
-               "(by default the series' other languages) in each form against numpy.")
+DESCRIPTION = (
+    "Run every Adam form (paper, epshat, seed; the seed form with both gradient conventions) from one "
+    "initial state and compare final loss, when XOR is solved, step size and parameter gap; judge other rows "
+    "(by default the series' other languages) in each form against numpy."
+)
 EPILOG = "exit status: 0 every row computes every form as numpy does, 1 otherwise, 2 bad usage"
 
 FLAVORS = (("paper", "mse"), ("epshat", "mse"), ("seed", "mse"), ("seed", "half-sse"))
 STEP_EPOCHS = (1, 10, 100, 1000, 20000)
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     arguments.add_problem_options(parser)
     arguments.add_execution_options(parser)
-    arguments.add_rows_option(parser, f"rows to judge against numpy per form (default: {','.join(LANGUAGE_ROWS)}, those "
-                        "installed); a row joins the forms it implements")
-    arguments.add_output_options(parser, json="the table", plot="loss curves overlaid and decision regions side by side")
+    arguments.add_rows_option(
+        parser,
+        f"rows to judge against numpy per form (default: {','.join(LANGUAGE_ROWS)}, those "
+        "installed); a row joins the forms it implements",
+    )
+    arguments.add_output_options(
+        parser, json="the table", plot="loss curves overlaid and decision regions side by side"
+    )
 
 
-def main(args, parser) -> int:
+def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.files.environment import environment
 
     cfg = arguments.config_from(args, parser)
@@ -58,8 +67,9 @@ def main(args, parser) -> int:
     result = run_flavors(cfg, names, args.jobs, args.device)
     ending.notice_skipped(result["skipped"].values())
     print(render_flavors(result))
-    return ending.finish(parser, outputs, result, {"environment": environment()},
-                          plots=lambda folder: plot_flavors(result, folder))
+    return ending.finish(
+        parser, outputs, result, {"environment": environment()}, plots=lambda folder: plot_flavors(result, folder)
+    )
 
 
 @dataclass
@@ -77,8 +87,15 @@ def flavor_tasks(cfg: Config, names: list, device: str) -> list:
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     tasks = []
     for adam, grad in FLAVORS:
-        tasks += config_tasks((adam, grad), replace(cfg, adam=adam, grad=grad), ["numpy", *names], params0, device,
-                              envelope=bool(names), numpy_states=True)
+        tasks += config_tasks(
+            (adam, grad),
+            replace(cfg, adam=adam, grad=grad),
+            ["numpy", *names],
+            params0,
+            device,
+            envelope=bool(names),
+            numpy_states=True,
+        )
     return sorted(tasks, key=lambda task: -expected_cost(task[0][2], unknown=4))
 
 
@@ -89,13 +106,21 @@ def judge_rows(cfg: Config, trained: dict) -> dict:
         return {}
     envelope = envelope_of(rows["numpy"], trained["perturbed"])
     ordered = {"numpy": rows["numpy"]} | rows  # numpy first: the reference
-    return {a.b: {"passed": a.passed, "margin": a.margin, "max_abs_param_diff": a.max_abs_param_diff,
-                  "max_abs_loss_diff": a.max_abs_loss_diff, "tolerance": a.tolerance}
-            for a in compare_all(ordered, cfg.dtype, envelope)}
+    return {
+        a.b: {
+            "passed": a.passed,
+            "margin": a.margin,
+            "max_abs_param_diff": a.max_abs_param_diff,
+            "max_abs_loss_diff": a.max_abs_loss_diff,
+            "tolerance": a.tolerance,
+        }
+        for a in compare_all(ordered, cfg.dtype, envelope)
+    }
 
 
-def run_flavors(cfg: Config, names: list = (), jobs: int = 1, device: str = "cpu") -> FlavorsResult:
-    trained, skipped = {}, {}
+def run_flavors(cfg: Config, names: tuple | list = (), jobs: int = 1, device: str = "cpu") -> FlavorsResult:
+    trained: dict = {}
+    skipped: dict = {}
     tasks = flavor_tasks(cfg, list(names), device)
     with Workers(min(jobs, len(tasks))) as workers:
         for (adam, grad, row), result in workers.run(tasks):
@@ -113,11 +138,13 @@ def run_flavors(cfg: Config, names: list = (), jobs: int = 1, device: str = "cpu
             scale = GRAD_SCALE[grad]
             m, v = paper.states["m"][e] * scale, paper.states["v"][e] * scale**2
             ours = spec.adam_delta(m, v, e, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, adam)
-            theirs = spec.adam_delta(paper.states["m"][e], paper.states["v"][e], e, cfg.lr, cfg.beta1,
-                                     cfg.beta2, cfg.eps, "paper")
+            theirs = spec.adam_delta(
+                paper.states["m"][e], paper.states["v"][e], e, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, "paper"
+            )
             steps[e] = float(np.linalg.norm(ours) / np.linalg.norm(theirs))
         table[flavor_label(adam, grad)] = {
-            "adam": adam, "grad": grad,
+            "adam": adam,
+            "grad": grad,
             "final_loss": float(run.loss[-1]),
             "solved_from_epoch": solved_from(run.params, cfg.hidden),
             "step_vs_paper": steps,
@@ -126,33 +153,46 @@ def run_flavors(cfg: Config, names: list = (), jobs: int = 1, device: str = "cpu
         }
     passed = all(r["passed"] for entry in table.values() for r in entry["rows"].values())
     rows = [n for n in names if n not in skipped]
-    return FlavorsResult({"config": cfg.to_dict(), "rows": rows, "skipped": skipped, "flavors": table,
-                          "passed": passed}, runs)
+    return FlavorsResult(
+        {"config": cfg.to_dict(), "rows": rows, "skipped": skipped, "flavors": table, "passed": passed}, runs
+    )
 
 
 def render_flavors(result: FlavorsResult) -> str:
     cfg = result["config"]
     first = next(iter(result["flavors"].values()))
     epochs = list(first["step_vs_paper"])
-    lines = [f"Adam forms from the same initial weights (seed {cfg['seed']}, lr {cfg['lr']:g}, {cfg['epochs']} "
-             f"epochs, {cfg['dtype']}, numpy row); the logged loss is the MSE in every row", "",
-             f"{'form/gradient':<16} {'final loss':>11} {'solved from':>12}  "
-             + " ".join(f"{'step@' + str(e):>10}" for e in epochs) + f"  {'max|Δθ| to paper':>17}"]
+    lines = [
+        f"Adam forms from the same initial weights (seed {cfg['seed']}, lr {cfg['lr']:g}, {cfg['epochs']} "
+        f"epochs, {cfg['dtype']}, numpy row); the logged loss is the MSE in every row",
+        "",
+        f"{'form/gradient':<16} {'final loss':>11} {'solved from':>12}  "
+        + " ".join(f"{'step@' + str(e):>10}" for e in epochs)
+        + f"  {'max|Δθ| to paper':>17}",
+    ]
     rows = result["rows"]
     lines[-1] += "".join(f"  {n:>8}" for n in rows)
     for label, row in result["flavors"].items():
         solved = "never" if row["solved_from_epoch"] is None else str(row["solved_from_epoch"])
         steps = " ".join(f"{row['step_vs_paper'][e]:10.3f}" for e in epochs)
         judged = "".join(f"  {_margin_cell(row['rows'].get(n)):>8}" for n in rows)
-        lines.append(f"{label:<16} {row['final_loss']:11.4e} {solved:>12}  {steps}  "
-                     f"{row['max_param_gap_to_paper']:17.3e}{judged}")
-    lines += ["", "step@e: the form's update norm over paper's, from paper's m and v at epoch e (scaled as the "
-              "gradient convention scales them); 'solved from': the epoch after which all four rounded "
-              "predictions are right to the end"]
+        lines.append(
+            f"{label:<16} {row['final_loss']:11.4e} {solved:>12}  {steps}  "
+            f"{row['max_param_gap_to_paper']:17.3e}{judged}"
+        )
+    lines += [
+        "",
+        "step@e: the form's update norm over paper's, from paper's m and v at epoch e (scaled as the "
+        "gradient convention scales them); 'solved from': the epoch after which all four rounded "
+        "predictions are right to the end",
+    ]
     if rows:
-        lines += [f"{', '.join(rows)}: each row's margin against numpy in that form (largest gap over {K_ENVELOPE:g} × the "
-                  "envelope of runs nudged by one ULP; over 1 is NO); - where the row does not implement the form", "",
-                  "every row computes every form as numpy does" if result.passed else "disagreement (see NO above)"]
+        lines += [
+            f"{', '.join(rows)}: each row's margin against numpy in that form (largest gap over {K_ENVELOPE:g} × the "
+            "envelope of runs nudged by one ULP; over 1 is NO); - where the row does not implement the form",
+            "",
+            "every row computes every form as numpy does" if result.passed else "disagreement (see NO above)",
+        ]
     return "\n".join(lines)
 
 
@@ -183,7 +223,7 @@ def plot_flavors(result: FlavorsResult, folder) -> list:
     save_figure(fig, written[-1])
     plt.close(fig)
     fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4.5))
-    for ax, ((adam, grad), run) in zip(np.atleast_1d(axes), runs.items()):
+    for ax, ((adam, grad), run) in zip(np.atleast_1d(axes), runs.items(), strict=True):
         draw_decision_regions(ax, run.params[-1], hidden, flavor_label(adam, grad))
     written.append(folder / "flavors_decision_regions.png")
     save_figure(fig, written[-1])

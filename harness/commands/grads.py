@@ -1,12 +1,17 @@
 """``python compare.py grads``: is a hand-derived gradient right, and of which loss? The
 check itself is ``harness.gradcheck``."""
+
 from __future__ import annotations
+
+import argparse
 
 from harness.commands import arguments, ending
 
-DESCRIPTION = ("Check the hand-derived gradient (and jax.grad, torch autograd, central differences) against a "
-               "50-digit mpmath oracle at the initial weights, along the training and at saturated points; "
-               "Taylor-test it and say which loss it is the exact gradient of.")
+DESCRIPTION = (
+    "Check the hand-derived gradient (and jax.grad, torch autograd, central differences) against a "
+    "50-digit mpmath oracle at the initial weights, along the training and at saturated points; "
+    "Taylor-test it and say which loss it is the exact gradient of."
+)
 EPILOG = "exit status: 0 every source agrees (with --canary: every canary caught), 1 otherwise, 2 bad usage"
 HAND_GRADIENTS = {
     "mse": ("mse", "numpy hand backprop of the MSE"),
@@ -14,22 +19,31 @@ HAND_GRADIENTS = {
 }
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     arguments.add_problem_options(parser)
-    parser.add_argument("--points", type=arguments.non_negative_int, default=4,
-                        help="points spread along the training trajectory, besides the initial weights and two "
-                        "saturated points (default %(default)s)")
-    parser.add_argument("--hand", choices=tuple(HAND_GRADIENTS), default="mse",
-                        help="the hand gradient to check: mse (the numpy backend's) or seed (the article's "
-                        "derivation) (default %(default)s)")
-    parser.add_argument("--canary", action="store_true",
-                        help="check built-in wrong hand gradients instead: each must be caught")
+    parser.add_argument(
+        "--points",
+        type=arguments.non_negative_int,
+        default=4,
+        help="points spread along the training trajectory, besides the initial weights and two "
+        "saturated points (default %(default)s)",
+    )
+    parser.add_argument(
+        "--hand",
+        choices=tuple(HAND_GRADIENTS),
+        default="mse",
+        help="the hand gradient to check: mse (the numpy backend's) or seed (the article's "
+        "derivation) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--canary", action="store_true", help="check built-in wrong hand gradients instead: each must be caught"
+    )
     arguments.add_output_options(parser, json="the report")
 
 
-def main(args, parser) -> int:
-    from harness.gradcheck import check, report
+def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.files.environment import environment
+    from harness.gradcheck import check, report
 
     cfg = arguments.config_from(args, parser)
     outputs = ending.check_outputs(parser, args, files=("json",), folders=())

@@ -6,8 +6,10 @@ against numpy (16 × the envelope of runs nudged by one ULP at the start and eve
 left to ``compare.py --optimizer NAME``, which runs it. A known library gap
 (``reference.optimizers.LIBRARY_GAPS``) that shows is reported as expected.
 """
+
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,27 +23,35 @@ from harness.report.text import solved_from
 from reference.optimizers import OPTIMIZERS
 from reference.spec import GRAD_CONVENTIONS, Config, initial_params
 
-DESCRIPTION = ("Train every optimizer (" + ", ".join(OPTIMIZERS) + ") from the same initial weights, each at its "
-               "conventional default hyperparameters, in every row; one table of final loss, the epoch XOR is solved "
-               "from, agreement across rows and µs/epoch.")
+DESCRIPTION = (
+    "Train every optimizer (" + ", ".join(OPTIMIZERS) + ") from the same initial weights, each at its "
+    "conventional default hyperparameters, in every row; one table of final loss, the epoch XOR is solved "
+    "from, agreement across rows and µs/epoch."
+)
 LINEAGE_ROWS = DEFAULT_ROWS + LANGUAGE_ROWS  # every row that implements the whole lineage
-EPILOG = ("exit status: 0 every optimizer agrees across its rows (known library differences aside), 1 otherwise, "
-          "2 bad usage")
+EPILOG = (
+    "exit status: 0 every optimizer agrees across its rows (known library differences aside), 1 otherwise, 2 bad usage"
+)
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     arguments.add_problem_options(parser, lr=False)  # each optimizer at its own learning rate
-    parser.add_argument("--grad", choices=GRAD_CONVENTIONS, default=arguments.DEFAULTS.grad,
-                        help="gradient of: mse or half-sse (default %(default)s)")
+    parser.add_argument(
+        "--grad",
+        choices=GRAD_CONVENTIONS,
+        default=arguments.DEFAULTS.grad,
+        help="gradient of: mse or half-sse (default %(default)s)",
+    )
     arguments.add_execution_options(parser)
-    arguments.add_rows_option(parser, f"rows to run, the first is the reference (default: {','.join(LINEAGE_ROWS)}, "
-                        "those installed)")
+    arguments.add_rows_option(
+        parser, f"rows to run, the first is the reference (default: {','.join(LINEAGE_ROWS)}, those installed)"
+    )
     arguments.add_output_options(parser, json="the table", plot="loss curves overlaid and a grid of decision regions")
 
 
-def main(args, parser) -> int:
-    from harness.report.progress import stderr_progress
+def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.files.environment import environment
+    from harness.report.progress import stderr_progress
 
     base = Config(hidden=args.hidden, epochs=args.epochs, seed=args.seed, dtype=args.dtype, grad=args.grad)
     outputs = ending.check_outputs(parser, args, files=("json",), folders=("plot",))
@@ -59,8 +69,9 @@ def main(args, parser) -> int:
     result = run_lineage(base, names, args.jobs, args.device, progress=stderr_progress)
     ending.notice_skipped(result["skipped"].values())
     print(render_lineage(result))
-    return ending.finish(parser, outputs, result, {"environment": environment()},
-                          plots=lambda folder: plot_lineage(result, folder))
+    return ending.finish(
+        parser, outputs, result, {"environment": environment()}, plots=lambda folder: plot_lineage(result, folder)
+    )
 
 
 @dataclass
@@ -71,8 +82,9 @@ class LineageResult(ending.Result):
 def lineage_config(base: Config, optimizer: str) -> Config:
     """``base``'s problem (hidden, epochs, seed, dtype, gradient) with ``optimizer`` at
     its default hyperparameters."""
-    return Config(optimizer=optimizer, hidden=base.hidden, epochs=base.epochs, seed=base.seed, dtype=base.dtype,
-                  grad=base.grad)
+    return Config(
+        optimizer=optimizer, hidden=base.hidden, epochs=base.epochs, seed=base.seed, dtype=base.dtype, grad=base.grad
+    )
 
 
 def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progress=None) -> LineageResult:
@@ -96,9 +108,13 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
     table = {}
     for name, cfg in configs.items():
         table[name] = summarize_optimizer(cfg, names, runs)
-    data = {"config": {k: v for k, v in base.to_dict().items() if k in ("hidden", "epochs", "seed", "dtype", "grad")},
-            "rows": [n for n in names if n not in skipped], "skipped": skipped, "optimizers": table,
-            "passed": all(entry["passed"] for entry in table.values())}
+    data = {
+        "config": {k: v for k, v in base.to_dict().items() if k in ("hidden", "epochs", "seed", "dtype", "grad")},
+        "rows": [n for n in names if n not in skipped],
+        "skipped": skipped,
+        "optimizers": table,
+        "passed": all(entry["passed"] for entry in table.values()),
+    }
     return LineageResult(data, {key: run for key, run in runs.items() if key[1] != "perturbed"})
 
 
@@ -138,15 +154,20 @@ def summarize_optimizer(cfg: Config, names: list, runs: dict) -> dict:
 def render_lineage(result: LineageResult) -> str:
     cfg = result["config"]
     rows = result["rows"]
-    hypers = {name: ", ".join(f"{k} {v:g}" for k, v in entry["hyperparameters"].items())
-              for name, entry in result["optimizers"].items()}
+    hypers = {
+        name: ", ".join(f"{k} {v:g}" for k, v in entry["hyperparameters"].items())
+        for name, entry in result["optimizers"].items()
+    }
     width = max(len(h) for h in hypers.values())
-    lines = [f"the optimizer lineage from the same initial weights: XOR 2-{cfg['hidden']}-1, seed {cfg['seed']}, "
-             f"{cfg['epochs']} epochs, {cfg['dtype']}, each optimizer at its defaults (torch.optim's; momentum's μ 0.9)",
-             f"rows: {', '.join(rows)}; agreement: free-running drift against {rows[0]} ({K_ENVELOPE:g} × the envelope of "
-             "runs nudged by one ULP); lockstep: compare.py --optimizer NAME", "",
-             f"{'optimizer':<10} {'hyperparameters':<{width}} {'final loss':>10} {'solved from':>11} {'largest gap':>11} "
-             f"{'margin':>7} {'rows agree':<10}  µs/epoch " + " / ".join(rows)]
+    lines = [
+        f"the optimizer lineage from the same initial weights: XOR 2-{cfg['hidden']}-1, seed {cfg['seed']}, "
+        f"{cfg['epochs']} epochs, {cfg['dtype']}, each optimizer at its defaults (torch.optim's; momentum's μ 0.9)",
+        f"rows: {', '.join(rows)}; agreement: free-running drift against {rows[0]} ({K_ENVELOPE:g} × the envelope of "
+        "runs nudged by one ULP); lockstep: compare.py --optimizer NAME",
+        "",
+        f"{'optimizer':<10} {'hyperparameters':<{width}} {'final loss':>10} {'solved from':>11} {'largest gap':>11} "
+        f"{'margin':>7} {'rows agree':<10}  µs/epoch " + " / ".join(rows),
+    ]
     notes = []
     for name, entry in result["optimizers"].items():
         hyper = hypers[name]
@@ -157,19 +178,31 @@ def render_lineage(result: LineageResult) -> str:
             verdict += "*"
             shown = [p for p in entry["pairs"] if p.get("expected")]
             for p in shown:
-                seen = "differs as explained" if p["explained"] else "agrees here" if p["passed"] else "DIFFERS otherwise"
-                notes.append(f"* {name}, {p['b']} ({seen}; max|Δθ| {p['max_abs_param_diff']:.2e}): {p['expected_reason']}")
+                seen = (
+                    "differs as explained" if p["explained"] else "agrees here" if p["passed"] else "DIFFERS otherwise"
+                )
+                notes.append(
+                    f"* {name}, {p['b']} ({seen}; max|Δθ| {p['max_abs_param_diff']:.2e}): {p['expected_reason']}"
+                )
         speeds = " / ".join(f"{entry['us_per_epoch'][r]:.1f}" if r in entry["us_per_epoch"] else "-" for r in rows)
-        lines.append(f"{name:<10} {hyper:<{width}} {entry['final_loss']:10.4e} {solved:>11} {entry['largest_gap']:11.2e} "
-                     f"{entry['margin']:7.3f} {verdict:<10}  {speeds}")
-    lines += ["", "largest gap: max |Δθ| or |Δloss| over the pairs not marked *; margin: that over the allowed; "
-              "solved from: the epoch after which the numpy row's rounded outputs are 0 1 1 0 to the end; "
-              "µs/epoch with rows running side by side (compare.py bench times one at a time)"]
+        lines.append(
+            f"{name:<10} {hyper:<{width}} {entry['final_loss']:10.4e} {solved:>11} {entry['largest_gap']:11.2e} "
+            f"{entry['margin']:7.3f} {verdict:<10}  {speeds}"
+        )
+    lines += [
+        "",
+        "largest gap: max |Δθ| or |Δloss| over the pairs not marked *; margin: that over the allowed; "
+        "solved from: the epoch after which the numpy row's rounded outputs are 0 1 1 0 to the end; "
+        "µs/epoch with rows running side by side (compare.py bench times one at a time)",
+    ]
     lines += notes
     failing = [n for n, e in result["optimizers"].items() if not e["passed"]]
     lines.append("")
-    lines.append("every optimizer agrees across its rows" + (" (known library differences aside, *)" if notes else "")
-                 if not failing else f"disagreement in: {', '.join(failing)} (run compare.py --optimizer NAME to locate it)")
+    lines.append(
+        "every optimizer agrees across its rows" + (" (known library differences aside, *)" if notes else "")
+        if not failing
+        else f"disagreement in: {', '.join(failing)} (run compare.py --optimizer NAME to locate it)"
+    )
     return "\n".join(lines)
 
 
@@ -183,8 +216,7 @@ def plot_lineage(result: LineageResult, folder) -> list:
     folder.mkdir(parents=True, exist_ok=True)
     hidden = result["config"]["hidden"]
     reference = result["rows"][0]
-    runs = {name: result.runs[(name, reference)] for name in result["optimizers"]
-            if (name, reference) in result.runs}
+    runs = {name: result.runs[(name, reference)] for name in result["optimizers"] if (name, reference) in result.runs}
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, (name, run) in enumerate(runs.items()):
         ax.plot(np.arange(1, run.loss.shape[0] + 1), run.loss, ("-", "--", ":")[i // 5 % 3], label=name)
@@ -198,10 +230,10 @@ def plot_lineage(result: LineageResult, folder) -> list:
     columns = 3
     rows = -(-len(runs) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 4.5 * rows), squeeze=False, layout="constrained")
-    for ax, (name, run) in zip(axes.ravel(), runs.items()):
+    for ax, (name, run) in zip(axes.ravel(), runs.items(), strict=False):  # a 3-column grid: some axes stay empty
         entry = result["optimizers"][name]
         draw_decision_regions(ax, run.params[-1], hidden, f"{name} (lr {entry['hyperparameters']['lr']:g})")
-    for ax in axes.ravel()[len(runs):]:
+    for ax in axes.ravel()[len(runs) :]:
         ax.set_visible(False)
     written.append(folder / "lineage_decision_regions.png")
     save_figure(fig, written[-1])

@@ -1,8 +1,10 @@
 """Assembling the rows a command runs: the requested or default rows that can run here,
 plug-in backends, trajectory files, other environments' rows, and planted faults; each
 problem a one-line usage error before any work."""
+
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -22,7 +24,9 @@ def requested_or_default(requested, defaults) -> tuple[list, dict]:
     return [n for n in names if not reasons[n]], {n: r for n, r in reasons.items() if r}
 
 
-def select_rows(requested, parser, device: str = "cpu", cfg: Config = DEFAULTS) -> tuple[list[str], dict]:
+def select_rows(
+    requested, parser: argparse.ArgumentParser, device: str = "cpu", cfg: Config = DEFAULTS
+) -> tuple[list[str], dict]:
     """Rows to run and rows skipped (name -> reason). A requested row that cannot run
     is a usage error; a default row whose framework is missing is skipped. A device
     that is not here is a usage error. The default rows are those implementing
@@ -34,8 +38,9 @@ def select_rows(requested, parser, device: str = "cpu", cfg: Config = DEFAULTS) 
         if wrong and cfg.optimizer not in wrong[0].optimizers:
             parser.error(f"row {wrong[0].name} implements {'/'.join(wrong[0].optimizers)} only, not {cfg.optimizer}")
         if wrong:
-            parser.error(f"row {wrong[0].name} implements Adam in the {'/'.join(wrong[0].forms)} form "
-                         f"only, not {cfg.adam}")
+            parser.error(
+                f"row {wrong[0].name} implements Adam in the {'/'.join(wrong[0].forms)} form only, not {cfg.adam}"
+            )
     names = requested or list(rows_for(cfg))
     reasons = {n: unavailable_reason(n) for n in names}
     missing = {n: r for n, r in reasons.items() if r}
@@ -51,7 +56,7 @@ def select_rows(requested, parser, device: str = "cpu", cfg: Config = DEFAULTS) 
     return names, missing
 
 
-def parse_faults(specs, names, cfg, parser) -> dict:
+def parse_faults(specs, names, cfg, parser: argparse.ArgumentParser) -> dict:
     """--inject ROW:FAULT values as {row: fault}; a bad one is a usage error."""
     from harness.engine.faults import problem
 
@@ -71,7 +76,7 @@ def parse_faults(specs, names, cfg, parser) -> dict:
     return faults
 
 
-def load_plugins(paths, names, cfg: Config, device: str, parser) -> list:
+def load_plugins(paths, names, cfg: Config, device: str, parser: argparse.ArgumentParser) -> list:
     """--backend-file values registered as rows (their NAMEs); a file that cannot be a
     backend, or does not implement the run's optimizer, is a usage error."""
     import backends
@@ -86,9 +91,11 @@ def load_plugins(paths, names, cfg: Config, device: str, parser) -> list:
         if row.name in names or row.name in added:
             parser.error(f"argument --backend-file: {path}: NAME {row.name!r} is taken by another row")
         if not row.implements(cfg):
-            parser.error(f"argument --backend-file: {path}: its UPDATES have {', '.join(row.optimizers)}"
-                         + ("" if cfg.optimizer in row.optimizers else f", not {cfg.optimizer}")
-                         + ("" if cfg.optimizer != "adam" or cfg.adam in row.forms else f" (Adam form {cfg.adam})"))
+            parser.error(
+                f"argument --backend-file: {path}: its UPDATES have {', '.join(row.optimizers)}"
+                + ("" if cfg.optimizer in row.optimizers else f", not {cfg.optimizer}")
+                + ("" if cfg.optimizer != "adam" or cfg.adam in row.forms else f" (Adam form {cfg.adam})")
+            )
         problem = device_problem(row.name, device)
         if problem:
             parser.error(problem)
@@ -96,7 +103,7 @@ def load_plugins(paths, names, cfg: Config, device: str, parser) -> list:
     return added
 
 
-def load_externals(specs, names, cfg: Config, parser, argument: str = "--external") -> dict:
+def load_externals(specs, names, cfg: Config, parser: argparse.ArgumentParser, argument: str = "--external") -> dict:
     """--external NAME=FILE values as validated trajectories, before any training; a bad
     one is a usage error naming the file, the line and the problem."""
     from harness.engine.rows import register_external
@@ -105,7 +112,7 @@ def load_externals(specs, names, cfg: Config, parser, argument: str = "--externa
     from reference.exchange import ExternalError
 
     externals = {}
-    first_step = reference_first_step(cfg) if specs else None
+    first_step = reference_first_step(cfg) if specs else 0.0
     for spec in specs or []:
         name, sep, path = spec.partition("=")
         name = name.strip()
@@ -124,7 +131,7 @@ def load_externals(specs, names, cfg: Config, parser, argument: str = "--externa
 ENV_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
 
-def _env_python(name: str, python: str, parser) -> str:
+def _env_python(name: str, python: str, parser: argparse.ArgumentParser) -> str:
     """The interpreter of ``--env NAME=PYTHON``, absolute, or a usage error."""
     found = shutil.which(os.path.expanduser(python))
     if found is None:
@@ -133,7 +140,7 @@ def _env_python(name: str, python: str, parser) -> str:
     return os.path.abspath(found)
 
 
-def load_environments(specs, names: list, parser) -> tuple[list, dict, dict]:
+def load_environments(specs, names: list, parser: argparse.ArgumentParser) -> tuple[list, dict, dict]:
     """--env NAME=PYTHON values: each interpreter probed (``backends.env_row.probe``) and
     every row of ``names`` that is Python code registered as ROW@NAME where it can run
     there. (the rows added, the environments by name with their versions, the interpreter
@@ -150,8 +157,9 @@ def load_environments(specs, names: list, parser) -> tuple[list, dict, dict]:
         if not sep or not ENV_NAME.fullmatch(name) or not python:
             parser.error(f"argument --env: expected NAME=PYTHON with NAME of letters, digits, _.- , got {spec!r}")
         if name in environments or name == "here":
-            parser.error(f"argument --env: the name {name!r} is taken" + (" by this environment" if name == "here"
-                                                                           else ""))
+            parser.error(
+                f"argument --env: the name {name!r} is taken" + (" by this environment" if name == "here" else "")
+            )
         python = _env_python(name, python, parser)
         try:
             found = probe(python)
@@ -159,8 +167,11 @@ def load_environments(specs, names: list, parser) -> tuple[list, dict, dict]:
             parser.error(f"argument --env: {name}={python}: {exc}")
         environments[name] = found["environment"] | {"python_executable": python, "code": found.get("code")}
         if found.get("code") != here:
-            print(f"notice: {name} ({python}) imports other code of this project (fingerprint {found.get('code')}, "
-                  f"here {here}): a difference may be the code's, not the libraries'", file=sys.stderr)
+            print(
+                f"notice: {name} ({python}) imports other code of this project (fingerprint {found.get('code')}, "
+                f"here {here}): a difference may be the code's, not the libraries'",
+                file=sys.stderr,
+            )
         for base in (n for n in names if twinnable(n)):
             why = found["rows"].get(base, f"{name} does not know the {base} row")
             if why:

@@ -1,8 +1,10 @@
 """The default run (``python compare.py`` with no subcommand): train every row from the
 same initial weights, measure the problem's own sensitivity, step every row in lockstep
 from numpy's states, compare, and diagnose. Its report is ``harness.commands.run_report``."""
+
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,36 +15,63 @@ from harness.engine.pipeline import Results, run_default
 from harness.engine.rows import DEFAULT_ROWS, ROWS
 from harness.report.progress import stderr_progress
 
-DESCRIPTION = ("Train the 2-H-1 sigmoid XOR network with Adam (or --optimizer) in every row (numpy, jax, torch, "
-               "torch.optim, optax) from the same initial weights and report whether their trajectories agree.")
+DESCRIPTION = (
+    "Train the 2-H-1 sigmoid XOR network with Adam (or --optimizer) in every row (numpy, jax, torch, "
+    "torch.optim, optax) from the same initial weights and report whether their trajectories agree."
+)
 EPILOG = "exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage"
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     arguments.add_problem_options(parser)
     arguments.add_adam_options(parser)
     arguments.add_execution_options(parser)
-    arguments.add_rows_option(parser, f"comma-separated rows to run, the first is the reference (default for every optimizer and Adam's paper "
+    arguments.add_rows_option(
+        parser,
+        f"comma-separated rows to run, the first is the reference (default for every optimizer and Adam's paper "
         f"form: {','.join(DEFAULT_ROWS)}; for epshat: numpy,jax,torch,keras; for seed: numpy,jax,torch; rows whose "
-        "framework is not installed are skipped)")
-    arguments.add_output_options(parser, json="the results", save="write every row's loss and parameter trajectory", plot="write PNG figures into DIR")
-    parser.add_argument("--inject", action="append", metavar="ROW:FAULT",
-                        help="plant a fault in one row (numpy, jax or torch) to see the harness catch it; faults: "
-                        + ", ".join(FAULTS) + " (repeatable, one per row; each fault belongs to the "
-                        "optimizers it names, Adam's to adam, the two gradient faults to every optimizer)")
-    parser.add_argument("--backend-file", action="append", metavar="FILE.py",
-                        help="add a row from your own backend module (the interface in the docs; an example in "
-                        "examples/plugin_backend.py), run like the built-in rows, lockstep included (repeatable)")
-    parser.add_argument("--external", action="append", metavar="NAME=FILE",
-                        help="add a row read from a trajectory file another program wrote (CSV: one line per epoch, "
-                        "the loss then the 4H+1 parameters W1, b1, W2, b2 row by row; or npz with loss and params); "
-                        "start it from compare.py init (repeatable)")
+        "framework is not installed are skipped)",
+    )
+    arguments.add_output_options(
+        parser,
+        json="the results",
+        save="write every row's loss and parameter trajectory",
+        plot="write PNG figures into DIR",
+    )
+    parser.add_argument(
+        "--inject",
+        action="append",
+        metavar="ROW:FAULT",
+        help="plant a fault in one row (numpy, jax or torch) to see the harness catch it; faults: "
+        + ", ".join(FAULTS)
+        + " (repeatable, one per row; each fault belongs to the "
+        "optimizers it names, Adam's to adam, the two gradient faults to every optimizer)",
+    )
+    parser.add_argument(
+        "--backend-file",
+        action="append",
+        metavar="FILE.py",
+        help="add a row from your own backend module (the interface in the docs; an example in "
+        "examples/plugin_backend.py), run like the built-in rows, lockstep included (repeatable)",
+    )
+    parser.add_argument(
+        "--external",
+        action="append",
+        metavar="NAME=FILE",
+        help="add a row read from a trajectory file another program wrote (CSV: one line per epoch, "
+        "the loss then the 4H+1 parameters W1, b1, W2, b2 row by row; or npz with loss and params); "
+        "start it from compare.py init (repeatable)",
+    )
     arguments.add_env_option(parser)
-    parser.add_argument("--replay-dir", default=".", metavar="DIR",
-                        help="where a failing pair's replay file goes (default: the current folder)")
+    parser.add_argument(
+        "--replay-dir",
+        default=".",
+        metavar="DIR",
+        help="where a failing pair's replay file goes (default: the current folder)",
+    )
 
 
-def main(args, parser) -> int:
+def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.commands import run_report
     from harness.files.environment import environment
 
@@ -64,10 +93,17 @@ def main(args, parser) -> int:
     results.replay_files = write_replays(results, outputs["replay_dir"], parser)
     with results.timed("report"):
         print(run_report.render(results))
-    return ending.finish(parser, outputs, Reported(results), plots=lambda folder: results.timed_call(
-                              "plots", run_report.write_plots, results, folder),
-                          npz=lambda: {f"{name}/{key}": getattr(traj, key)
-                                       for name, traj in results.trajectories.items() for key in ("loss", "params")})
+    return ending.finish(
+        parser,
+        outputs,
+        Reported(results),
+        plots=lambda folder: results.timed_call("plots", run_report.write_plots, results, folder),
+        npz=lambda: {
+            f"{name}/{key}": getattr(traj, key)
+            for name, traj in results.trajectories.items()
+            for key in ("loss", "params")
+        },
+    )
 
 
 @dataclass
@@ -87,7 +123,7 @@ class Reported:
         return results_dict(self.results)
 
 
-def write_replays(results: Results, folder, parser) -> dict:
+def write_replays(results: Results, folder, parser: argparse.ArgumentParser) -> dict:
     """One replay file per failing pair whose divergence has a numpy state to start from."""
     from harness.files.replay import write_replay
 
@@ -102,8 +138,16 @@ def write_replays(results: Results, folder, parser) -> dict:
         Path(folder).mkdir(parents=True, exist_ok=True)
         path = Path(folder) / f"replay_{p.b}_epoch{div['epoch']}.npz"
         try:
-            write_replay(path, results.cfg, reference, div["epoch"], (p.a, p.b), div["phase"], results.faults,
-                         results.environment)
+            write_replay(
+                path,
+                results.cfg,
+                reference,
+                div["epoch"],
+                (p.a, p.b),
+                div["phase"],
+                results.faults,
+                results.environment,
+            )
         except OSError as exc:
             print(f"{parser.prog}: warning: cannot write replay file {path}: {exc}", file=sys.stderr)
             continue

@@ -1,4 +1,5 @@
 """The default run's report: the table for people, the dict for --json, the figures."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,7 @@ from reference.spec import Config, solves_xor, unflatten_params
 def row_summary(traj, cfg: Config, environments: dict | None = None) -> dict:
     outputs = predictions(traj, cfg)
     final = unflatten_params(traj.params[-1].astype(np.float64), cfg.hidden)
-    where = ROWS[traj.name].twin[1] if ROWS[traj.name].twin else "here"
+    where = ROWS[traj.name].environment
     return {
         "environment": where,
         "versions": row_versions(traj.name, (environments or {}).get(where) or {}),
@@ -34,7 +35,7 @@ def row_summary(traj, cfg: Config, environments: dict | None = None) -> dict:
 
 def row_versions(name: str, env: dict) -> dict:
     """The versions a row's numbers depend on: Python, numpy and its framework's packages."""
-    row = ROWS[ROWS[name].twin[0]] if ROWS[name].twin else ROWS[name]
+    row = ROWS[ROWS[name].runs]
     packages = dict.fromkeys(("numpy", *row.packages))
     return {"python": env.get("python")} | {p: env.get(p) for p in packages}
 
@@ -141,24 +142,31 @@ def twin_difference_text(p: PairVerdict) -> str:
 def _pairs_table(results) -> list:
     first = results.agreements[0]
     width = name_width([p.a + " vs " + p.b for p in results.pairs], 26)
-    lines = ["", f"free-running drift against {first.a}: tolerance = {first.tolerance_source} "
-                 f"(allowed at the last epoch {first.tolerance:.2e})",
-             f"{'pair':<{width}} {'max|Δθ|':>10} {'max|Δloss|':>11} {'first epoch over':>17} {'margin':>9}  "
-             f"{'lockstep ULPs':>13}  verdict"]
+    lines = [
+        "",
+        f"free-running drift against {first.a}: tolerance = {first.tolerance_source} "
+        f"(allowed at the last epoch {first.tolerance:.2e})",
+        f"{'pair':<{width}} {'max|Δθ|':>10} {'max|Δloss|':>11} {'first epoch over':>17} {'margin':>9}  "
+        f"{'lockstep ULPs':>13}  verdict",
+    ]
     for p in results.pairs:
         drift = p.agreement
         first_over = "none" if drift.first_epoch_over_tolerance is None else str(drift.first_epoch_over_tolerance)
         lock = "n/a" if p.lockstep_max_ulp is None else f"{p.lockstep_max_ulp:.3g}"
         lines.append(
             f"{p.a + ' vs ' + p.b:<{width}} {fmt(drift.max_abs_param_diff):>10} {fmt(drift.max_abs_loss_diff):>11} "
-            f"{first_over:>17} {fmt(drift.margin, '.3f' if drift.margin < 1e3 else '.2e'):>9}  {lock:>13}  {_verdict(p)}")
+            f"{first_over:>17} {fmt(drift.margin, '.3f' if drift.margin < 1e3 else '.2e'):>9}  {lock:>13}  "
+            + _verdict(p)
+        )
     return lines
 
 
 def phase_cells(errors: dict, phases) -> str:
     """One row of a lockstep table: each phase's worst error, '!' where it fails."""
-    return "".join((f"{errors[ph].max_ulp:9.3g}" + (" " if errors[ph].passed else "!")) if ph in errors
-                   else f"{'n/a':>9} " for ph in phases)
+    return "".join(
+        (f"{errors[ph].max_ulp:9.3g}" + (" " if errors[ph].passed else "!")) if ph in errors else f"{'n/a':>9} "
+        for ph in phases
+    )
 
 
 def _lockstep_table(results) -> list:
@@ -166,10 +174,13 @@ def _lockstep_table(results) -> list:
         return []
     cfg = results.cfg
     phases = phases_for(cfg)
-    lines = ["", f"lockstep: every row steps from numpy's state at each of the {cfg.epochs} epochs; worst error "
-                 f"per phase in ULPs at the scale of the value's terms (allowed {K_LOCKSTEP:g}; "
-                 f"{results.lockstep_seconds:.1f} s)",
-             f"{'row':<{name_width(results.lockstep)}} " + " ".join(f"{ph:>9}" for ph in phases)]
+    lines = [
+        "",
+        f"lockstep: every row steps from numpy's state at each of the {cfg.epochs} epochs; worst error "
+        f"per phase in ULPs at the scale of the value's terms (allowed {K_LOCKSTEP:g}; "
+        f"{results.lockstep_seconds:.1f} s)",
+        f"{'row':<{name_width(results.lockstep)}} " + " ".join(f"{ph:>9}" for ph in phases),
+    ]
     where = []
     for name, result in results.lockstep.items():
         errors = result["errors"]
@@ -226,8 +237,11 @@ def _conclusion(results) -> list:
         return lines
     explained = [p.b for p in results.pairs if p.explained]
     agreeing = len(results.pairs) - len(explained)
-    head = (f"all {agreeing} pairs agree" if not explained else
-            f"{agreeing} of {len(results.pairs)} pairs agree, {', '.join(explained)} differs as explained above")
+    head = (
+        f"all {agreeing} pairs agree"
+        if not explained
+        else f"{agreeing} of {len(results.pairs)} pairs agree, {', '.join(explained)} differs as explained above"
+    )
     return [head + f" (margin = largest gap / allowed; {_lockstep_note(results)})"]
 
 
@@ -238,15 +252,19 @@ def _pair_name(p: PairVerdict) -> str:
 
 def paragraph(a: str, b: str, div: dict, replay_path, explanation: dict | None = None) -> str:
     where = element(div["tensor"], div["index"])
-    text = (f"{a} vs {b} first part at epoch {div['epoch']}, phase {div['phase']}, {where}: "
-            f"{a} {div['reference']:.17g}, {b} {div['value']:.17g}; difference {div['abs_diff']:.3e} "
-            f"absolute, {div['rel_diff']:.3e} relative, {div['ulp_diff']:.3g} ULPs (found by the "
-            f"{div['found_by']} check).")
+    text = (
+        f"{a} vs {b} first part at epoch {div['epoch']}, phase {div['phase']}, {where}: "
+        f"{a} {div['reference']:.17g}, {b} {div['value']:.17g}; difference {div['abs_diff']:.3e} "
+        f"absolute, {div['rel_diff']:.3e} relative, {div['ulp_diff']:.3g} ULPs (found by the "
+        f"{div['found_by']} check)."
+    )
     if div["found_by"] == "lockstep":
         text += " Starting from the same state, the two compute this step differently."
     else:
-        text += (" Every step agrees to rounding when started from the same state: the gap is rounding that "
-                 "training amplified beyond the tolerance.")
+        text += (
+            " Every step agrees to rounding when started from the same state: the gap is rounding that "
+            "training amplified beyond the tolerance."
+        )
     if explanation:
         text += " " + explanation_sentence(explanation)
     if replay_path:
@@ -260,8 +278,11 @@ def write_plots(results, folder) -> None:
 
     write_all(results.trajectories, results.cfg.hidden, folder)
     reference = next(iter(results.trajectories.values()))
-    allowed = (envelope_tolerance(results.envelope, results.cfg.dtype, trajectory_scale(reference.params))[0]
-               if results.envelope is not None else np.full(reference.params.shape[0], results.agreements[0].tolerance))
+    allowed = (
+        envelope_tolerance(results.envelope, results.cfg.dtype, trajectory_scale(reference.params))[0]
+        if results.envelope is not None
+        else np.full(reference.params.shape[0], results.agreements[0].tolerance)
+    )
     for p in results.pairs:
         lock = results.lockstep.get(p.b, {}).get("params_gap") if p.a == "numpy" else None
         drift_figure(Path(folder) / f"drift_{p.a}_vs_{p.b}.png", p.a, p.b, results.gaps[p.a, p.b], allowed, lock)

@@ -24,6 +24,7 @@ large learning rates and at some seeds of the default config). A planted mistake
 above it at the default config. The figures of both: docs/tolerances.md ("The fixed
 rule, measured").
 """
+
 from __future__ import annotations
 
 import math
@@ -93,10 +94,10 @@ class Agreement:
     max_abs_loss_diff: float
     first_epoch_over_tolerance: int | None  # 0: the initial weights; e >= 1: epoch e
     tolerance: float
-    margin: float                           # largest observed gap / tolerance
+    margin: float  # largest observed gap / tolerance
     passed: bool
     tolerance_source: str = "fixed rule"
-    chaotic: bool = False                   # the envelope says drift cannot tell rounding apart (chaotic_runs)
+    chaotic: bool = False  # the envelope says drift cannot tell rounding apart (chaotic_runs)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,8 +108,7 @@ def compare(a, b, dtype: str, tol=None, tolerance_source: str = "fixed rule", ch
     ``tol`` is one number or one per record (row 0 the initial weights)."""
     if a.params.shape != b.params.shape or a.loss.shape != b.loss.shape:
         raise ValueError(
-            f"{a.name} and {b.name} have different trajectory shapes: "
-            f"{a.params.shape} vs {b.params.shape}"
+            f"{a.name} and {b.name} have different trajectory shapes: {a.params.shape} vs {b.params.shape}"
         )
     if tol is None:
         tol = float(tolerance(dtype, a.epochs, trajectory_scale(a.params)))
@@ -189,8 +189,12 @@ def one_ulp_perturbations(params0: dict, seed: int, directions: int = ENVELOPE_D
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(directions):
-        out.append({k: np.where(rng.random(v.shape) < 0.5, np.nextafter(v, -np.inf), np.nextafter(v, np.inf))
-                    for k, v in params0.items()})
+        out.append(
+            {
+                k: np.where(rng.random(v.shape) < 0.5, np.nextafter(v, -np.inf), np.nextafter(v, np.inf))
+                for k, v in params0.items()
+            }
+        )
     return out
 
 
@@ -208,9 +212,13 @@ def envelope_of(reference, perturbed) -> np.ndarray:
     run of its ``perturbed_starts``: per record (and per run of a batch)."""
     runs = reference.params.shape[1] if reference.params.ndim == 3 else 1
     directions = perturbed.params.shape[1] // runs
-    split = [SimpleNamespace(params=perturbed.params[:, d * runs:(d + 1) * runs].reshape(reference.params.shape),
-                             loss=perturbed.loss[:, d * runs:(d + 1) * runs].reshape(reference.loss.shape))
-             for d in range(directions)]
+    split = [
+        SimpleNamespace(
+            params=perturbed.params[:, d * runs : (d + 1) * runs].reshape(reference.params.shape),
+            loss=perturbed.loss[:, d * runs : (d + 1) * runs].reshape(reference.loss.shape),
+        )
+        for d in range(directions)
+    ]
     return perturbation_envelope(reference, split)
 
 
@@ -229,8 +237,10 @@ def envelope_tolerance(envelope: np.ndarray, dtype: str, scale: float):
     the parameters' scale (the floor where the envelope is zero)."""
     floor = float(np.finfo(dtype).eps) * np.maximum(1.0, scale)  # scale: one, or one per run
     allowed = K_ENVELOPE * np.maximum(envelope, floor)
-    source = (f"{K_ENVELOPE:g} × the envelope of {ENVELOPE_DIRECTIONS} runs nudged by one ULP at the start and every step "
-              "(θ, and the gradient at the scale of its terms)")
+    source = (
+        f"{K_ENVELOPE:g} × the envelope of {ENVELOPE_DIRECTIONS} runs nudged by one ULP at the start and every step "
+        "(θ, and the gradient at the scale of its terms)"
+    )
     if np.all(envelope <= floor):
         source = f"floor: {K_ENVELOPE:g} ULPs of the parameters' scale (the envelope stayed below it)"
     return allowed, source

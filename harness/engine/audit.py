@@ -9,6 +9,7 @@ and by lockstep at the checkpoints (every row steps from the numpy row's recorde
 at about 200 epochs spread over the run; the default run steps from every epoch), and
 returns each seed's margins: largest gap / allowed, over 1 a disagreement.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -17,8 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.engine.agreement import (chaotic_runs, envelope_of, envelope_tolerance, gaps_per_record,
-                                      perturbed_starts, quantiles, trajectory_scale)
+from harness.engine.agreement import (
+    chaotic_runs,
+    envelope_of,
+    envelope_tolerance,
+    gaps_per_record,
+    perturbed_starts,
+    quantiles,
+    trajectory_scale,
+)
 from harness.engine.bounds import rounding_scales
 from harness.engine.execution import batch_params, run_row
 from harness.engine.lockstep import K_LOCKSTEP, States, row_phases, worst_per_state
@@ -39,8 +47,9 @@ class Cell:
 
     def config(self, seed: int = 0) -> Config:
         lr = self.lr_factor * OPTIMIZERS[self.optimizer].defaults["lr"]
-        return Config(optimizer=self.optimizer, dtype=self.dtype, lr=lr, hidden=self.hidden, epochs=self.epochs,
-                      seed=seed)
+        return Config(
+            optimizer=self.optimizer, dtype=self.dtype, lr=lr, hidden=self.hidden, epochs=self.epochs, seed=seed
+        )
 
 
 def grid_cells(optimizers, dtypes, lr_factors, hiddens, epochs: int) -> list:
@@ -68,8 +77,12 @@ def checkpoint_states(cfg: Config, reference, every: int) -> States:
     def flat(history):
         return unflatten_params(history[:k].reshape(k * s, -1), cfg.hidden)
 
-    return States(params=flat(reference.params), slots={name: flat(h) for name, h in reference.states.items()},
-                  t=np.repeat(before, s).reshape(-1, 1, 1).astype(np.int64), epochs=np.repeat(before + 1, s))
+    return States(
+        params=flat(reference.params),
+        slots={name: flat(h) for name, h in reference.states.items()},
+        t=np.repeat(before, s).reshape(-1, 1, 1).astype(np.int64),
+        epochs=np.repeat(before + 1, s),
+    )
 
 
 def audit_task(cell: Cell, seeds, every: int) -> dict:
@@ -93,8 +106,12 @@ def audit_task(cell: Cell, seeds, every: int) -> dict:
             worst = worst_per_state(ref_phases, row_phases(name, cfg, states), scales, cfg.dtype)
             lockstep = worst.reshape(-1, len(seeds)).max(axis=0) / K_LOCKSTEP
         pairs[name] = {"drift": drift, "lockstep": lockstep, "known_gap": expected_gap(name, cfg) is not None}
-    return {"cell": cell, "seeds": np.asarray(seeds), "pairs": pairs,
-            "chaotic": chaotic_runs(envelope, cfg.dtype, scale)}
+    return {
+        "cell": cell,
+        "seeds": np.asarray(seeds),
+        "pairs": pairs,
+        "chaotic": chaotic_runs(envelope, cfg.dtype, scale),
+    }
 
 
 def judged_margin(pair: dict, chaotic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +135,16 @@ def upper_bound_95(failures: int, trials: int) -> float:
         return 1 - 0.05 ** (1 / trials)
 
     def cdf(p):  # P(X <= failures) for X ~ Binomial(trials, p)
-        return sum(math.exp(math.lgamma(trials + 1) - math.lgamma(i + 1) - math.lgamma(trials - i + 1)
-                            + i * math.log(p) + (trials - i) * math.log1p(-p)) for i in range(failures + 1))
+        return sum(
+            math.exp(
+                math.lgamma(trials + 1)
+                - math.lgamma(i + 1)
+                - math.lgamma(trials - i + 1)
+                + i * math.log(p)
+                + (trials - i) * math.log1p(-p)
+            )
+            for i in range(failures + 1)
+        )
 
     low, high = failures / trials, 1.0
     for _ in range(100):
@@ -128,14 +153,12 @@ def upper_bound_95(failures: int, trials: int) -> float:
     return high
 
 
-
-
 def summarize_audit(results: list) -> dict:
     """The audit's figures from every task's result (in the grid's order)."""
     false_alarms, known_gaps, configurations, chaotic = [], 0, 0, 0
     judges = {"drift": 0.0, "lockstep": 0.0}  # each judge's largest margin (drift: where it judges)
-    worst = {}  # (optimizer, dtype) -> per-seed worst margin of the pairs without a known gap
-    heat = {}   # (dtype, optimizer, lr factor) -> worst margin
+    worst: dict[tuple, list] = {}  # (optimizer, dtype) -> per-seed worst margin of the pairs without a known gap
+    heat: dict[tuple, float] = {}  # (dtype, optimizer, lr factor) -> worst margin
     for result in results:
         cell, seeds = result["cell"], result["seeds"]
         configurations += len(seeds)
@@ -152,21 +175,38 @@ def summarize_audit(results: list) -> dict:
             if pair["lockstep"] is not None:
                 judges["lockstep"] = max(judges["lockstep"], float(np.max(pair["lockstep"])))
             for i in np.flatnonzero(margin > 1):
-                false_alarms.append({"optimizer": cell.optimizer, "dtype": cell.dtype, "lr": cfg.lr,
-                                     "lr_factor": cell.lr_factor, "hidden": cell.hidden, "seed": int(seeds[i]),
-                                     "pair": f"numpy vs {name}", "margin": float(margin[i]), "judged_by": str(judge[i])})
+                false_alarms.append(
+                    {
+                        "optimizer": cell.optimizer,
+                        "dtype": cell.dtype,
+                        "lr": cfg.lr,
+                        "lr_factor": cell.lr_factor,
+                        "hidden": cell.hidden,
+                        "seed": int(seeds[i]),
+                        "pair": f"numpy vs {name}",
+                        "margin": float(margin[i]),
+                        "judged_by": str(judge[i]),
+                    }
+                )
         worst.setdefault((cell.optimizer, cell.dtype), []).append(seed_worst)
         key = (cell.dtype, cell.optimizer, cell.lr_factor)
         heat[key] = max(heat.get(key, 0.0), float(seed_worst.max()))
     alarmed = {(f["optimizer"], f["dtype"], f["lr_factor"], f["hidden"], f["seed"]) for f in false_alarms}
-    margins = {}
+    margins: dict[str, dict] = {}
     for (optimizer, dtype), parts in worst.items():
         values = np.concatenate(parts)
         margins.setdefault(optimizer, {})[dtype] = quantiles(values)
-    return {"configurations": configurations, "chaotic_configurations": chaotic, "false_alarms": false_alarms,
-            "known_gaps": known_gaps,
-            "configurations_alarmed": len(alarmed), "fpr_upper_95": upper_bound_95(len(alarmed), configurations),
-            "margins": margins, "largest_margin_by_judge": judges,
-            "worst_margin_by_lr": [{"dtype": d, "optimizer": o, "lr_factor": f, "margin": m}
-                                   for (d, o, f), m in heat.items()],
-            "passed": not false_alarms}
+    return {
+        "configurations": configurations,
+        "chaotic_configurations": chaotic,
+        "false_alarms": false_alarms,
+        "known_gaps": known_gaps,
+        "configurations_alarmed": len(alarmed),
+        "fpr_upper_95": upper_bound_95(len(alarmed), configurations),
+        "margins": margins,
+        "largest_margin_by_judge": judges,
+        "worst_margin_by_lr": [
+            {"dtype": d, "optimizer": o, "lr_factor": f, "margin": m} for (d, o, f), m in heat.items()
+        ],
+        "passed": not false_alarms,
+    }

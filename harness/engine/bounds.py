@@ -12,6 +12,7 @@ The network's phases are bounded in ``network_scales``; each optimizer's slots a
 in one function of ``OPTIMIZER_BOUNDS``, keyed like ``reference.optimizers.OPTIMIZERS``
 (a new optimizer needs its bound here; tests/test_house.py checks that every one has).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ def network_scales(ref: dict, params: dict, cfg: Config) -> dict:
     n, hidden = X.shape[0], cfg.hidden
     W1, b1, W2, b2 = (np.abs(_f64(params[k])) for k in PARAM_NAMES)
     Z1, A1, Z2, A2 = (_f64(ref["forward"][k]) for k in ("Z1", "A1", "Z2", "A2"))
-    aX, tr = np.abs(X), lambda a: np.swapaxes(a, -1, -2)  # noqa: E731
+    aX, tr = np.abs(X), lambda a: np.swapaxes(a, -1, -2)
 
     e_Z1 = 3 * (aX @ W1 + b1)
     e_A1 = A1 * (1 - A1) * e_Z1 + 2 * A1
@@ -71,9 +72,17 @@ def rounding_scales(ref: dict, states, cfg: Config) -> dict:
     t = _f64(states.t) + 1
     for k in PARAM_NAMES:
         g = _f64(ref["grads"][k])
-        x = StepValues(g=g, e_g=e["grads"][k], e_sq=_square_scale(g, e["grads"][k], u),
-                       old={s: _f64(states.slots[s][k]) for s in slots}, new={s: _f64(ref[s][k]) for s in slots},
-                       theta=_f64(states.params[k]), update=_f64(ref["update"][k]), t=t, u=u)
+        x = StepValues(
+            g=g,
+            e_g=e["grads"][k],
+            e_sq=_square_scale(g, e["grads"][k], u),
+            old={s: _f64(states.slots[s][k]) for s in slots},
+            new={s: _f64(ref[s][k]) for s in slots},
+            theta=_f64(states.params[k]),
+            update=_f64(ref["update"][k]),
+            t=t,
+            u=u,
+        )
         bounds = bound(cfg, x)
         for phase in (*slots, "update"):
             e[phase][k] = bounds[phase]
@@ -99,6 +108,7 @@ class StepValues:
 
 
 # --- each optimizer's slots and step Δ -------------------------------------------------------
+
 
 def _sgd(cfg: Config, x: StepValues) -> dict:
     return {"update": cfg.lr * x.e_g + np.abs(cfg.lr * x.g)}
@@ -148,11 +158,21 @@ def _adam(cfg: Config, x: StepValues) -> dict:
     return _adam_scales(cfg, x.g, x.e_g, x.old, x.new, x.t, x.u)
 
 
-OPTIMIZER_BOUNDS = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad": _adagrad,
-                    "rmsprop": _rmsprop, "adadelta": _adadelta, "adam": _adam, "adamw": _adamw, "amsgrad": _adam}
+OPTIMIZER_BOUNDS = {
+    "sgd": _sgd,
+    "momentum": _momentum,
+    "nesterov": _nesterov,
+    "adagrad": _adagrad,
+    "rmsprop": _rmsprop,
+    "adadelta": _adadelta,
+    "adam": _adam,
+    "adamw": _adamw,
+    "amsgrad": _adam,
+}
 
 
 # --- the pieces --------------------------------------------------------------------------------
+
 
 def _square_scale(x, e_x, u):
     """Bound of x² given x's bound e_x: 2|x|·e_x to first order, plus u·e_x², the square
@@ -197,8 +217,10 @@ def _adam_scales(cfg: Config, g, e_g, old: dict, new: dict, t, u) -> dict:
         rel_a1, rel_a2, rel_pre = e_bc1 / bc1, 0.0, e_bc2 / (2 * bc2) + 1
     else:
         a1, a2, pre, rel_a1, rel_a2, rel_pre = bc1, bc2, cfg.lr, e_bc1 / bc1, e_bc2 / bc2, 0.0
-    e = {"m": _ema_scale(cfg.beta1, old["m"], g, e_g, new["m"]),
-         "v": _ema_scale(cfg.beta2, old["v"], g * g, _square_scale(g, e_g, u), new["v"])}
+    e = {
+        "m": _ema_scale(cfg.beta1, old["m"], g, e_g, new["m"]),
+        "v": _ema_scale(cfg.beta2, old["v"], g * g, _square_scale(g, e_g, u), new["v"]),
+    }
     v_used, e_v_used = new["v"], e["v"]
     if cfg.optimizer == "amsgrad":  # the max is exact; it is off by the v it picks
         e["vmax"] = e["v"]

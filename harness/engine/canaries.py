@@ -5,6 +5,7 @@ They share one backprop with a knob per mistake, so each canary differs from the
 correct derivation in exactly one place; a test checks that with no knob turned it is
 the numpy backend's gradient to the bit.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,17 @@ def _t(a):
     return np.swapaxes(a, -1, -2)
 
 
-def backprop(params, X, y, *, derivative_at_activation=False, output_scale=None,
-             transpose_w2=False, bias_first_sample_only=False, hidden_delta_without_derivative=False):
+def backprop(
+    params,
+    X,
+    y,
+    *,
+    derivative_at_activation=False,
+    output_scale=None,
+    transpose_w2=False,
+    bias_first_sample_only=False,
+    hidden_delta_without_derivative=False,
+):
     """MSE and a hand gradient with the chosen mistakes (none: the correct gradient)."""
     n = X.shape[0]
     Z1 = X @ params["W1"] + params["b1"]
@@ -44,12 +54,12 @@ def backprop(params, X, y, *, derivative_at_activation=False, output_scale=None,
     return loss, {"W1": _t(X) @ dZ1, "b1": bias_gradient(dZ1), "W2": dW2, "b2": bias_gradient(dZ2)}
 
 
-CANARIES = {
-    "sigmoid-derivative-at-activation": dict(derivative_at_activation=True),
-    "transposed-W2-gradient": dict(transpose_w2=True),
-    "bias-gradient-first-sample-only": dict(bias_first_sample_only=True),
-    "missing-2-over-N": dict(output_scale=1.0),
-    "hidden-delta-without-sigmoid-derivative": dict(hidden_delta_without_derivative=True),
+CANARIES: dict[str, dict] = {
+    "sigmoid-derivative-at-activation": {"derivative_at_activation": True},
+    "transposed-W2-gradient": {"transpose_w2": True},
+    "bias-gradient-first-sample-only": {"bias_first_sample_only": True},
+    "missing-2-over-N": {"output_scale": 1.0},
+    "hidden-delta-without-sigmoid-derivative": {"hidden_delta_without_derivative": True},
 }
 
 

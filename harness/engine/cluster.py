@@ -14,6 +14,7 @@ workers died while holding it: that is how a run reports what was retried.
 Tasks are pure functions of their arguments and results are keyed, so a run gives the
 same bits whichever workers ran it, in whatever order.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,6 +23,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class ClusterError(Exception):
@@ -33,14 +35,18 @@ class ClusterError(Exception):
 class TaskReport:
     """Where the tasks of one run went."""
 
-    workers: set = field(default_factory=set)   # addresses of the workers that returned results
+    workers: set = field(default_factory=set)  # addresses of the workers that returned results
     retried: list = field(default_factory=list)  # keys of tasks rerun after a worker died holding them
     failed_twice: list = field(default_factory=list)  # of those, the ones that lost two workers or more
-    peak_worker_mib: float = 0.0                 # the largest peak resident memory a worker reported
+    peak_worker_mib: float = 0.0  # the largest peak resident memory a worker reported
 
     def to_json(self) -> dict:
-        return {"workers": sorted(self.workers), "retried_tasks": len(self.retried),
-                "tasks_failed_twice": sorted(self.failed_twice), "peak_worker_memory_mib": self.peak_worker_mib}
+        return {
+            "workers": sorted(self.workers),
+            "retried_tasks": len(self.retried),
+            "tasks_failed_twice": sorted(self.failed_twice),
+            "peak_worker_memory_mib": self.peak_worker_mib,
+        }
 
 
 def peak_memory_mib() -> float:
@@ -67,7 +73,8 @@ class Cluster:
 
     def __init__(self, jobs: int = 1, address: str | None = None, connect_timeout: float = 10.0):
         self.jobs, self.address, self.connect_timeout = jobs, address, connect_timeout
-        self.client = self.local = None
+        self.client: Any = None
+        self.local: Any = None
 
     def __enter__(self):
         from distributed import Client, LocalCluster
@@ -76,9 +83,14 @@ class Cluster:
             if self.address:
                 self.client = Client(self.address, timeout=self.connect_timeout)
             else:
-                self.local = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
-                                          dashboard_address=None, worker_dashboard_address=None,
-                                          silence_logs=logging.ERROR)
+                self.local = LocalCluster(
+                    n_workers=self.jobs,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    worker_dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
                 self.client = Client(self.local)
         except (OSError, TimeoutError, ValueError) as exc:
             self.__exit__()

@@ -1,4 +1,5 @@
 """Running rows: one row's training as a Trajectory, and tasks in parallel processes."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -32,8 +33,16 @@ def with_rows(rows: list, function, *args):
     return function(*args)
 
 
-def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = "cpu",
-            fault: str | None = None, record_states: bool = False, nudge_seed: int | None = None) -> Trajectory:
+def run_row(
+    name: str,
+    cfg: Config,
+    params0=None,
+    every: int = 1,
+    device: str = "cpu",
+    fault: str | None = None,
+    record_states: bool = False,
+    nudge_seed: int | None = None,
+) -> Trajectory:
     """Train row ``name`` from ``params0`` (default: the config's initial weights),
     recording every ``every`` epochs (the last always), with ``fault`` planted if given.
     numpy only: ``record_states`` also keeps the optimizer's state for lockstep and
@@ -41,7 +50,8 @@ def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = 
     row = ROWS[name]
     if params0 is None:
         params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
-    timings, extra = {}, {}
+    timings: dict = {}
+    extra: dict = {}
     if record_states:
         extra["states"] = {}
     if nudge_seed is not None:
@@ -64,13 +74,23 @@ def run_row(name: str, cfg: Config, params0=None, every: int = 1, device: str = 
     )
 
 
-def config_tasks(key: tuple, cfg: Config, names: list, params0, device: str = "cpu", envelope: bool = True,
-                 numpy_states: bool = False) -> list:
+def config_tasks(
+    key: tuple,
+    cfg: Config,
+    names: list,
+    params0,
+    device: str = "cpu",
+    envelope: bool = True,
+    numpy_states: bool = False,
+) -> list:
     """The tasks that train one config in every row of ``names`` that implements it, keyed
     ``key + (row,)``, and (``envelope``, numpy among them) the numpy runs nudged by one ULP
     that make its perturbation envelope, keyed ``key + ("perturbed",)``."""
-    tasks = [(key + (row,), run_row, (row, cfg, params0, 1, device, None, numpy_states and row == "numpy"))
-             for row in names if ROWS[row].implements(cfg)]
+    tasks: list[tuple] = [
+        (key + (row,), run_row, (row, cfg, params0, 1, device, None, numpy_states and row == "numpy"))
+        for row in names
+        if ROWS[row].implements(cfg)
+    ]
     if envelope and "numpy" in names:
         starts = perturbed_starts(params0, cfg.seed)
         tasks.append((key + ("perturbed",), run_row, ("numpy", cfg, starts, 1, "cpu", None, False, cfg.seed)))
@@ -99,9 +119,15 @@ def timed(function, *args):
     imported = set(backends.IMPORT_SECONDS)
     start, cpu, thread, children = time.time(), time.process_time(), time.thread_time(), _children_cpu()
     result = guarded(function, *args)
-    cost = {"pid": os.getpid(), "start": start, "end": time.time(), "cpu": time.process_time() - cpu,
-            "thread_cpu": time.thread_time() - thread, "child_cpu": _children_cpu() - children,
-            "imports": {_import_label(k): s for k, s in backends.IMPORT_SECONDS.items() if k not in imported}}
+    cost = {
+        "pid": os.getpid(),
+        "start": start,
+        "end": time.time(),
+        "cpu": time.process_time() - cpu,
+        "thread_cpu": time.thread_time() - thread,
+        "child_cpu": _children_cpu() - children,
+        "imports": {_import_label(k): s for k, s in backends.IMPORT_SECONDS.items() if k not in imported},
+    }
     return result, cost
 
 
@@ -122,7 +148,9 @@ class Workers:
     as that result is in. ``costs``: per finished task's key, what it cost (``timed``)."""
 
     def __init__(self, jobs: int):
-        self.jobs, self.pool, self.pending, self.costs = jobs, None, {}, {}
+        self.jobs, self.pool = jobs, None
+        self.pending: dict = {}
+        self.costs: dict = {}
 
     def __enter__(self):
         if self.jobs > 1:

@@ -13,6 +13,7 @@ numbers); when none matches, the optimizer's hyperparameters are fitted
 (``harness.engine.fitting``) and named when the fit reproduces the row as well. Nothing
 that does not match is ever named: the verdict is then "unexplained".
 """
+
 from __future__ import annotations
 
 import time
@@ -21,8 +22,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
-import backends
-from harness.engine.agreement import envelope_of, envelope_tolerance, gaps_per_record, perturbed_starts, trajectory_scale
+from harness.engine.agreement import (
+    envelope_of,
+    envelope_tolerance,
+    gaps_per_record,
+    perturbed_starts,
+    trajectory_scale,
+)
 from harness.engine.bounds import rounding_scales
 from harness.engine.faults import injected
 from harness.engine.fitting import fit
@@ -36,25 +42,51 @@ CONFIRM_STEPS = 4
 TRAJECTORY_EPOCHS = 50
 
 
-def explained(row: str, variant, matched_epochs: list, max_ulp: float, hyperparameters=None, fit_report=None) -> dict:
+def explained(row: str, variant, matched_epochs, max_ulp: float, hyperparameters=None, fit_report=None) -> dict:
     """The JSON-ready explanation of a row that computes ``variant`` (None: the fitted
     hyperparameters)."""
-    entry = {"verdict": "explained", "row": row, "matched_epochs": [int(e) for e in matched_epochs],
-             "max_ulp": float(max_ulp)}
+    entry = {
+        "verdict": "explained",
+        "row": row,
+        "matched_epochs": [int(e) for e in matched_epochs],
+        "max_ulp": float(max_ulp),
+    }
     if variant is None:
         names = ", ".join(f"{k} {v:.6g}" for k, v in hyperparameters.items())
-        return entry | {"variant": HYPERPARAMETERS, "phase": _first_phase(hyperparameters),
-                        "description": f"the same algorithm with {names}", "used_by": "another implementation's "
-                        "settings", "hyperparameters": hyperparameters} | (fit_report or {})
-    return entry | {"variant": variant.name, "phase": variant.phase, "description": variant.description,
-                    "used_by": variant.used_by, "hyperparameters": None, "hint": variant.hint,
-                    "same_as": variant.same_as}
+        return (
+            entry
+            | {
+                "variant": HYPERPARAMETERS,
+                "phase": _first_phase(hyperparameters),
+                "description": f"the same algorithm with {names}",
+                "used_by": "another implementation's settings",
+                "hyperparameters": hyperparameters,
+            }
+            | (fit_report or {})
+        )
+    return entry | {
+        "variant": variant.name,
+        "phase": variant.phase,
+        "description": variant.description,
+        "used_by": variant.used_by,
+        "hyperparameters": None,
+        "hint": variant.hint,
+        "same_as": variant.same_as,
+    }
 
 
 def unexplained(row: str, why: str, matched_epochs=(), max_ulp=None) -> dict:
-    return {"verdict": "unexplained", "row": row, "variant": None, "phase": None, "description": why,
-            "used_by": None, "hyperparameters": None, "matched_epochs": [int(e) for e in matched_epochs],
-            "max_ulp": max_ulp}
+    return {
+        "verdict": "unexplained",
+        "row": row,
+        "variant": None,
+        "phase": None,
+        "description": why,
+        "used_by": None,
+        "hyperparameters": None,
+        "matched_epochs": [int(e) for e in matched_epochs],
+        "max_ulp": max_ulp,
+    }
 
 
 # the first phase a hyperparameter changes (the rest change the step Δ first)
@@ -67,12 +99,16 @@ def _first_phase(hyperparameters: dict) -> str:
 
 # --- rows that step: the first failing step, again ----------------------------------------------
 
+
 def subset(states: States, first_epoch: int, steps: int = CONFIRM_STEPS) -> States:
     """The states before ``first_epoch`` and the ``steps`` epochs after it (those recorded)."""
-    rows = np.flatnonzero(states.epochs >= first_epoch)[:steps + 1]
-    return States(params={k: v[rows] for k, v in states.params.items()},
-                  slots={s: {k: v[rows] for k, v in tree.items()} for s, tree in states.slots.items()},
-                  t=states.t[rows], epochs=states.epochs[rows])
+    rows = np.flatnonzero(states.epochs >= first_epoch)[: steps + 1]
+    return States(
+        params={k: v[rows] for k, v in states.params.items()},
+        slots={s: {k: v[rows] for k, v in tree.items()} for s, tree in states.slots.items()},
+        t=states.t[rows],
+        epochs=states.epochs[rows],
+    )
 
 
 def worst_ulp(reference: dict, values: dict, states: States, cfg: Config, phases=PHASES, extra=None) -> float:
@@ -84,8 +120,14 @@ def worst_ulp(reference: dict, values: dict, states: States, cfg: Config, phases
     shown = {p: values[p] for p in phases if p in values and p in reference}
     scales = rounding_scales(reference, states, cfg)
     extra = extra or {}
-    scales = {p: {k: e + np.abs(np.asarray(reference[p][k], np.float64)) + extra.get(p, {}).get(k, 0.0)
-                  for k, e in tree.items()} for p, tree in scales.items() if p in reference}
+    scales = {
+        p: {
+            k: e + np.abs(np.asarray(reference[p][k], np.float64)) + extra.get(p, {}).get(k, 0.0)
+            for k, e in tree.items()
+        }
+        for p, tree in scales.items()
+        if p in reference
+    }
     errors = phase_errors(reference, shown, scales, states, cfg.dtype)
     u = coarsest = float(np.finfo(cfg.dtype).eps)
     worst = 0.0
@@ -136,8 +178,9 @@ def _fit_step(row: str, cfg: Config, picked: States, values: dict) -> dict:
     spec = row_phases("numpy", cfg, picked)
     network = ("forward", "loss", "grads")
     if worst_ulp(spec, values, picked, cfg, network) > K_LOCKSTEP:
-        return unexplained(row, "the forward pass, loss or gradients differ from the spec and from every variant "
-                           "of the catalogue")
+        return unexplained(
+            row, "the forward pass, loss or gradients differ from the spec and from every variant of the catalogue"
+        )
     phases = [p for p in (*OPTIMIZER_PHASES, "params") if p in values]
     scales = rounding_scales(spec, picked, cfg)
     u = float(np.finfo(cfg.dtype).eps)
@@ -145,15 +188,25 @@ def _fit_step(row: str, cfg: Config, picked: States, values: dict) -> dict:
     def residual_of(shown):
         def residual(trial: Config) -> np.ndarray:
             phases_of = row_phases("numpy", trial, picked)
-            return np.concatenate([((np.asarray(phases_of[p][k], np.float64) - np.asarray(values[p][k], np.float64))
-                                    / (u * scales[p][k])).ravel() for p in shown for k in values[p]])
+            return np.concatenate(
+                [
+                    (
+                        (np.asarray(phases_of[p][k], np.float64) - np.asarray(values[p][k], np.float64))
+                        / (u * scales[p][k])
+                    ).ravel()
+                    for p in shown
+                    for k in values[p]
+                ]
+            )
+
         return residual
 
     slots = [p for p in phases if p in picked.slots]
     result = fit(residual_of(phases), cfg, [residual_of(slots)] if slots else [], accept=K_LOCKSTEP)
     if result is None or result["max_residual"] > K_LOCKSTEP:
-        return unexplained(row, "no variant of the catalogue and no choice of the optimizer's hyperparameters "
-                           "reproduces this step")
+        return unexplained(
+            row, "no variant of the catalogue and no choice of the optimizer's hyperparameters reproduces this step"
+        )
     return explained(row, None, picked.epochs, result["max_residual"], result["changed"], _report(result, "ULPs"))
 
 
@@ -163,48 +216,67 @@ def _report(result: dict, unit: str) -> dict:
 
 # --- trajectories: the first epochs, again -------------------------------------------------------
 
+
 def explain_trajectory(name: str, trajectory, cfg: Config, epochs: int = TRAJECTORY_EPOCHS) -> dict:
     """The explanation of a row known only by its trajectory: the variant (or
     hyperparameters) that trains its first ``epochs`` epochs from the initial state."""
     started = time.perf_counter()
     k = min(epochs, cfg.epochs, trajectory.loss.shape[0])
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
-    target = _first_records(trajectory.loss, trajectory.params, k)
+    target = _first_records((trajectory.loss, trajectory.params), k)
     spec, allowed = _spec_and_allowed(cfg, params0, k)
     margin = lambda run: float((gaps_per_record(run, target)[2] / allowed).max())  # noqa: E731
     spec_margin = margin(spec)
     if spec_margin <= 1.0:
-        return unexplained(name, f"its first {k} epochs are the spec's: the rows part later", range(1, k + 1),
-                           spec_margin) | {"seconds": time.perf_counter() - started}
-    matches = [(m, v) for v in candidates(cfg) if (m := margin(_first_records(*v.train(cfg, params0, k), k))) <= 1.0]
+        return unexplained(
+            name, f"its first {k} epochs are the spec's: the rows part later", range(1, k + 1), spec_margin
+        ) | {"seconds": time.perf_counter() - started}
+    matches = [(m, v) for v in candidates(cfg) if (m := margin(_first_records(v.train(cfg, params0, k), k))) <= 1.0]
     if matches:
         worst, variant = min(matches, key=lambda m: m[0])
         return explained(name, variant, range(1, k + 1), _ulps(worst, allowed, target, cfg)) | {
-            "seconds": time.perf_counter() - started}
+            "seconds": time.perf_counter() - started
+        }
     return _fit_trajectory(name, cfg, params0, target, allowed, k) | {"seconds": time.perf_counter() - started}
 
 
 def _fit_trajectory(name: str, cfg: Config, params0, target, allowed, k: int) -> dict:
     def residual_over(epochs: int):
         def residual(trial: Config) -> np.ndarray:
-            run = _first_records(*_numpy_train(trial, params0, epochs), epochs)
-            gap = np.concatenate([((run.params - target.params[:epochs + 1]) / allowed[:epochs + 1, None]).ravel(),
-                                  (run.loss - target.loss[:epochs]) / allowed[1:epochs + 1]])
+            run = _first_records(_numpy_train(trial, params0, epochs), epochs)
+            gap = np.concatenate(
+                [
+                    ((run.params - target.params[: epochs + 1]) / allowed[: epochs + 1, None]).ravel(),
+                    (run.loss - target.loss[:epochs]) / allowed[1 : epochs + 1],
+                ]
+            )
             return np.nan_to_num(gap, nan=1e30, posinf=1e30, neginf=-1e30)
+
         return residual
 
     horizons = [2**i for i in range(k.bit_length()) if 2**i < k]
     result = fit(residual_over(k), cfg, [residual_over(h) for h in horizons], accept=1.0)
     if result is None or result["max_residual"] > 1.0:
-        return unexplained(name, f"no variant of the catalogue and no choice of the optimizer's hyperparameters "
-                           f"reproduces its first {k} epochs")
-    return explained(name, None, range(1, k + 1), _ulps(result["max_residual"], allowed, target, cfg),
-                     result["changed"], _report(result, "× the allowed gap"))
+        return unexplained(
+            name,
+            f"no variant of the catalogue and no choice of the optimizer's hyperparameters "
+            f"reproduces its first {k} epochs",
+        )
+    return explained(
+        name,
+        None,
+        range(1, k + 1),
+        _ulps(result["max_residual"], allowed, target, cfg),
+        result["changed"],
+        _report(result, "× the allowed gap"),
+    )
 
 
-def _first_records(loss, params, k: int) -> SimpleNamespace:
-    """A run's first ``k`` epochs as the trajectory-like pair the gap functions take."""
-    return SimpleNamespace(loss=np.asarray(loss[:k], np.float64), params=np.asarray(params[:k + 1], np.float64))
+def _first_records(run: tuple, k: int) -> SimpleNamespace:
+    """A run's (loss, params)'s first ``k`` epochs, as the trajectory-like pair the gap
+    functions take."""
+    loss, params = run
+    return SimpleNamespace(loss=np.asarray(loss[:k], np.float64), params=np.asarray(params[: k + 1], np.float64))
 
 
 def _numpy_train(cfg: Config, params0, k: int, **extra):
@@ -213,7 +285,7 @@ def _numpy_train(cfg: Config, params0, k: int, **extra):
 
 def _spec_and_allowed(cfg: Config, params0, k: int):
     """The spec's first ``k`` epochs, and the derived tolerance per record over them."""
-    spec = _first_records(*_numpy_train(cfg, params0, k), k)
+    spec = _first_records(_numpy_train(cfg, params0, k), k)
     loss, params = _numpy_train(cfg, perturbed_starts(params0, cfg.seed), k, nudge_seed=cfg.seed)
     envelope = envelope_of(spec, SimpleNamespace(loss=loss, params=params))
     return spec, envelope_tolerance(envelope, cfg.dtype, trajectory_scale(spec.params))[0]
@@ -223,7 +295,6 @@ def _ulps(margin: float, allowed: np.ndarray, target, cfg: Config) -> float:
     """A margin over the allowed gap as ULPs of the parameters' scale (the worst case)."""
     u = float(np.finfo(cfg.dtype).eps)
     return float(margin * allowed.max() / (u * max(1.0, float(np.abs(target.params).max()))))
-
 
 
 def lockstep_and_explain(name: str, cfg: Config, states: States, faults: dict | None = None) -> dict:

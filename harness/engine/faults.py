@@ -7,15 +7,15 @@ One record per fault (``FAULTS``). The wrong functions are written here with the
 backend's own primitives (``sqrt``, ``maximum``, ``as_float32``,
 ``sigmoid_with_derivative_at_activation``), so this module imports no framework.
 """
+
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 
-import backends
 from harness.engine.rows import INJECTABLE_ROWS, ROWS, load_backend
 from reference.optimizers import OPTIMIZERS
 from reference.spec import GRAD_SCALE, Config
@@ -26,12 +26,12 @@ ADAM_FAMILY = tuple(name for name, spec in OPTIMIZERS.items() if spec.adam_famil
 @dataclass(frozen=True)
 class Fault:
     name: str
-    phase: str              # the phase of a step it first corrupts
-    patches: str            # the backend attribute it swaps, for people
-    make: Callable          # backend module -> {attribute: replacement}
-    description: str        # what the mistake computes, for people
+    phase: str  # the phase of a step it first corrupts
+    patches: str  # the backend attribute it swaps, for people
+    make: Callable  # backend module -> {attribute: replacement}
+    description: str  # what the mistake computes, for people
     optimizers: tuple = ()  # the optimizers whose step it is a mistake in; () for a gradient fault: every one
-    plugin: bool = False    # whether a plug-in row can take it (it swaps only what the plug-in interface has)
+    plugin: bool = False  # whether a plug-in row can take it (it swaps only what the plug-in interface has)
     needs_float64: bool = False
 
     def applies_to(self, optimizer: str) -> bool:
@@ -40,10 +40,12 @@ class Fault:
 
 # --- Adam's step Δ, in the form of reference.adam, with one mistake -----------------------------
 
+
 def _eps_inside_sqrt(sqrt, corrections):
     def delta(m, v, t, cfg: Config):
         bc1, bc2 = corrections(t, cfg, m)
         return cfg.lr * (m / bc1) / sqrt(v / bc2 + cfg.eps)
+
     return delta
 
 
@@ -51,6 +53,7 @@ def _bias_correction_off_by_one(sqrt, corrections):
     def delta(m, v, t, cfg: Config):  # t − 1 for t: a division by zero at step 1
         bc1, bc2 = corrections(t - 1, cfg, m)
         return cfg.lr * (m / bc1) / (sqrt(v / bc2) + cfg.eps)
+
     return delta
 
 
@@ -102,10 +105,13 @@ def _sigmoid_grad_at_activation(module) -> dict:
         return {"sigmoid": module.sigmoid_with_derivative_at_activation()}
     from harness.engine.canaries import backprop
 
-    return {"loss_and_grads": lambda params, X, y, convention="mse": backprop(params, X, y, derivative_at_activation=True)}
+    return {
+        "loss_and_grads": lambda params, X, y, convention="mse": backprop(params, X, y, derivative_at_activation=True)
+    }
 
 
 # --- one optimizer's rule with one mistake (an entry of the backend's UPDATES) ----------------
+
 
 def _moments(module, g, m, v, cfg):
     """Adam's moments through the backend's own function where it has one (plug-ins may not)."""
@@ -124,6 +130,7 @@ def _nesterov_without_lookahead(module):
     def rule(g, slots, theta, t, cfg):  # the plain heavy-ball step
         buf = cfg.momentum * slots["buf"] + g
         return cfg.lr * buf, {"buf": buf}
+
     return rule
 
 
@@ -131,6 +138,7 @@ def _momentum_dampened(module):
     def rule(g, slots, theta, t, cfg):  # the buffer as an average, (1 − μ)·g: dampening μ
         buf = cfg.momentum * slots["buf"] + (1.0 - cfg.momentum) * g
         return cfg.lr * buf, {"buf": buf}
+
     return rule
 
 
@@ -138,6 +146,7 @@ def _rmsprop_eps_inside_sqrt(module):
     def rule(g, slots, theta, t, cfg):  # optax's default
         v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
         return cfg.lr * g / module.sqrt(v + cfg.eps), {"v": v}
+
     return rule
 
 
@@ -147,6 +156,7 @@ def _adadelta_no_eps_in_numerator(module):
         d = module.sqrt(slots["u"]) / module.sqrt(v + cfg.eps) * g
         u = cfg.rho * slots["u"] + (1.0 - cfg.rho) * (d * d)
         return cfg.lr * d, {"v": v, "u": u}
+
     return rule
 
 
@@ -156,6 +166,7 @@ def _adamw_coupled_decay(module):
         m, v = _moments(module, g, slots["m"], slots["v"], cfg)
         bc1, bc2 = _corrections(module, t, cfg, m)
         return cfg.lr * (m / bc1) / (module.sqrt(v / bc2) + cfg.eps), {"m": m, "v": v}
+
     return rule
 
 
@@ -167,6 +178,7 @@ def _amsgrad_max_of_vhat(module):
         bc1, bc2 = _corrections(module, t, cfg, m)
         vmax = maximum(slots["vmax"], v / bc2)
         return cfg.lr * (m / bc1) / (module.sqrt(vmax) + cfg.eps), {"m": m, "v": v, "vmax": vmax}
+
     return rule
 
 
@@ -178,36 +190,110 @@ def _rule(optimizer: str, wrong):
 FAULTS = {
     f.name: f
     for f in (
-        Fault("eps-inside-sqrt", "update", "adam_delta", _adam_delta(_eps_inside_sqrt),
-              "m̂/√(v̂ + ε)", ("adam",)),
-        Fault("bias-correction-off-by-one", "update", "adam_delta", _adam_delta(_bias_correction_off_by_one),
-              "1 − β^(t−1): a division by zero at step 1", ("adam",)),
-        Fault("no-bias-correction", "update", "adam_delta", _adam_delta(_no_bias_correction),
-              "m/(√v + ε)", ("adam",)),
-        Fault("seed-bias-correction", "update", "adam_delta", _adam_delta(_seed_bias_correction),
-              "the article's m/(1 − β1), v/(1 − β2) (equal to the paper's step at t = 1)", ("adam",)),
-        Fault("beta1-beta2-swapped", "m", "adam_moments", _swapped_betas,
-              "β2 for the first moment, β1 for the second", ADAM_FAMILY),
-        Fault("sigmoid-grad-at-activation", "grads", "sigmoid (autodiff rows), loss_and_grads (numpy)",
-              _sigmoid_grad_at_activation, "σ'(A) for σ'(Z) (in JAX and torch: a wrong derivative rule for σ)"),
-        Fault("grad-missing-2-over-n", "grads", "loss_and_grads", _missing_2_over_n,
-              "the gradient of ½·Σ(ŷ − y)² instead of the mean", plugin=True),
-        Fault("float32-moments", "m", "adam_moments", _float32_moments,
-              "m and v stored in float32 while params are float64", ADAM_FAMILY, needs_float64=True),
-        Fault("nesterov-without-lookahead", "update", "UPDATES['nesterov']",
-              _rule("nesterov", _nesterov_without_lookahead), "the heavy-ball step lr·b for lr·(g + μ·b)",
-              ("nesterov",), plugin=True),
-        Fault("momentum-dampened", "buf", "UPDATES['momentum']", _rule("momentum", _momentum_dampened),
-              "b = μ·b + (1 − μ)·g, an average for a sum (torch's dampening = μ)", ("momentum",), plugin=True),
-        Fault("rmsprop-eps-inside-sqrt", "update", "UPDATES['rmsprop']", _rule("rmsprop", _rmsprop_eps_inside_sqrt),
-              "g/√(v + ε) (optax's default, eps_in_sqrt=True)", ("rmsprop",), plugin=True),
-        Fault("adadelta-no-eps-in-numerator", "update", "UPDATES['adadelta']",
-              _rule("adadelta", _adadelta_no_eps_in_numerator),
-              "√u/√(v + ε)·g: u starts at 0, so it never moves", ("adadelta",), plugin=True),
-        Fault("adamw-coupled-decay", "m", "UPDATES['adamw']", _rule("adamw", _adamw_coupled_decay),
-              "λ·θ added to the gradient (L2) instead of decoupled decay", ("adamw",), plugin=True),
-        Fault("amsgrad-max-of-vhat", "vmax", "UPDATES['amsgrad']", _rule("amsgrad", _amsgrad_max_of_vhat),
-              "the maximum of the bias-corrected v̂ (optax's AMSGrad)", ("amsgrad",), plugin=True),
+        Fault("eps-inside-sqrt", "update", "adam_delta", _adam_delta(_eps_inside_sqrt), "m̂/√(v̂ + ε)", ("adam",)),
+        Fault(
+            "bias-correction-off-by-one",
+            "update",
+            "adam_delta",
+            _adam_delta(_bias_correction_off_by_one),
+            "1 − β^(t−1): a division by zero at step 1",
+            ("adam",),
+        ),
+        Fault("no-bias-correction", "update", "adam_delta", _adam_delta(_no_bias_correction), "m/(√v + ε)", ("adam",)),
+        Fault(
+            "seed-bias-correction",
+            "update",
+            "adam_delta",
+            _adam_delta(_seed_bias_correction),
+            "the article's m/(1 − β1), v/(1 − β2) (equal to the paper's step at t = 1)",
+            ("adam",),
+        ),
+        Fault(
+            "beta1-beta2-swapped",
+            "m",
+            "adam_moments",
+            _swapped_betas,
+            "β2 for the first moment, β1 for the second",
+            ADAM_FAMILY,
+        ),
+        Fault(
+            "sigmoid-grad-at-activation",
+            "grads",
+            "sigmoid (autodiff rows), loss_and_grads (numpy)",
+            _sigmoid_grad_at_activation,
+            "σ'(A) for σ'(Z) (in JAX and torch: a wrong derivative rule for σ)",
+        ),
+        Fault(
+            "grad-missing-2-over-n",
+            "grads",
+            "loss_and_grads",
+            _missing_2_over_n,
+            "the gradient of ½·Σ(ŷ − y)² instead of the mean",
+            plugin=True,
+        ),
+        Fault(
+            "float32-moments",
+            "m",
+            "adam_moments",
+            _float32_moments,
+            "m and v stored in float32 while params are float64",
+            ADAM_FAMILY,
+            needs_float64=True,
+        ),
+        Fault(
+            "nesterov-without-lookahead",
+            "update",
+            "UPDATES['nesterov']",
+            _rule("nesterov", _nesterov_without_lookahead),
+            "the heavy-ball step lr·b for lr·(g + μ·b)",
+            ("nesterov",),
+            plugin=True,
+        ),
+        Fault(
+            "momentum-dampened",
+            "buf",
+            "UPDATES['momentum']",
+            _rule("momentum", _momentum_dampened),
+            "b = μ·b + (1 − μ)·g, an average for a sum (torch's dampening = μ)",
+            ("momentum",),
+            plugin=True,
+        ),
+        Fault(
+            "rmsprop-eps-inside-sqrt",
+            "update",
+            "UPDATES['rmsprop']",
+            _rule("rmsprop", _rmsprop_eps_inside_sqrt),
+            "g/√(v + ε) (optax's default, eps_in_sqrt=True)",
+            ("rmsprop",),
+            plugin=True,
+        ),
+        Fault(
+            "adadelta-no-eps-in-numerator",
+            "update",
+            "UPDATES['adadelta']",
+            _rule("adadelta", _adadelta_no_eps_in_numerator),
+            "√u/√(v + ε)·g: u starts at 0, so it never moves",
+            ("adadelta",),
+            plugin=True,
+        ),
+        Fault(
+            "adamw-coupled-decay",
+            "m",
+            "UPDATES['adamw']",
+            _rule("adamw", _adamw_coupled_decay),
+            "λ·θ added to the gradient (L2) instead of decoupled decay",
+            ("adamw",),
+            plugin=True,
+        ),
+        Fault(
+            "amsgrad-max-of-vhat",
+            "vmax",
+            "UPDATES['amsgrad']",
+            _rule("amsgrad", _amsgrad_max_of_vhat),
+            "the maximum of the bias-corrected v̂ (optax's AMSGrad)",
+            ("amsgrad",),
+            plugin=True,
+        ),
     )
 }
 PLUGIN_FAULTS = tuple(name for name, f in FAULTS.items() if f.plugin)
@@ -218,24 +304,32 @@ def problem(row: str, fault: str, cfg: Config) -> str | None:
     if fault not in FAULTS:
         return f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})"
     record = FAULTS[fault]
-    if row in ROWS and ROWS[row].twin:  # planted in another environment's run of a row
-        row = ROWS[row].twin[0]
+    if row in ROWS:  # (planted in another environment's run of a row: that row's)
+        row = ROWS[row].runs
     plugin = row in ROWS and ROWS[row].kind == "plug-in"
     if row in ROWS and ROWS[row].program:
         variable = load_backend(row).PROGRAM.code_variable
-        return (f"row {row!r} runs a program in another language: plant a mistake in a copy of its code and point "
-                f"{variable} at that folder")
+        return (
+            f"row {row!r} runs a program in another language: plant a mistake in a copy of its code and point "
+            f"{variable} at that folder"
+        )
     if row not in INJECTABLE_ROWS and not plugin:
-        return (f"row {row!r} does not take injected faults (only {', '.join(INJECTABLE_ROWS)} and plug-ins: the others "
-                "are libraries or files)")
+        return (
+            f"row {row!r} does not take injected faults (only {', '.join(INJECTABLE_ROWS)} and plug-ins: the others "
+            "are libraries or files)"
+        )
     if plugin and not record.plugin:
-        return (f"a plug-in row takes the faults its interface allows: {', '.join(PLUGIN_FAULTS)} (the others swap "
-                "functions only the built-in backends define)")
+        return (
+            f"a plug-in row takes the faults its interface allows: {', '.join(PLUGIN_FAULTS)} (the others swap "
+            "functions only the built-in backends define)"
+        )
     if record.needs_float64 and cfg.dtype != "float64":
         return f"{fault} needs --dtype float64"
     if not record.applies_to(cfg.optimizer):
-        return (f"{fault} is a mistake in the {'/'.join(record.optimizers)} step, not in {cfg.optimizer}'s "
-                "(the gradient faults apply to every optimizer)")
+        return (
+            f"{fault} is a mistake in the {'/'.join(record.optimizers)} step, not in {cfg.optimizer}'s "
+            "(the gradient faults apply to every optimizer)"
+        )
     return None
 
 

@@ -8,6 +8,7 @@ the usual one of a least-squares fit: √diag((JᵀJ)⁻¹) times the residual's
 back to the value; a hyperparameter is reported as changed only when it moved by more
 than three of those and by more than a part in 10⁹.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -23,7 +24,8 @@ TINY = 1e-300
 
 def _config(cfg: Config, names, x) -> Config | None:
     try:
-        return replace(cfg, **{n: float(xi) for n, xi in zip(names, x)})
+        fitted: dict = {n: float(xi) for n, xi in zip(names, x, strict=True)}
+        return replace(cfg, **fitted)
     except ValueError:  # a value out of its range (β = 1, a negative accumulator)
         return None
 
@@ -84,8 +86,13 @@ def fit(residual, cfg: Config, stages=(), accept: float = 1.0) -> dict | None:
     config's values still fit."""
     names = list(OPTIMIZERS[cfg.optimizer].defaults)
     start = np.array([float(getattr(cfg, n)) for n in names])
-    starts = [start] + [np.where(np.array(names) == n, value, start) for n, values in OTHER_DEFAULTS.items()
-                        if n in names for value in values if value != getattr(cfg, n)]
+    starts = [start] + [
+        np.where(np.array(names) == n, value, start)
+        for n, values in OTHER_DEFAULTS.items()
+        if n in names
+        for value in values
+        if value != getattr(cfg, n)
+    ]
     r0, best = residual(cfg), None
     for x in starts:
         x, r = _fit_from(residual, cfg, names, stages, x)
@@ -107,6 +114,7 @@ def _at(function, cfg: Config, names):
     def at(point):
         trial = _config(cfg, names, point)
         return np.full(size, 1e30) if trial is None else function(trial)
+
     return at
 
 
@@ -120,14 +128,20 @@ def _summary(cfg: Config, names, x, r, J, residual, accept: float) -> dict:
     dof = max(1, r.size - len(names))
     covariance = np.linalg.pinv(J.T @ J) * float(r @ r) / dof
     sigma = {n: float(np.sqrt(max(covariance[i, i], 0.0))) for i, n in enumerate(names)}
-    fitted = {n: float(xi) for n, xi in zip(names, x)}
-    changed = {n: v for n, v in fitted.items()
-               if abs(v - getattr(cfg, n)) > max(3 * sigma[n], 1e-9 * max(abs(getattr(cfg, n)), TINY))}
+    fitted: dict = {n: float(xi) for n, xi in zip(names, x, strict=True)}
+    changed: dict = {
+        n: v
+        for n, v in fitted.items()
+        if abs(v - getattr(cfg, n)) > max(3 * sigma[n], 1e-9 * max(abs(getattr(cfg, n)), TINY))
+    }
     # the fewest changed numbers: the others back at the config's values, if that still fits as well
     kept = replace(cfg, **changed)
     r_kept = residual(kept)
     best = r_kept if np.abs(r_kept).max() <= max(accept, np.abs(r).max()) else r
     if best is r:
         changed = fitted
-    return {"changed": changed, "uncertainty": {n: sigma[n] for n in changed},
-            "max_residual": float(np.abs(best).max())}
+    return {
+        "changed": changed,
+        "uncertainty": {n: sigma[n] for n in changed},
+        "max_residual": float(np.abs(best).max()),
+    }

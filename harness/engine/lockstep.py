@@ -12,6 +12,7 @@ terms", |row − numpy| / (u·e): a gradient that is small because its terms can
 held to ULPs of itself. Two correct rows each stay within ~u·e of the truth; K_LOCKSTEP
 allows for the bound's constants (measured in tests/test_lockstep.py).
 """
+
 from __future__ import annotations
 
 import time
@@ -19,11 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import backends
 from harness.engine.agreement import elementwise_gap
 from harness.engine.bounds import rounding_scales
 from harness.engine.faults import injected
-from harness.engine.rows import ROWS, load_backend
+from harness.engine.rows import load_backend
 from reference.optimizers import OPTIMIZER_PHASES, OPTIMIZERS
 from reference.spec import PARAM_NAMES, Config, unflatten_params
 
@@ -42,17 +42,18 @@ def phases_for(cfg: Config) -> tuple:
 class States:
     """A batch of optimizer states: the state before each recorded step (numpy arrays)."""
 
-    params: dict           # each (E, r, c)
-    slots: dict            # slot name -> mapping like params
-    t: np.ndarray          # (E, 1, 1) steps taken before this one
-    epochs: np.ndarray     # (E,) the 1-based epoch each step is
+    params: dict  # each (E, r, c)
+    slots: dict  # slot name -> mapping like params
+    t: np.ndarray  # (E, 1, 1) steps taken before this one
+    epochs: np.ndarray  # (E,) the 1-based epoch each step is
 
 
-def states_from_history(cfg: Config, params: np.ndarray, slots: dict, epochs=None) -> States:
+def states_from_history(cfg: Config, params: np.ndarray, slots: dict | None, epochs=None) -> States:
     """The states before epochs 1..E (or the given 1-based ``epochs``) from flat
     histories (params, and each optimizer slot) whose row e is the state after epoch e."""
     epochs = np.arange(1, params.shape[0]) if epochs is None else np.asarray(epochs)
     before = epochs - 1
+    slots = slots or {}
     return States(
         params=unflatten_params(params[before], cfg.hidden),
         slots={s: unflatten_params(slots[s][before], cfg.hidden) for s in OPTIMIZERS[cfg.optimizer].state_slots},
@@ -70,9 +71,9 @@ def row_phases(name: str, cfg: Config, states: States) -> dict:
 @dataclass
 class PhaseError:
     phase: str
-    max_ulp: float        # |row − numpy| / (u·e), worst element
-    max_raw_ulp: float    # |row − numpy| / spacing(|numpy|), worst element
-    epoch: int            # where the worst (scaled) error is
+    max_ulp: float  # |row − numpy| / (u·e), worst element
+    max_raw_ulp: float  # |row − numpy| / spacing(|numpy|), worst element
+    epoch: int  # where the worst (scaled) error is
     tensor: str
     index: tuple
     reference: float
@@ -100,6 +101,8 @@ def worst_per_state(ref: dict, other: dict, scales: dict, dtype: str) -> np.ndar
             scaled = scaled_gap(gap, u * scales[phase][k])
             scaled = scaled.reshape(scaled.shape[0], -1).max(axis=1) if scaled.ndim > 1 else scaled
             worst = scaled if worst is None else np.maximum(worst, scaled)
+    if worst is None:
+        raise ValueError("the two steps share no phase")
     return worst
 
 
@@ -107,11 +110,12 @@ def phase_errors(ref: dict, other: dict, scales: dict, states: States, dtype: st
     """Per phase: the worst error at the scale of its terms and where, and the earliest
     epoch where it exceeds K_LOCKSTEP."""
     u = float(np.finfo(dtype).eps)
-    out = {}
+    out: dict[str, PhaseError] = {}
     for phase in PHASES:
         if phase not in other:
             continue
-        worst, first = None, None
+        worst: tuple | None = None
+        first: dict | None = None
         for k, want in ref[phase].items():
             want64, got64 = np.asarray(want, np.float64), np.asarray(other[phase][k], np.float64)
             gap = elementwise_gap(want64, got64)
@@ -120,7 +124,14 @@ def phase_errors(ref: dict, other: dict, scales: dict, states: States, dtype: st
             with np.errstate(over="ignore"):  # a gap from exactly 0 is infinitely many ULPs of 0
                 raw = gap / np.where(spacing > 0, spacing, np.finfo(dtype).smallest_subnormal)
             position = np.unravel_index(int(np.argmax(scaled)), scaled.shape)
-            candidate = (float(scaled.max()), float(raw.max()), k, position, float(want64[position]), float(got64[position]))
+            candidate = (
+                float(scaled.max()),
+                float(raw.max()),
+                k,
+                position,
+                float(want64[position]),
+                float(got64[position]),
+            )
             if worst is None or candidate[:2] > worst[:2]:
                 worst = candidate
             over = (scaled > K_LOCKSTEP).reshape(scaled.shape[0], -1).any(axis=1)
@@ -128,16 +139,31 @@ def phase_errors(ref: dict, other: dict, scales: dict, states: States, dtype: st
                 e = int(np.argmax(over))
                 if first is None or e < first["_row"]:
                     element = np.unravel_index(int(np.argmax(scaled[e])), scaled.shape[1:])
-                    first = {"_row": e, "epoch": int(states.epochs[e]), "tensor": k, "index": [int(i) for i in element],
-                             "reference": float(want64[e][element]), "value": float(got64[e][element]),
-                             "ulp": float(scaled[e][element]), "raw_ulp": float(raw[e][element])}
+                    first = {
+                        "_row": e,
+                        "epoch": int(states.epochs[e]),
+                        "tensor": k,
+                        "index": [int(i) for i in element],
+                        "reference": float(want64[e][element]),
+                        "value": float(got64[e][element]),
+                        "ulp": float(scaled[e][element]),
+                        "raw_ulp": float(raw[e][element]),
+                    }
+        assert worst is not None  # every phase holds a tensor
         scaled_max, raw_max, k, position, reference, value = worst
         if first is not None:
             del first["_row"]
         out[phase] = PhaseError(
-            phase=phase, max_ulp=scaled_max, max_raw_ulp=raw_max, epoch=int(states.epochs[position[0]]),
-            tensor=k, index=tuple(int(i) for i in position[1:]), reference=reference, value=value,
-            passed=bool(scaled_max <= K_LOCKSTEP), first=first,
+            phase=phase,
+            max_ulp=scaled_max,
+            max_raw_ulp=raw_max,
+            epoch=int(states.epochs[position[0]]),
+            tensor=k,
+            index=tuple(int(i) for i in position[1:]),
+            reference=reference,
+            value=value,
+            passed=bool(scaled_max <= K_LOCKSTEP),
+            first=first,
         )
     return out
 
@@ -151,7 +177,9 @@ def first_failing(errors: dict) -> PhaseError | None:
     return None
 
 
-def lockstep_row(name: str, cfg: Config, states: States, faults: dict | None = None, twin_of: str | None = None) -> dict:
+def lockstep_row(
+    name: str, cfg: Config, states: States, faults: dict | None = None, twin_of: str | None = None
+) -> dict:
     """One row's lockstep against numpy (each with its planted fault, if any): per phase
     errors, and per epoch the largest |Δθ| of the new params. A row of another
     environment (``twin_of``: the row it runs) is also held against that row here: its
@@ -163,9 +191,15 @@ def lockstep_row(name: str, cfg: Config, states: States, faults: dict | None = N
     scales = rounding_scales(ref, states, cfg)
     other = _phases_with_fault(name, cfg, states, faults)
     errors = phase_errors(ref, other, scales, states, cfg.dtype)
-    params_gap = np.max([elementwise_gap(np.asarray(ref["params"][k], np.float64),
-                                         np.asarray(other["params"][k], np.float64)).reshape(len(states.epochs), -1).max(axis=1)
-                         for k in PARAM_NAMES], axis=0)
+    params_gap = np.max(
+        [
+            elementwise_gap(np.asarray(ref["params"][k], np.float64), np.asarray(other["params"][k], np.float64))
+            .reshape(len(states.epochs), -1)
+            .max(axis=1)
+            for k in PARAM_NAMES
+        ],
+        axis=0,
+    )
     result = {"errors": errors, "params_gap": params_gap}
     if twin_of is not None:
         here = ref if twin_of == "numpy" else _phases_with_fault(twin_of, cfg, states, faults)
@@ -191,8 +225,15 @@ def first_bitwise_difference(ref: dict, other: dict, states: States) -> dict | N
             rows = np.flatnonzero(differs.any(axis=1))
             if rows.size and (found is None or rows[0] < found[0]):
                 element = np.unravel_index(int(np.argmax(differs[rows[0]])), want64.shape[1:])
-                found = (int(rows[0]), phase, k, element, float(want64[rows[0]][element]),
-                         float(got64[rows[0]][element]), np.asarray(want).dtype)
+                found = (
+                    int(rows[0]),
+                    phase,
+                    k,
+                    element,
+                    float(want64[rows[0]][element]),
+                    float(got64[rows[0]][element]),
+                    np.asarray(want).dtype,
+                )
     if found is None:
         return None
     row, phase, k, element, reference, value, dtype = found
@@ -205,5 +246,12 @@ def difference_at(epoch: int, phase: str, tensor: str, index: list, reference: f
     finite = np.isfinite(reference) and np.isfinite(value)
     spacing = float(np.spacing(np.abs(np.asarray(reference, dtype)))) if finite else 0.0
     ulps = abs(value - reference) / spacing if spacing > 0 else float("inf")
-    return {"epoch": int(epoch), "phase": phase, "tensor": tensor, "index": list(index), "reference": reference,
-            "value": value, "ulps": ulps}
+    return {
+        "epoch": int(epoch),
+        "phase": phase,
+        "tensor": tensor,
+        "index": list(index),
+        "reference": reference,
+        "value": value,
+        "ulps": ulps,
+    }

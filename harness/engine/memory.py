@@ -9,6 +9,7 @@ and rounding bounds), on top of a process with the frameworks loaded. The two co
 are measured by ``benchmarks/memory.py`` (figures in docs/speed.md); the rest is
 counted. It errs large: a run refused here would need most of the machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -75,8 +76,10 @@ def _kept_bytes(command: str, cfg: Config, rows: int, runs: int, every: int) -> 
     return rows * trajectory_bytes(cfg, runs, every)
 
 
-ADVICE = {"sweep": "a larger --every, fewer --seeds or --epochs, or a smaller --hidden",
-          "grads": "fewer --epochs or a smaller --hidden"}
+ADVICE = {
+    "sweep": "a larger --every, fewer --seeds or --epochs, or a smaller --hidden",
+    "grads": "fewer --epochs or a smaller --hidden",
+}
 
 
 def too_large(command: str, cfg: Config, rows: int, runs: int = 1, every: int = 1) -> str | None:
@@ -85,5 +88,7 @@ def too_large(command: str, cfg: Config, rows: int, runs: int = 1, every: int = 
     if have is None or need <= have:
         return None
     advice = ADVICE.get(command, "fewer --epochs or a smaller --hidden")
-    return (f"this run would need about {need / 2**30:.1f} GiB of memory (its trajectories and lockstep batches), "
-            f"more than the {have / 2**30:.1f} GiB available here: use {advice}")
+    return (
+        f"this run would need about {need / 2**30:.1f} GiB of memory (its trajectories and lockstep batches), "
+        f"more than the {have / 2**30:.1f} GiB available here: use {advice}"
+    )

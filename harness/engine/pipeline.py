@@ -3,6 +3,7 @@ its states and the runs nudged by one ULP that make its envelope; step every row
 lockstep from numpy's states as soon as they are in; compare each pair against the
 derived tolerance, and judge and explain it. ``compare.py``, ``explain``, ``versions``
 and the benchmarks call ``run_default``; the reports read its ``Results``."""
+
 from __future__ import annotations
 
 import time
@@ -26,11 +27,11 @@ class Results:
     trajectories: dict
     agreements: list
     envelope: np.ndarray | None
-    lockstep: dict                      # row -> lockstep_row result
+    lockstep: dict  # row -> lockstep_row result
     faults: dict
     skipped: dict
     pairs: list[PairVerdict] = field(default_factory=list)
-    gaps: dict = field(default_factory=dict)    # (a, b) of each pair -> its gap per record (for the drift figure)
+    gaps: dict = field(default_factory=dict)  # (a, b) of each pair -> its gap per record (for the drift figure)
     lockstep_seconds: float = 0.0  # summed over rows (they may run in parallel with training)
     environment: dict | None = None
     environments: dict = field(default_factory=dict)  # the other environments (--env) by name
@@ -58,9 +59,17 @@ class Results:
         return all(p.accepted for p in self.pairs)
 
 
-
-def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress=None,
-                externals: dict | None = None, match_epochs: int = TRAJECTORY_EPOCHS, twins_only: bool = False) -> Results:
+def run_default(
+    cfg: Config,
+    names: list,
+    device: str,
+    jobs: int,
+    faults: dict,
+    progress=None,
+    externals: dict | None = None,
+    match_epochs: int = TRAJECTORY_EPOCHS,
+    twins_only: bool = False,
+) -> Results:
     """``names``' first row is the reference. Lockstep and the derived tolerance need
     the numpy row (its states and its sensitivity); without it the fixed rule applies.
     ``externals``: rows read from trajectory files (name -> Trajectory), compared like
@@ -75,13 +84,16 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
     trained_at = time.time()
     envelope = envelope_of(trajectories["numpy"], perturbed) if perturbed and names[0] == "numpy" else None
     pairs = pairs_of(list(trajectories))
-    agreements = compare_all(trajectories, cfg.dtype, envelope,
-                             [p for p in pairs if is_twin_pair(*p)] if twins_only else pairs)
-    results = Results(cfg, trajectories, agreements, envelope, lockstep, faults, skipped,
-                      lockstep_seconds=lockstep_seconds)
+    agreements = compare_all(
+        trajectories, cfg.dtype, envelope, [p for p in pairs if is_twin_pair(*p)] if twins_only else pairs
+    )
+    results = Results(
+        cfg, trajectories, agreements, envelope, lockstep, faults, skipped, lockstep_seconds=lockstep_seconds
+    )
     results.timings.update(started=started, tasks=costs)
-    results.timings["main"].update({"training and lockstep": trained_at - started,
-                                    "envelope and comparison": time.time() - trained_at})
+    results.timings["main"].update(
+        {"training and lockstep": trained_at - started, "envelope and comparison": time.time() - trained_at}
+    )
     with results.timed("verdicts"):
         _judge_pairs(results, match_epochs)
     return results
@@ -90,7 +102,7 @@ def run_default(cfg: Config, names: list, device: str, jobs: int, faults: dict, 
 def pairs_of(names: list) -> list:
     """The pairs a run compares: each row with its run in another environment first (a
     twin), then the first row with every other."""
-    twins = [(ROWS[n].twin[0], n) for n in names if ROWS[n].twin and ROWS[n].twin[0] in names]
+    twins = [(ROWS[n].runs, n) for n in names if ROWS[n].twin and ROWS[n].runs in names]
     return twins + [(names[0], n) for n in names[1:] if (names[0], n) not in twins]
 
 
@@ -112,8 +124,13 @@ def twin_summary(agreement, step: dict) -> TwinVerdict:
     """A pair of one row in two environments: whether the whole run is the same bits,
     and where the same steps first differ at all (lockstep, None: nowhere)."""
     same = agreement.max_abs_param_diff == 0 and agreement.max_abs_loss_diff == 0
-    return TwinVerdict(step["twin"], bool(same and step["first_difference"] is None), bool(same),
-                       step["first_difference"], step["stepped"])
+    return TwinVerdict(
+        step["twin"],
+        bool(same and step["first_difference"] is None),
+        bool(same),
+        step["first_difference"],
+        step["stepped"],
+    )
 
 
 def _pair_lockstep(lockstep: dict, a: str, b: str, faults: dict) -> dict:
@@ -121,15 +138,20 @@ def _pair_lockstep(lockstep: dict, a: str, b: str, faults: dict) -> dict:
     row of another environment against the row it runs here (``twin``: their errors, and
     where they first differ at all; None without a lockstep)."""
     if is_twin_pair(a, b):
-        step, env = lockstep.get(b, {}), ROWS[b].twin[1]
+        step, env = lockstep.get(b, {}), ROWS[b].environment
         if "twin_errors" not in step:
             return {"twin": env, "first_difference": None, "stepped": False}
         failing = not all(e.passed for e in step["twin_errors"].values())
         planted = [f"{row}:{faults[row]}" for row in (a, b) if faults.get(row)]
         cause = f"the fault planted ({', '.join(planted)})" if planted else "the libraries"
         why = f"the same code computes a step differently in {env} than here: {cause} changed the computation"
-        return {"errors": step["twin_errors"], "twin": env, "first_difference": step["first_difference"],
-                "stepped": True, "explanation": unexplained(b, why) if failing else None}
+        return {
+            "errors": step["twin_errors"],
+            "twin": env,
+            "first_difference": step["first_difference"],
+            "stepped": True,
+            "explanation": unexplained(b, why) if failing else None,
+        }
     other = b if a == "numpy" else a if b == "numpy" else None
     return lockstep.get(other, {})
 
@@ -140,8 +162,11 @@ def _explain_free_running(agreement, step: dict, traj, cfg: Config, match_epochs
     if agreement.passed:
         return None
     if step.get("errors"):
-        return unexplained(traj.name, f"every step agrees with {agreement.a}'s to rounding: the gap is rounding that "
-                           "training amplified, not a convention")
+        return unexplained(
+            traj.name,
+            f"every step agrees with {agreement.a}'s to rounding: the gap is rounding that "
+            "training amplified, not a convention",
+        )
     if agreement.a == "numpy" and ROWS[traj.name].kind in ("external", "library"):
         return explain_trajectory(traj.name, traj, cfg, match_epochs)
     return unexplained(traj.name, "no lockstep, and its trajectory is not compared with the spec's")
@@ -161,7 +186,7 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
             function, args = with_rows, (added, function, *args)
         workers.submit(key, function, *args)
 
-    tasks = [(n, (run_row, n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
+    tasks: list[tuple] = [(n, (run_row, n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
     if "numpy" in names:  # the perturbed runs train as one batch: one task
         starts = perturbed_starts(params0, cfg.seed)
         tasks.append((("perturbed",), (run_row, "numpy", cfg, starts, 1, "cpu", faults.get("numpy"), False, cfg.seed)))
@@ -188,8 +213,9 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
                 progress(f"  {key:<12} trained in {result.seconds:6.2f} s")
                 if key == "numpy":  # its states are in: every other row's lockstep can start
                     states = states_from_history(cfg, result.params, result.states)
-                    for other in (n for n in ordered if n != "numpy" and ROWS[n].lockstep
-                                  and (stepped is None or n in stepped)):
+                    for other in (
+                        n for n in ordered if n != "numpy" and ROWS[n].lockstep and (stepped is None or n in stepped)
+                    ):
                         submit(workers, ("lockstep", other), lockstep_and_explain, other, cfg, states, faults)
     lockstep = {n: lockstep[n] for n in ordered if n in lockstep and n in trajectories}
     costs = {task_label(key): cost for key, cost in workers.costs.items()}

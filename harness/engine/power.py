@@ -22,6 +22,7 @@ LOCKSTEP_STEPS steps spread evenly over the run, every δ apart; drift trains al
 batch of runs and judges them as the default run judges a pair (K_ENVELOPE × the clean
 run's perturbation envelope).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,13 @@ from types import SimpleNamespace
 import numpy as np
 
 import backends
-from harness.engine.agreement import (envelope_of, envelope_tolerance, gaps_per_record, perturbed_starts,
-                                      trajectory_scale)
+from harness.engine.agreement import (
+    envelope_of,
+    envelope_tolerance,
+    gaps_per_record,
+    perturbed_starts,
+    trajectory_scale,
+)
 from harness.engine.bounds import rounding_scales
 from harness.engine.execution import run_row
 from harness.engine.faults import patched
@@ -134,7 +140,9 @@ def lockstep_detection(cfg: Config, base: dict, phase: str, kind: str, deltas: n
     caught, first = np.zeros(deltas.size, bool), np.full(deltas.size, -1)
     for i, delta in enumerate(deltas):
         with planted(cfg, phase, kind, [delta], cfg.seed + i, stepping=True):
-            over = worst_per_state(base["clean"], row_phases("numpy", cfg, states), base["scales"], cfg.dtype) > K_LOCKSTEP
+            over = (
+                worst_per_state(base["clean"], row_phases("numpy", cfg, states), base["scales"], cfg.dtype) > K_LOCKSTEP
+            )
         if over.any():
             caught[i], first[i] = True, int(states.epochs[np.argmax(over)])
     return caught, first
@@ -193,7 +201,7 @@ def smallest_caught_from(caught: np.ndarray) -> int | None:
 def summarize_power(results: list) -> dict:
     """Thresholds per optimizer, dtype, phase, kind and judge, over the seeds: the smallest
     δ caught in every seed, with every larger δ too."""
-    groups = {}
+    groups: dict[tuple, dict] = {}
     for result in results:
         for (phase, kind, judge), (caught, first) in result["curves"].items():
             key = (result["optimizer"], result["dtype"], phase, kind, judge)
@@ -205,13 +213,19 @@ def summarize_power(results: list) -> dict:
         caught = np.logical_and.reduce(group["caught"])
         index = smallest_caught_from(caught)
         deltas, u = group["deltas"], float(np.finfo(dtype).eps)
-        thresholds.append({
-            "optimizer": optimizer, "dtype": dtype, "phase": phase, "kind": kind, "judged_by": judge,
-            "smallest_caught_relative": None if index is None else float(deltas[index]),
-            "smallest_caught_ulps": None if index is None else float(deltas[index] / u),
-            "first_epoch": None if index is None else int(np.max([f[index] for f in group["first"]])),
-            "seeds": len(group["caught"]),
-            "caught_share": [float(np.mean([c[i] for c in group["caught"]])) for i in range(deltas.size)],
-            "deltas": [float(d) for d in deltas],
-        })
+        thresholds.append(
+            {
+                "optimizer": optimizer,
+                "dtype": dtype,
+                "phase": phase,
+                "kind": kind,
+                "judged_by": judge,
+                "smallest_caught_relative": None if index is None else float(deltas[index]),
+                "smallest_caught_ulps": None if index is None else float(deltas[index] / u),
+                "first_epoch": None if index is None else int(np.max([f[index] for f in group["first"]])),
+                "seeds": len(group["caught"]),
+                "caught_share": [float(np.mean([c[i] for c in group["caught"]])) for i in range(deltas.size)],
+                "deltas": [float(d) for d in deltas],
+            }
+        )
     return {"thresholds": thresholds}

@@ -1,6 +1,7 @@
 """The rows of the comparison, one record each: which backend module trains it, what it
 is, what it implements and what it needs. A library row's facts (the torch.optim or optax
 call, known gaps) are the optimizer's record's (``reference.optimizers``)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,30 +21,43 @@ class Row:
     read these fields, never a list of row names."""
 
     name: str
-    backend: str            # what backends.load takes: the module ("backends.numpy_backend"), "file:PATH", "env:…"
-    implementation: str     # what the row is, for the table
-    kind: str               # "hand backprop", "autodiff", "library", "plug-in" or "external"
+    backend: str  # what backends.load takes: the module ("backends.numpy_backend"), "file:PATH", "env:…"
+    implementation: str  # what the row is, for the table
+    kind: str  # "hand backprop", "autodiff", "library", "plug-in" or "external"
     requires: tuple[str, ...] = ()  # modules it imports: looked up before it runs, their import timed by bench
     packages: tuple[str, ...] = ()  # distributions its numbers depend on (the environment record, each row's versions)
     forms: tuple[str, ...] = ADAM_FORMS  # the Adam forms (Config.adam) it implements
-    lockstep: bool = True   # whether it can step from a given state (lockstep, replay)
+    lockstep: bool = True  # whether it can step from a given state (lockstep, replay)
     optimizers: tuple[str, ...] = tuple(OPTIMIZERS)  # the optimizers (Config.optimizer) it implements
     library: str | None = None  # library rows: the Optimizer record's field naming the call ("torch", "optax")
-    library_label: str = ""     # the library as the table names it ("torch.optim")
-    program: bool = False        # a program in another language (its backend's PROGRAM says which)
+    library_label: str = ""  # the library as the table names it ("torch.optim")
+    program: bool = False  # a program in another language (its backend's PROGRAM says which)
     dtypes: tuple[str, ...] = DTYPES  # the dtypes it computes in
-    batched: bool = True         # whether it trains a batch of runs at once (the sweep)
+    batched: bool = True  # whether it trains a batch of runs at once (the sweep)
     twin: tuple[str, str] | None = None  # a row run by another interpreter: (the row it runs, the environment's name)
-    injectable: bool = False     # its module is a whole backend (backends.interface): faults can be planted in it
-    device: str = "any"          # "cpu": always runs on the cpu; "any": --device applies
-    cost: float = 0.0            # expected seconds of its task in a default run (docs/speed.md): slowest start first
-    bench: bool = True           # whether bench times it by default
-    gradcheck: bool = False      # whether the gradient check takes its gradient as a source
-    note: str = ""               # appended to the table's description of a hand-written step (", jit")
+    injectable: bool = False  # its module is a whole backend (backends.interface): faults can be planted in it
+    device: str = "any"  # "cpu": always runs on the cpu; "any": --device applies
+    cost: float = 0.0  # expected seconds of its task in a default run (docs/speed.md): slowest start first
+    bench: bool = True  # whether bench times it by default
+    gradcheck: bool = False  # whether the gradient check takes its gradient as a source
+    note: str = ""  # appended to the table's description of a hand-written step (", jit")
+
+    @property
+    def runs(self) -> str:
+        """The built-in row whose code it runs: itself, or the row a twin runs elsewhere."""
+        return self.twin[0] if self.twin else self.name
+
+    @property
+    def environment(self) -> str:
+        """Where it runs: "here", or the other environment's name."""
+        return self.twin[1] if self.twin else "here"
 
     def implements(self, cfg: Config) -> bool:
-        return (cfg.optimizer in self.optimizers and (cfg.optimizer != "adam" or cfg.adam in self.forms)
-                and cfg.dtype in self.dtypes)
+        return (
+            cfg.optimizer in self.optimizers
+            and (cfg.optimizer != "adam" or cfg.adam in self.forms)
+            and cfg.dtype in self.dtypes
+        )
 
     def describe(self, cfg: Config) -> str:
         """What the row computes for ``cfg``, for the table."""
@@ -61,24 +75,101 @@ class Row:
 ROWS: dict[str, Row] = {
     row.name: row
     for row in (
-        Row("numpy", "backends.numpy_backend", "hand backprop", "hand backprop", ("numpy",), ("numpy",),
-            injectable=True, device="cpu", cost=1),
-        Row("jax", "backends.jax_backend", "jax.value_and_grad", "autodiff", ("jax",), ("jax", "jaxlib"),
-            injectable=True, cost=2, gradcheck=True, note=", jit"),
-        Row("torch", "backends.torch_backend", "torch autograd", "autodiff", ("torch",), ("torch",),
-            injectable=True, cost=10, gradcheck=True),
-        Row("torch.optim", "backends.torch_optim_row", "torch autograd", "library", ("torch",), ("torch",),
-            forms=("paper",), library="torch", library_label="torch.optim", cost=16),
-        Row("optax", "backends.optax_row", "jax.value_and_grad", "library", ("jax", "optax"),
-            ("jax", "jaxlib", "optax"), forms=("paper",), library="optax", library_label="optax", cost=1),
-        Row("keras", "backends.keras_row", "jax.value_and_grad", "library", ("jax", "keras"),
-            ("jax", "jaxlib", "keras"), forms=("epshat",), lockstep=False, optimizers=("adam",), library="keras",
-            library_label="keras", cost=1),
+        Row(
+            "numpy",
+            "backends.numpy_backend",
+            "hand backprop",
+            "hand backprop",
+            ("numpy",),
+            ("numpy",),
+            injectable=True,
+            device="cpu",
+            cost=1,
+        ),
+        Row(
+            "jax",
+            "backends.jax_backend",
+            "jax.value_and_grad",
+            "autodiff",
+            ("jax",),
+            ("jax", "jaxlib"),
+            injectable=True,
+            cost=2,
+            gradcheck=True,
+            note=", jit",
+        ),
+        Row(
+            "torch",
+            "backends.torch_backend",
+            "torch autograd",
+            "autodiff",
+            ("torch",),
+            ("torch",),
+            injectable=True,
+            cost=10,
+            gradcheck=True,
+        ),
+        Row(
+            "torch.optim",
+            "backends.torch_optim_row",
+            "torch autograd",
+            "library",
+            ("torch",),
+            ("torch",),
+            forms=("paper",),
+            library="torch",
+            library_label="torch.optim",
+            cost=16,
+        ),
+        Row(
+            "optax",
+            "backends.optax_row",
+            "jax.value_and_grad",
+            "library",
+            ("jax", "optax"),
+            ("jax", "jaxlib", "optax"),
+            forms=("paper",),
+            library="optax",
+            library_label="optax",
+            cost=1,
+        ),
+        Row(
+            "keras",
+            "backends.keras_row",
+            "jax.value_and_grad",
+            "library",
+            ("jax", "keras"),
+            ("jax", "jaxlib", "keras"),
+            forms=("epshat",),
+            lockstep=False,
+            optimizers=("adam",),
+            library="keras",
+            library_label="keras",
+            cost=1,
+        ),
         # the series' other languages: programs run in a subprocess (backends.program_row)
-        Row("octave", "backends.octave_row", "MATLAB code (backends/octave) run by GNU Octave", "hand backprop",
-            program=True, dtypes=("float64",), batched=False, device="cpu", cost=7),
-        Row("scilab", "backends.scilab_row", "Scilab code (backends/scilab/xor.sci) run by Scilab", "hand backprop",
-            program=True, dtypes=("float64",), batched=False, device="cpu", cost=7),
+        Row(
+            "octave",
+            "backends.octave_row",
+            "MATLAB code (backends/octave) run by GNU Octave",
+            "hand backprop",
+            program=True,
+            dtypes=("float64",),
+            batched=False,
+            device="cpu",
+            cost=7,
+        ),
+        Row(
+            "scilab",
+            "backends.scilab_row",
+            "Scilab code (backends/scilab/xor.sci) run by Scilab",
+            "hand backprop",
+            program=True,
+            dtypes=("float64",),
+            batched=False,
+            device="cpu",
+            cost=7,
+        ),
     )
 }
 BUILT_IN = frozenset(ROWS)
@@ -111,8 +202,14 @@ def register_plugin(path) -> Row:
     resolved = str(Path(path).resolve())
     if name in ROWS and ROWS[name].backend != f"file:{resolved}":
         raise backends.PluginError(f"{path}: NAME {name!r} is taken by another row")
-    row = Row(name, f"file:{resolved}", f"plug-in {Path(path).name}: {module.GRADIENT_SOURCE}", "plug-in",
-              forms=tuple(getattr(module, "ADAM_FORMS", ("paper",))), optimizers=tuple(module.UPDATES))
+    row = Row(
+        name,
+        f"file:{resolved}",
+        f"plug-in {Path(path).name}: {module.GRADIENT_SOURCE}",
+        "plug-in",
+        forms=tuple(getattr(module, "ADAM_FORMS", ("paper",))),
+        optimizers=tuple(module.UPDATES),
+    )
     ROWS[name] = row
     return row
 
@@ -131,7 +228,7 @@ def twinnable(name: str) -> bool:
 
 def is_twin_pair(a: str, b: str) -> bool:
     """Whether row ``b`` is row ``a`` run in another environment."""
-    return ROWS[b].twin is not None and ROWS[b].twin[0] == a
+    return ROWS[b].twin is not None and ROWS[b].runs == a
 
 
 def register_twin(name: str, env: str, python) -> Row:
@@ -140,8 +237,9 @@ def register_twin(name: str, env: str, python) -> Row:
     from backends.env_row import backend_key
 
     base = ROWS[name]
-    row = replace(base, name=f"{name}@{env}", backend=backend_key(name, env, python), requires=(), batched=False,
-                  twin=(name, env))
+    row = replace(
+        base, name=f"{name}@{env}", backend=backend_key(name, env, python), requires=(), batched=False, twin=(name, env)
+    )
     ROWS[row.name] = row
     return row
 
@@ -172,12 +270,12 @@ class Trajectory:
     """One row's run: loss per epoch (before its update) and flat params per epoch."""
 
     name: str
-    loss: np.ndarray            # (epochs,)
-    params: np.ndarray          # (epochs + 1, n_params); row 0 the initial weights
-    seconds: float              # training wall time, compile excluded
+    loss: np.ndarray  # (epochs,)
+    params: np.ndarray  # (epochs + 1, n_params); row 0 the initial weights
+    seconds: float  # training wall time, compile excluded
     compile_seconds: float | None = None
     epochs_run: int | None = None  # when only checkpoints are kept: how many epochs ran
-    states: dict | None = None     # Adam's flat m and v per record, where recorded
+    states: dict | None = None  # Adam's flat m and v per record, where recorded
 
     @property
     def epochs(self) -> int:

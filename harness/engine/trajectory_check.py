@@ -3,6 +3,7 @@ count, finite numbers, as many epochs as asked, and the parameter order, by comp
 epoch 1 with the exported initial weights (one optimizer step apart). Every problem is one
 line naming the file, the line and what is wrong (``reference.exchange.ExternalError``).
 Used for --external files and for the octave row's output."""
+
 from __future__ import annotations
 
 import math
@@ -19,19 +20,24 @@ def validate_trajectory(path, loss, params, lines, cfg: Config, first_step: floa
     n = n_params(cfg.hidden)
     where = "row" if str(path).endswith(".npz") else "line"
     if params.shape[1] != n:
-        raise ExternalError(f"{path}: {where} {lines[0]}: {params.shape[1] + 1} columns, expected {n + 1} "
-                            f"(the loss, then the {n} parameters {ORDER} for hidden={cfg.hidden})")
+        raise ExternalError(
+            f"{path}: {where} {lines[0]}: {params.shape[1] + 1} columns, expected {n + 1} "
+            f"(the loss, then the {n} parameters {ORDER} for hidden={cfg.hidden})"
+        )
     table = np.column_stack([loss, params])
     bad = ~np.isfinite(table)
     if bad.any():
         i, column = np.argwhere(bad)[0]
         what = "NaN" if math.isnan(table[i, column]) else "infinite"
-        raise ExternalError(f"{path}: {where} {lines[i]}, column {column + 1}: {what} where a finite number is expected")
+        raise ExternalError(
+            f"{path}: {where} {lines[i]}, column {column + 1}: {what} where a finite number is expected"
+        )
     if loss.shape[0] < cfg.epochs:
         raise ExternalError(f"{path}: {loss.shape[0]} epochs, fewer than the {cfg.epochs} asked (--epochs)")
     if loss.shape[0] > cfg.epochs:
-        raise ExternalError(f"{path}: {where} {lines[cfg.epochs]}: {loss.shape[0]} epochs, more than the {cfg.epochs} "
-                            "asked (--epochs)")
+        raise ExternalError(
+            f"{path}: {where} {lines[cfg.epochs]}: {loss.shape[0]} epochs, more than the {cfg.epochs} asked (--epochs)"
+        )
     _check_order(path, params[0], cfg, first_step, f"{where} {lines[0]}")
 
 
@@ -45,14 +51,19 @@ def _check_order(path, first: np.ndarray, cfg: Config, first_step: float, where:
         return
     column_major = np.concatenate([np.asarray(init[k]).T.ravel() for k in PARAM_NAMES])
     if float(np.abs(first - column_major).max()) <= allowed:
-        raise ExternalError(f"{path}: {where}: the parameters are in column-major order (MATLAB's W1(:)); write "
-                            f"them {ORDER}, e.g. reshape(W1.', 1, [])")
+        raise ExternalError(
+            f"{path}: {where}: the parameters are in column-major order (MATLAB's W1(:)); write "
+            f"them {ORDER}, e.g. reshape(W1.', 1, [])"
+        )
     if float(np.abs(np.sort(first) - np.sort(start)).max()) <= allowed:
-        raise ExternalError(f"{path}: {where}: the parameters are the initial weights in another order; expected "
-                            f"{ORDER}")
-    raise ExternalError(f"{path}: {where}: epoch 1 is {moved:.3g} from the exported initial weights, more than one "
-                        f"step can move (≤ {allowed:.3g}): not started from compare.py init --seed {cfg.seed} "
-                        f"--hidden {cfg.hidden}, or not in the order {ORDER}")
+        raise ExternalError(
+            f"{path}: {where}: the parameters are the initial weights in another order; expected {ORDER}"
+        )
+    raise ExternalError(
+        f"{path}: {where}: epoch 1 is {moved:.3g} from the exported initial weights, more than one "
+        f"step can move (≤ {allowed:.3g}): not started from compare.py init --seed {cfg.seed} "
+        f"--hidden {cfg.hidden}, or not in the order {ORDER}"
+    )
 
 
 def reference_first_step(cfg: Config) -> float:

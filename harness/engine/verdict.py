@@ -2,6 +2,7 @@
 lockstep errors per phase combined, which case a difference is, where the pair first
 parts, and whether a known library gap explains it. One ``PairVerdict`` per pair; its
 ``to_json()`` is what --json writes for it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,12 @@ class GapVerdict:
     explained: bool
 
     def to_json(self) -> dict:
-        return {"expected": True, "expected_reason": self.reason, "expected_phase": self.phase,
-                "explained": self.explained}
+        return {
+            "expected": True,
+            "expected_reason": self.reason,
+            "expected_phase": self.phase,
+            "explained": self.explained,
+        }
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,13 @@ class TwinVerdict:
     stepped: bool
 
     def to_json(self) -> dict:
-        return {"environment": self.environment, "bit_identical": self.bit_identical,
-                "trajectory_bit_identical": self.trajectory_bit_identical,
-                "first_difference": self.first_difference, "stepped": self.stepped}
+        return {
+            "environment": self.environment,
+            "bit_identical": self.bit_identical,
+            "trajectory_bit_identical": self.trajectory_bit_identical,
+            "first_difference": self.first_difference,
+            "stepped": self.stepped,
+        }
 
 
 @dataclass
@@ -95,17 +104,30 @@ class PairVerdict:
         return entry
 
 
-def pair_verdict(agreement: Agreement, errors: dict | None, a, b, gap=None, explanation: dict | None = None,
-                 twin: TwinVerdict | None = None) -> PairVerdict:
+def pair_verdict(
+    agreement: Agreement,
+    errors: dict | None,
+    a,
+    b,
+    gap=None,
+    explanation: dict | None = None,
+    twin: TwinVerdict | None = None,
+) -> PairVerdict:
     """The verdict on trajectories ``a`` and ``b`` from their agreement, their lockstep
     ``errors`` (None without) and ``gap`` (``reference.optimizers.Gap``) when one is known."""
     lock_ok = all(e.passed for e in errors.values()) if errors else True
     # where training is chaotic, drift cannot tell rounding from a difference: lockstep judges
     drift_ok = agreement.passed or (agreement.chaotic and bool(errors))
     passed = bool(drift_ok and lock_ok)
-    verdict = PairVerdict(agreement, errors or None, passed, diagnosis(agreement, errors),
-                          explanation=None if passed else explanation,
-                          first_divergence=None if passed else first_divergence(agreement, errors, a, b), twin=twin)
+    verdict = PairVerdict(
+        agreement,
+        errors or None,
+        passed,
+        diagnosis(agreement, errors),
+        explanation=None if passed else explanation,
+        first_divergence=None if passed else first_divergence(agreement, errors, a, b),
+        twin=twin,
+    )
     if gap:
         verdict.gap = explain_gap(gap, passed, errors, verdict.explanation)
     return verdict
@@ -116,9 +138,12 @@ def lockstep_summary(errors: dict) -> dict:
     if not errors:
         return {}
     worst = max(errors.values(), key=lambda e: e.max_ulp)
-    return {"lockstep_max_ulp": worst.max_ulp, "lockstep_worst_phase": worst.phase,
-            "lockstep_passed": all(e.passed for e in errors.values()),
-            "lockstep": {p: e.to_dict() for p, e in errors.items()}}
+    return {
+        "lockstep_max_ulp": worst.max_ulp,
+        "lockstep_worst_phase": worst.phase,
+        "lockstep_passed": all(e.passed for e in errors.values()),
+        "lockstep": {p: e.to_dict() for p, e in errors.items()},
+    }
 
 
 def first_divergence(agreement, errors: dict | None, a, b) -> dict | None:
@@ -129,8 +154,16 @@ def first_divergence(agreement, errors: dict | None, a, b) -> dict | None:
     if failing:
         e = min(failing, key=lambda x: (x.first["epoch"], PHASES.index(x.phase)))
         f = e.first
-        return _divergence(f["epoch"], e.phase, f["tensor"], f["index"], f["reference"], f["value"],
-                           source="lockstep", ulp=f["raw_ulp"])
+        return _divergence(
+            f["epoch"],
+            e.phase,
+            f["tensor"],
+            f["index"],
+            f["reference"],
+            f["value"],
+            source="lockstep",
+            ulp=f["raw_ulp"],
+        )
     if agreement.passed or agreement.first_epoch_over_tolerance is None:
         return None
     epoch = agreement.first_epoch_over_tolerance
@@ -149,9 +182,18 @@ def first_divergence(agreement, errors: dict | None, a, b) -> dict | None:
 def _divergence(epoch, phase, tensor, index, reference, value, source, ulp) -> dict:
     diff = abs(value - reference) if np.isfinite(value) and np.isfinite(reference) else float("inf")
     relative = diff / abs(reference) if reference and np.isfinite(diff) else float("inf")
-    return {"epoch": int(epoch), "phase": phase, "tensor": tensor, "index": list(index), "reference": reference,
-            "value": value, "abs_diff": diff, "rel_diff": relative,
-            "ulp_diff": float(ulp), "found_by": source}
+    return {
+        "epoch": int(epoch),
+        "phase": phase,
+        "tensor": tensor,
+        "index": list(index),
+        "reference": reference,
+        "value": value,
+        "abs_diff": diff,
+        "rel_diff": relative,
+        "ulp_diff": float(ulp),
+        "found_by": source,
+    }
 
 
 def diagnosis(agreement, errors: dict | None) -> str:
@@ -161,7 +203,9 @@ def diagnosis(agreement, errors: dict | None) -> str:
         return f"computation differs (lockstep fails first in {failing.phase})"
     if not agreement.passed:
         if errors and agreement.chaotic:
-            return "agree: chaotic training (one-ULP nudges part by > √u), drift cannot judge, lockstep at rounding level"
+            return (
+                "agree: chaotic training (one-ULP nudges part by > √u), drift cannot judge, lockstep at rounding level"
+            )
         if errors:
             return "rounding amplified by training (lockstep at rounding level)"
         return "trajectories part (no lockstep for this pair)"
@@ -178,8 +222,7 @@ def explain_gap(gap, passed: bool, errors: dict | None, explanation: dict | None
     phase, reason = gap.phase, gap.reason
     if errors:
         failing = first_failing(errors)
-        recognised = (gap.variant is None or failing is None
-                      or (explanation or {}).get("variant") == gap.variant)
+        recognised = gap.variant is None or failing is None or (explanation or {}).get("variant") == gap.variant
         explained = not passed and recognised and (failing is None or (phase != "drift" and failing.phase == phase))
     else:
         explained = not passed

@@ -6,6 +6,7 @@ by the interpreter of another environment, it answers the one request in FOLDER
 (request.json, input.npz) with result.json and result.npz, in the formats that
 ``backends.env_row`` documents, and exits 0; or writes ``{"error": one line}`` and exits 1.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,7 +59,9 @@ def step(request: dict, folder: Path):
     slots = {s: {k: arrays[f"slots/{s}/{k}"] for k in PARAM_NAMES} for s in slot_names}
     with injected(request["row"], request.get("fault")):
         phases = load_backend(request["row"]).step_phases(cfg, params, slots, arrays["t"])
-    return {}, {f"{phase}/{name}": np.asarray(value) for phase, parts in phases.items() for name, value in parts.items()}
+    return {}, {
+        f"{phase}/{name}": np.asarray(value) for phase, parts in phases.items() for name, value in parts.items()
+    }
 
 
 ACTIONS = {"probe": probe, "train": train, "step": step}
@@ -86,7 +89,7 @@ def main(argv: list) -> int:
     folder = Path(argv[0])
     try:
         result = answer(folder)
-    except Exception as exc:  # noqa: BLE001 - any failure goes back to the caller as one line
+    except Exception as exc:
         text = " ".join(str(exc).split())
         said = exc.__class__.__name__ not in ("BackendUnavailable", "PluginError")
         result = {"error": f"{exc.__class__.__name__}: {text}" if said else text}

@@ -1,5 +1,6 @@
 """What a result was computed with: versions and platform, read without importing
 the frameworks (importing torch or jax only to print a version costs seconds)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,7 @@ def package_version(name: str) -> str | None:
 
 
 def environment(device: str = "cpu") -> dict:
-    env = {"python": platform.python_version()}
+    env: dict[str, str | int | None] = {"python": platform.python_version()}
     env.update({name: package_version(name) for name in PACKAGES})
     env["platform"] = platform.platform()
     env["machine"] = platform.machine()
@@ -54,7 +55,7 @@ def code_fingerprint() -> str:
 
     digest = hashlib.sha256()
     for package in CODE_PACKAGES:
-        folder = Path(importlib.import_module(package).__file__).parent
+        folder = Path(str(importlib.import_module(package).__file__)).parent
         for path in sorted(p for p in folder.rglob("*") if p.suffix in CODE_SUFFIXES and "__pycache__" not in p.parts):
             digest.update(f"{package}/{path.relative_to(folder).as_posix()}\0".encode())
             digest.update(path.read_bytes())

@@ -3,6 +3,7 @@ trajectories in (``compare.py --external NAME=FILE``). The formats are
 ``reference.exchange``; a trajectory read in is checked against the run
 (``harness.engine.trajectory_check``) before it becomes a row.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,17 @@ def _write_csv_init(path, cfg: Config) -> None:
 def _write_npz_init(path, cfg: Config) -> None:
     params = initial_params(cfg.seed, cfg.hidden, "float64")
     X, y = xor_data("float64")
-    write_npz(path, {**params, "flat": flatten_params(params), "X": X, "y": y,
-                     "config": np.array(json.dumps(cfg.to_dict())), "order": np.array(ORDER)})
+    write_npz(
+        path,
+        {
+            **params,
+            "flat": flatten_params(params),
+            "X": X,
+            "y": y,
+            "config": np.array(json.dumps(cfg.to_dict())),
+            "order": np.array(ORDER),
+        },
+    )
 
 
 # format -> writer(path, cfg); each writes the file whole or not at all
@@ -62,13 +72,18 @@ def load_external(name: str, path, cfg: Config, first_step: float, every: int = 
     start = flatten_params(initial_params(cfg.seed, cfg.hidden, "float64"))
     history = np.vstack([start[None], params]).astype(cfg.dtype)
     kept = checkpoint_epochs(cfg.epochs, every)
-    return Trajectory(name=name, loss=loss[kept - 1].astype(cfg.dtype), params=history[np.concatenate([[0], kept])],
-                      seconds=float("nan"), epochs_run=cfg.epochs)
+    return Trajectory(
+        name=name,
+        loss=loss[kept - 1].astype(cfg.dtype),
+        params=history[np.concatenate([[0], kept])],
+        seconds=float("nan"),
+        epochs_run=cfg.epochs,
+    )
 
 
 def write_trajectory_csv(path, loss: np.ndarray, params: np.ndarray, hidden: int) -> None:
     """A trajectory in the CSV form ``read_trajectory_file`` reads (params after each
     epoch, without the initial row), 17 significant digits."""
     header = "loss," + ",".join(flat_names(hidden))
-    body = "\n".join(",".join(repr(float(x)) for x in (loss_e, *row)) for loss_e, row in zip(loss, params))
+    body = "\n".join(",".join(repr(float(x)) for x in (loss_e, *row)) for loss_e, row in zip(loss, params, strict=True))
     write_atomic(path, lambda f: f.write((header + "\n" + body + "\n").encode()))

@@ -5,6 +5,7 @@ tell where a run here first differs from one:
 
 (regenerates all of them, into ``reference/golden`` unless DIR is given).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ ENVIRONMENT_KEYS = ("python", "numpy", "platform", "machine")
 def golden_run(cfg: Config):
     """The numpy row's whole run at ``cfg`` and the digests of every phase of every step
     from its own states: (loss (E,), params (E + 1, n), digests (E, P), the phases)."""
-    states = {}
+    states: dict = {}
     loss, params = numpy_backend.train(cfg, initial_params(cfg.seed, cfg.hidden, cfg.dtype), states=states)
     steps = states_from_history(cfg, params, states)
     names = phases_for(cfg)
@@ -35,8 +36,8 @@ def golden_run(cfg: Config):
     return loss, params, phase_digests(phases, names), names
 
 
-def make_golden(seed: int, cfg: Config = Config()) -> dict:
-    cfg = replace(cfg, seed=seed)
+def make_golden(seed: int, cfg: Config | None = None) -> dict:
+    cfg = replace(cfg or Config(), seed=seed)
     loss, params, digests, names = golden_run(cfg)
     epochs = checkpoint_epochs(cfg.epochs, EVERY)
     return {
@@ -62,18 +63,24 @@ def compare_with_golden(golden: dict) -> dict:
     first = first_digest_difference(golden["digests"], digests, [str(p) for p in golden["phases"]])
     here, made = environment(), golden["environment"]
     changed = {key: [made.get(key), here.get(key)] for key in ENVIRONMENT_KEYS if made.get(key) != here.get(key)}
-    return {"loss": loss[golden["epochs"] - 1], "params": params[golden["epochs"]], "bit_identical": first is None,
-            "first_difference": None if first is None else {"epoch": first[0], "phase": first[1]},
-            "environment_changes": changed}
+    return {
+        "loss": loss[golden["epochs"] - 1],
+        "params": params[golden["epochs"]],
+        "bit_identical": first is None,
+        "first_difference": None if first is None else {"epoch": first[0], "phase": first[1]},
+        "environment_changes": changed,
+    }
 
 
 def difference_text(seed: int, result: dict) -> str:
     """One line: where the run here first differs from the golden, and what changed."""
     first = result["first_difference"]
     changes = ", ".join(f"{k} {a} → {b}" for k, (a, b) in result["environment_changes"].items())
-    where = "the same environment (a CPU or BLAS that rounds differently?)" if not changes else changes
-    return (f"seed {seed}: the numpy row first differs from its golden at epoch {first['epoch']}, phase "
-            f"{first['phase']} (golden made in another environment: {where})")
+    where = changes or "the same environment (a CPU or BLAS that rounds differently?)"
+    return (
+        f"seed {seed}: the numpy row first differs from its golden at epoch {first['epoch']}, phase "
+        f"{first['phase']} (golden made in another environment: {where})"
+    )
 
 
 def main(argv=None) -> None:

@@ -1,7 +1,9 @@
 """Output files are written whole or not at all: to a temporary name beside the
 target, then renamed over it."""
+
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -61,10 +63,8 @@ def write_atomic(path, write) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

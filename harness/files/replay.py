@@ -1,6 +1,7 @@
 """Replay files: the numpy row's exact state just before the step where a pair parted,
 with the config, the environment and the planted faults, so that the step can be run
 again in every row (``compare.py replay``). Read back without unpickling, validated."""
+
 from __future__ import annotations
 
 import json
@@ -17,17 +18,25 @@ from reference.spec import Config, n_params, unflatten_params
 REPLAY_KEYS = ("params", "t", "epoch", "config", "environment", "faults", "pair", "phase")
 
 
-def write_replay(path, cfg: Config, reference, epoch: int, pair, phase: str, faults: dict, env: dict) -> None:
+def write_replay(path, cfg: Config, reference, epoch: int, pair, phase: str, faults: dict, env: dict | None) -> None:
     """The numpy row's exact state just before ``epoch`` (params, the optimizer's slots,
     t), with the config, the environment and the planted faults, so the step can be
     run again."""
     before = epoch - 1
-    write_npz(path, {
-        "params": reference.params[before], **{s: history[before] for s, history in reference.states.items()},
-        "t": np.array(before, dtype=np.int64), "epoch": np.array(epoch, dtype=np.int64),
-        "config": np.array(json.dumps(cfg.to_dict())), "environment": np.array(json.dumps(env)),
-        "faults": np.array(json.dumps(faults)), "pair": np.array(",".join(pair)), "phase": np.array(phase),
-    })
+    write_npz(
+        path,
+        {
+            "params": reference.params[before],
+            **{s: history[before] for s, history in reference.states.items()},
+            "t": np.array(before, dtype=np.int64),
+            "epoch": np.array(epoch, dtype=np.int64),
+            "config": np.array(json.dumps(cfg.to_dict())),
+            "environment": np.array(json.dumps(env)),
+            "faults": np.array(json.dumps(faults)),
+            "pair": np.array(",".join(pair)),
+            "phase": np.array(phase),
+        },
+    )
 
 
 class ReplayError(ValueError):
@@ -70,9 +79,16 @@ def read_replay(path) -> dict:
         raise ReplayError(f"{path}: t must be a whole number >= 0 and epoch t + 1")
     if not isinstance(faults, dict) or not all(isinstance(v, str) for v in faults.values()):
         raise ReplayError(f"{path}: faults must map rows to fault names")
-    return {"config": cfg, "faults": faults, "pair": str(record["pair"]).split(","), "phase": str(record["phase"]),
-            "states": States(
-                params=unflatten_params(record["params"].astype(cfg.dtype)[None], cfg.hidden),
-                slots={s: unflatten_params(record[s].astype(cfg.dtype)[None], cfg.hidden) for s in slots},
-                t=np.array([[[int(t)]]], dtype=np.int64), epochs=np.array([int(epoch)])),
-            "environment": json.loads(str(record["environment"]))}
+    return {
+        "config": cfg,
+        "faults": faults,
+        "pair": str(record["pair"]).split(","),
+        "phase": str(record["phase"]),
+        "states": States(
+            params=unflatten_params(record["params"].astype(cfg.dtype)[None], cfg.hidden),
+            slots={s: unflatten_params(record[s].astype(cfg.dtype)[None], cfg.hidden) for s in slots},
+            t=np.array([[[int(t)]]], dtype=np.int64),
+            epochs=np.array([int(epoch)]),
+        ),
+        "environment": json.loads(str(record["environment"])),
+    }

@@ -26,6 +26,7 @@ own error estimate, E = |fd(2h) − fd(h)| / 3 (truncation, which goes as h²) +
 
 (measured margins: docs/gradients.md).
 """
+
 from __future__ import annotations
 
 import time
@@ -41,7 +42,7 @@ from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, initial_params, para
 K_GRADIENT = 4.0
 K_FD = 4.0
 SATURATION_FACTORS = (8.0, 25.0)
-TAYLOR_STEPS = tuple(10.0 ** -k for k in np.linspace(2, 5, 7))
+TAYLOR_STEPS = tuple(10.0**-k for k in np.linspace(2, 5, 7))
 CONVENTIONS = {  # name -> its gradient divided by the MSE's gradient
     "mean squared error": 1.0,
     "½·Σ(ŷ − y)²": GRAD_SCALE["half-sse"],
@@ -52,7 +53,7 @@ CONVENTIONS = {  # name -> its gradient divided by the MSE's gradient
 @dataclass
 class Point:
     label: str
-    params: dict            # float64 arrays
+    params: dict  # float64 arrays
     saturated: bool = False
 
 
@@ -85,6 +86,7 @@ def rounded(params: dict, dtype: str) -> dict:
 
 # --- the sources ---------------------------------------------------------------------------
 
+
 def hand_source(convention: str = "mse"):
     from backends import numpy_backend
 
@@ -97,6 +99,7 @@ def hand_source(convention: str = "mse"):
 
 def function_source(fn):
     """A hand gradient given as fn(params, X, y) -> (loss, grads), e.g. a canary."""
+
     def gradient(params, dtype):
         X, y = xor_data(dtype)
         return fn(rounded(params, dtype), X, y)[1]
@@ -153,7 +156,7 @@ def finite_differences(params, dtype: str) -> dict:
     return _central_differences(params, dtype)[0]
 
 
-def finite_difference_error_estimate(params, dtype: str, truth: "OracleValues") -> dict:
+def finite_difference_error_estimate(params, dtype: str, truth: OracleValues) -> dict:
     """Error bound of ``finite_differences``, from its own numbers: truncation error is
     ~c·h², so |fd(2h) − fd(h)| ≈ 3× it; cancellation is the loss's rounding error
     (≈ u × the oracle's loss scale) on each side, divided by the step."""
@@ -165,11 +168,12 @@ def finite_difference_error_estimate(params, dtype: str, truth: "OracleValues") 
 
 # --- comparison with the oracle ----------------------------------------------------------------
 
+
 @dataclass
 class OracleValues:
     loss: float
-    grad: dict        # mpf nested lists
-    size: dict        # float64 arrays: S per element
+    grad: dict  # mpf nested lists
+    size: dict  # float64 arrays: S per element
     loss_size: float  # scale of the loss's rounding error
 
 
@@ -182,8 +186,12 @@ def tensor_errors(g: np.ndarray, truth, dtype: str):
     """|g − truth| per element (taken in high precision) and in ULPs of the dtype at the truth."""
     truth_array = oracle.to_array(truth)
     with mpmath.workdps(oracle.DIGITS):
-        err = np.array([[float(abs(mpmath.mpf(float(g[i, j])) - truth[i][j])) for j in range(g.shape[1])]
-                        for i in range(g.shape[0])])
+        err = np.array(
+            [
+                [float(abs(mpmath.mpf(float(g[i, j])) - truth[i][j])) for j in range(g.shape[1])]
+                for i in range(g.shape[0])
+            ]
+        )
     ulp = np.spacing(np.abs(truth_array.astype(dtype))).astype(np.float64)
     ulp = np.where(ulp > 0, ulp, np.finfo(dtype).smallest_subnormal)
     return err, err / ulp, truth_array
@@ -204,8 +212,13 @@ def judge(source: str, grads: dict, truth: OracleValues, point_params: dict, dty
     for k, shape in param_shapes(hidden).items():
         g = np.asarray(grads[k])
         if g.shape != shape:
-            out[k] = {"passed": False, "problem": f"{k}: gradient has shape {g.shape}, parameter has shape {shape}",
-                      "max_rel_error_vs_oracle": None, "max_ulp_vs_oracle": None, "max_error_over_allowed": None}
+            out[k] = {
+                "passed": False,
+                "problem": f"{k}: gradient has shape {g.shape}, parameter has shape {shape}",
+                "max_rel_error_vs_oracle": None,
+                "max_ulp_vs_oracle": None,
+                "max_error_over_allowed": None,
+            }
             continue
         err, ulps, truth_array = tensor_errors(g, truth.grad[k], dtype)
         allowed = allowed_by_tensor[k]
@@ -225,7 +238,7 @@ def judge(source: str, grads: dict, truth: OracleValues, point_params: dict, dty
 TAYLOR_RESOLUTION = 1e-4
 
 
-def taylor_resolvable(truth: "OracleValues", dtype: str) -> float:
+def taylor_resolvable(truth: OracleValues, dtype: str) -> float:
     """The relative error a correct float gradient may have at this point (K·u·S over
     the gradient's size). Where it exceeds TAYLOR_RESOLUTION the gradient's rounding,
     not its formula, decides the remainder, and the Taylor test cannot judge."""
@@ -243,17 +256,25 @@ def taylor_order(params: dict, grads: dict, seed: int = 0) -> dict:
     norm = np.sqrt(sum(float(np.sum(d * d)) for d in direction.values()))
     direction = {k: d / norm for k, d in direction.items()}
     with mpmath.workdps(oracle.DIGITS):
-        slope = mpmath.fsum(mpmath.mpf(float(a)) * mpmath.mpf(float(b))
-                            for k in PARAM_NAMES for a, b in zip(np.ravel(grads[k]), np.ravel(direction[k])))
+        slope = mpmath.fsum(
+            mpmath.mpf(float(a)) * mpmath.mpf(float(b))
+            for k in PARAM_NAMES
+            for a, b in zip(np.ravel(grads[k]), np.ravel(direction[k]), strict=True)
+        )
         base = oracle.mse(params)
         remainders = [abs(oracle.mse(params, direction=direction, step=h) - base - h * slope) for h in TAYLOR_STEPS]
     logs = np.log10([float(r) if r > 0 else 1e-300 for r in remainders])
     order = float(np.polyfit(np.log10(TAYLOR_STEPS), logs, 1)[0])
-    return {"order": order, "steps": list(TAYLOR_STEPS), "remainders": [float(r) for r in remainders],
-            "passed": bool(abs(order - 2.0) < 0.25)}
+    return {
+        "order": order,
+        "steps": list(TAYLOR_STEPS),
+        "remainders": [float(r) for r in remainders],
+        "passed": bool(abs(order - 2.0) < 0.25),
+    }
 
 
 # --- which loss is it the gradient of? ---------------------------------------------------------
+
 
 def loss_convention(hand_by_point: list, truths: list, dtype: str, hidden: int) -> dict:
     """The convention (MSE, ½·SSE, SSE) whose exact gradient the hand gradient is, at
@@ -261,15 +282,22 @@ def loss_convention(hand_by_point: list, truths: list, dtype: str, hidden: int) 
     matches = []
     for name, factor in CONVENTIONS.items():
         ok = True
-        for grads, truth in zip(hand_by_point, truths):
+        for grads, truth in zip(hand_by_point, truths, strict=True):
             for k in PARAM_NAMES:
                 g = np.asarray(grads[k])
                 if g.shape != param_shapes(hidden)[k]:
                     ok = False
                     break
                 with mpmath.workdps(oracle.DIGITS):
-                    err = np.array([[float(abs(mpmath.mpf(float(g[i, j])) - factor * truth.grad[k][i][j]))
-                                     for j in range(g.shape[1])] for i in range(g.shape[0])])
+                    err = np.array(
+                        [
+                            [
+                                float(abs(mpmath.mpf(float(g[i, j])) - factor * truth.grad[k][i][j]))
+                                for j in range(g.shape[1])
+                            ]
+                            for i in range(g.shape[0])
+                        ]
+                    )
                 if np.any(err > factor * K_GRADIENT * float(np.finfo(dtype).eps) * truth.size[k]):
                     ok = False
                     break
@@ -278,8 +306,11 @@ def loss_convention(hand_by_point: list, truths: list, dtype: str, hidden: int) 
         if ok:
             matches.append((name, factor))
     if not matches:
-        return {"convention": None, "scale_vs_mse": None,
-                "statement": "not the exact gradient of the MSE, of ½·Σ(ŷ − y)² or of Σ(ŷ − y)²"}
+        return {
+            "convention": None,
+            "scale_vs_mse": None,
+            "statement": "not the exact gradient of the MSE, of ½·Σ(ŷ − y)² or of Σ(ŷ − y)²",
+        }
     name, factor = matches[0]
     if factor == 1.0:
         statement = "the exact gradient of the mean squared error, the loss the run logs"
@@ -298,7 +329,8 @@ def available_sources(hand_fn, hand_only: bool = False) -> tuple[dict, dict]:
     """Source name -> gradient(params, dtype); and skipped source -> reason."""
     from harness.engine.rows import unavailable_reason
 
-    sources, skipped = {"hand": hand_fn}, {}
+    sources: dict = {"hand": hand_fn}
+    skipped: dict[str, str] = {}
     if hand_only:
         return sources, skipped
     for name in AUTODIFF_SOURCES:
@@ -318,10 +350,19 @@ def run_check(cfg: Config, n_points: int, hand_fn, hand_label: str, hand_only: b
     points = check_points(cfg, n_points)
     sources, skipped = available_sources(hand_fn, hand_only)
     dtype = cfg.dtype
-    result = {"config": cfg.to_dict(), "hand": hand_label, "points": [p.label for p in points],
-              "skipped": skipped, "sources": {}, "taylor": [], "per_point": []}
-    truths, hand_by_point, autodiff_gaps = [], [], {}
-    per_source = {name: {k: [] for k in PARAM_NAMES} for name in sources}
+    result: dict = {
+        "config": cfg.to_dict(),
+        "hand": hand_label,
+        "points": [p.label for p in points],
+        "skipped": skipped,
+        "sources": {},
+        "taylor": [],
+        "per_point": [],
+    }
+    truths: list = []
+    hand_by_point: list = []
+    autodiff_gaps: dict[str, dict] = {}
+    per_source: dict[str, dict[str, list]] = {name: {k: [] for k in PARAM_NAMES} for name in sources}
     with np.errstate(over="ignore"):  # exp(−z) overflows to inf at saturated points: σ = 0, as it should
         for point in points:
             at = {k: v.astype(np.float64) for k, v in rounded(point.params, dtype).items()}
@@ -356,8 +397,10 @@ def run_check(cfg: Config, n_points: int, hand_fn, hand_label: str, hand_only: b
         result["closest_to_oracle"] = closest_source(result["sources"])
         if dtype == "float32" and not hand_only:
             result["float64_comparison"] = float64_comparison(points, sources, cfg.hidden)
-    result["passed"] = bool(all(t["passed"] for src in result["sources"].values() for t in src.values())
-                            and all(t["passed"] for t in result["taylor"]))
+    result["passed"] = bool(
+        all(t["passed"] for src in result["sources"].values() for t in src.values())
+        and all(t["passed"] for t in result["taylor"])
+    )
     result["seconds"] = time.perf_counter() - started
     return result
 
@@ -393,8 +436,11 @@ def _worst(verdicts: list) -> dict:
 def _summary(kinds_and_verdicts: list) -> dict:
     """Worst over all points, and apart for regular and saturated points."""
     out = _worst([v for _, v in kinds_and_verdicts])
-    out["by_point_kind"] = {kind: _worst([v for k, v in kinds_and_verdicts if k == kind])
-                            for kind in ("regular", "saturated") if any(k == kind for k, _ in kinds_and_verdicts)}
+    out["by_point_kind"] = {
+        kind: _worst([v for k, v in kinds_and_verdicts if k == kind])
+        for kind in ("regular", "saturated")
+        if any(k == kind for k, _ in kinds_and_verdicts)
+    }
     return out
 
 
@@ -424,8 +470,11 @@ def float64_comparison(points: list, sources: dict, hidden: int) -> dict:
             for dtype in worst:
                 verdict = judge(name, gradient(at, dtype), truth, at, dtype, hidden)
                 worst[dtype] = max([worst[dtype]] + [t["max_rel_error_vs_oracle"] or 0.0 for t in verdict.values()])
-        ratios[name] = {"float32_max_rel_error": worst["float32"], "float64_max_rel_error": worst["float64"],
-                        "float64_closer_by": worst["float32"] / worst["float64"] if worst["float64"] > 0 else None}
+        ratios[name] = {
+            "float32_max_rel_error": worst["float32"],
+            "float64_max_rel_error": worst["float64"],
+            "float64_closer_by": worst["float32"] / worst["float64"] if worst["float64"] > 0 else None,
+        }
     return ratios
 
 
@@ -443,17 +492,22 @@ def run_canaries(cfg: Config, n_points: int) -> dict:
         canaries[name] = {
             "caught": bool(failing) or not all(t["passed"] for t in check["taylor"]),
             "tensors": sorted(failing, key=PARAM_NAMES.index),
-            "worst_error_over_allowed": max((t["max_error_over_allowed"] or 0.0) for t in failing.values()) if failing else 0.0,
+            "worst_error_over_allowed": max((t["max_error_over_allowed"] or 0.0) for t in failing.values())
+            if failing
+            else 0.0,
             "problems": sorted({t["problem"] for t in failing.values() if t.get("problem")}),
             "taylor_orders": orders,
             "loss_convention": check["loss_convention"],
         }
     caught = all(c["caught"] for c in canaries.values())
-    return {"config": cfg.to_dict(), "points": truth_run["points"], "canaries": canaries,
-            "true_gradient_passed": truth_run["passed"], "passed": bool(caught and truth_run["passed"]),
-            "seconds": time.perf_counter() - started}
+    return {
+        "config": cfg.to_dict(),
+        "points": truth_run["points"],
+        "canaries": canaries,
+        "true_gradient_passed": truth_run["passed"],
+        "passed": bool(caught and truth_run["passed"]),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 # --- reports -----------------------------------------------------------------------------------
-
-

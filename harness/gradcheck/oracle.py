@@ -18,6 +18,7 @@ factors), where
 A gradient that is small because its terms cancel is still computed from large terms,
 so S, not |gradient|, is what the tolerance scales with.
 """
+
 from __future__ import annotations
 
 import mpmath
@@ -39,8 +40,9 @@ def _saturation(a):
 
 def _mp_params(params: dict) -> dict:
     """Exact mpf copies of float parameters (every binary float is an mpf exactly)."""
-    return {k: [[mpmath.mpf(float(x)) for x in row] for row in np.asarray(params[k], dtype=np.float64)]
-            for k in PARAM_NAMES}
+    return {
+        k: [[mpmath.mpf(float(x)) for x in row] for row in np.asarray(params[k], dtype=np.float64)] for k in PARAM_NAMES
+    }
 
 
 def mse(params: dict, digits: int = DIGITS, direction: dict | None = None, step=0):
@@ -51,7 +53,10 @@ def mse(params: dict, digits: int = DIGITS, direction: dict | None = None, step=
         if direction is not None:
             d = _mp_params(direction)
             h = mpmath.mpf(step)
-            p = {k: [[a + h * b for a, b in zip(ra, rb)] for ra, rb in zip(p[k], d[k])] for k in PARAM_NAMES}
+            p = {
+                k: [[a + h * b for a, b in zip(ra, rb, strict=True)] for ra, rb in zip(p[k], d[k], strict=True)]
+                for k in PARAM_NAMES
+            }
         return _forward_loss(p)
 
 
@@ -82,7 +87,9 @@ def loss_and_grads(params: dict, digits: int = DIGITS):
         for s in range(n):
             x = [int(X[s, 0]), int(X[s, 1])]
             z1 = [x[0] * p["W1"][0][j] + x[1] * p["W1"][1][j] + p["b1"][0][j] for j in range(hidden)]
-            z1_size = [abs(x[0] * p["W1"][0][j]) + abs(x[1] * p["W1"][1][j]) + abs(p["b1"][0][j]) for j in range(hidden)]
+            z1_size = [
+                abs(x[0] * p["W1"][0][j]) + abs(x[1] * p["W1"][1][j]) + abs(p["b1"][0][j]) for j in range(hidden)
+            ]
             a1 = [_sigmoid(z) for z in z1]
             z2 = mpmath.fsum(a1[j] * p["W2"][j][0] for j in range(hidden)) + p["b2"][0][0]
             z2_size = mpmath.fsum(abs(a1[j] * p["W2"][j][0]) for j in range(hidden)) + abs(p["b2"][0][0])

@@ -1,5 +1,6 @@
 """Figures: the seed article's two per row, all rows' loss curves overlaid, the drift of
 a pair; and the two helpers every command's figures use (``pyplot``, ``save_figure``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -96,11 +97,14 @@ def drift_figure(path, a: str, b: str, gap: np.ndarray, allowed: np.ndarray, loc
     plt = pyplot()
     positive = lambda x: np.where(np.asarray(x, dtype=np.float64) > 0, x, np.nan)  # noqa: E731
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    series = [(np.arange(gap.shape[0]), positive(gap), "-", "free-running gap |Δθ|, |Δloss|"),
-              (np.arange(gap.shape[0]), positive(np.broadcast_to(allowed, gap.shape)), "--", "allowed (derived tolerance)")]
+    series = [
+        (np.arange(gap.shape[0]), positive(gap), "-", "free-running gap |Δθ|, |Δloss|"),
+        (np.arange(gap.shape[0]), positive(np.broadcast_to(allowed, gap.shape)), "--", "allowed (derived tolerance)"),
+    ]
     if lockstep_gap is not None:
-        series.append((np.arange(1, lockstep_gap.shape[0] + 1), positive(lockstep_gap), ":",
-                       "lockstep |Δθ| after one step"))
+        series.append(
+            (np.arange(1, lockstep_gap.shape[0] + 1), positive(lockstep_gap), ":", "lockstep |Δθ| after one step")
+        )
     for x, values, style, label in series:
         ax.plot(x, values, style, label=label)
     finite = np.concatenate([v[np.isfinite(v)] for _, v, _, _ in series])

@@ -1,5 +1,6 @@
 """A progress bar on stderr: only on a terminal, and only once a run has lasted a
 couple of seconds, so short runs and redirected output stay clean."""
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,10 @@ class Progress:
             return
         width = 24
         filled = round(width * self.done / self.total)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.label}"
-                          f"  {elapsed:5.0f} s  {note:<12}")
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.label}"
+            f"  {elapsed:5.0f} s  {note:<12}"
+        )
         self.stream.flush()
         self.shown = True
 

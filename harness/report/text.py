@@ -1,5 +1,6 @@
 """What the reports share: labels, number formats, a row's final predictions and the
 epoch from which XOR stays solved."""
+
 from __future__ import annotations
 
 import math
@@ -62,10 +63,13 @@ def explanation_sentence(explanation: dict | None) -> str:
         return f"Unexplained: {explanation['description']}."
     measure = f"to {explanation['max_ulp']:.2g} ULP{_steps(explanation['matched_epochs'])}"
     if explanation["variant"] == "hyperparameters":
-        values = ", ".join(f"{k} {v:.6g} ± {explanation['uncertainty'][k]:.2g}"
-                           for k, v in explanation["hyperparameters"].items())
-        return (f"{row} matches the same algorithm with {values} {measure} (fit residual "
-                f"{explanation['residual']:.2g} {explanation['residual_unit']}): set the same hyperparameters.")
+        values = ", ".join(
+            f"{k} {v:.6g} ± {explanation['uncertainty'][k]:.2g}" for k, v in explanation["hyperparameters"].items()
+        )
+        return (
+            f"{row} matches the same algorithm with {values} {measure} (fit residual "
+            f"{explanation['residual']:.2g} {explanation['residual_unit']}): set the same hyperparameters."
+        )
     text = f"{row} matches {explanation['variant']} ({explanation['description']}; {explanation['used_by']}) {measure}"
     if explanation.get("same_as"):
         text += f"; the same steps as {explanation['same_as']}"

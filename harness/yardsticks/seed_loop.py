@@ -8,6 +8,7 @@ numbers are the article's, not the default config's.
 
     python -m harness.yardsticks.seed_loop   # one 20000-epoch run, as the article's script does
 """
+
 from __future__ import annotations
 
 import time
@@ -40,8 +41,12 @@ def seed_style_training(params0: dict, epochs: int, lr=0.001, beta1=0.9, beta2=0
         errors[epoch] = np.mean((A2 - y) ** 2)
         delta2 = (A2 - y) * _sigmoid_derivative(Z2)
         delta1 = np.dot(delta2, p["W2"].T) * _sigmoid_derivative(Z1)
-        grads = {"W2": np.dot(A1.T, delta2), "b2": np.sum(delta2, axis=0),
-                 "W1": np.dot(X.T, delta1), "b1": np.sum(delta1, axis=0)}
+        grads = {
+            "W2": np.dot(A1.T, delta2),
+            "b2": np.sum(delta2, axis=0),
+            "W1": np.dot(X.T, delta1),
+            "b1": np.sum(delta1, axis=0),
+        }
         for k in PARAM_NAMES:
             m[k] = beta1 * m[k] + (1 - beta1) * grads[k]
             v[k] = beta2 * v[k] + (1 - beta2) * (grads[k] ** 2)
