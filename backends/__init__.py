@@ -25,10 +25,11 @@ and the flat params (W1, b1, W2, b2 row-major) initially and after each checkpoi
 Frameworks are imported only when a backend is loaded (``load``), so a missing one
 costs nothing until it is asked for.
 
-A plug-in backend (``compare.py --backend-file FILE.py``, ``load_file``) must define
-the interface's required members; what it leaves out of the rest is filled in from those
-(``complete``): cpu only, the glue, and a readable training loop over ``train_step``.
-Its ``UPDATES`` may hold only some optimizers: the row runs those.
+A plug-in backend (``compare.py --backend-file FILE.py``, ``load_file``), and a row's
+module of our own, must define the interface's required members; what they leave out of
+the rest is filled in from those (``complete``): cpu only, the glue, and a readable
+training loop over ``train_step``. Its ``UPDATES`` may hold only some optimizers: the
+row runs those.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def load(name: str) -> Any:
             raise  # our own code is broken: that is a bug, not a missing framework
         raise BackendUnavailable(f"{name} unavailable: cannot import {missing}") from exc
     IMPORT_SECONDS[name] = time.perf_counter() - started
+    if all(hasattr(module, member) for member in REQUIRED):  # a row's module needs only the required part
+        complete(module)
     return module
 
 

@@ -30,7 +30,8 @@ K_STEP = 8
 
 
 def cfg_for(name):
-    return Config(optimizer=name, lr=LR[name])
+    # an optimizer with no entry above steps at 10× its default learning rate
+    return Config(optimizer=name, lr=LR.get(name, 10 * OPTIMIZERS[name].defaults["lr"]))
 
 
 def gradient(kind):
@@ -57,6 +58,9 @@ def state(name, cfg, where):
         "u": lambda s: rng.uniform(1e-6, 1e-4, s),
         "vmax": lambda s: rng.uniform(1e-2, 2e-2, s),
     }
+    # a slot with no entry above: a sum of squares (the record's non_negative) or a signed value
+    for slot in OPTIMIZERS[name].state_slots:
+        draw.setdefault(slot, draw["v"] if slot in OPTIMIZERS[name].non_negative else draw["buf"])
     slots = {slot: {k: draw[slot](s) for k, s in SHAPES.items()} for slot in OPTIMIZERS[name].state_slots}
     return params, optimizers.OptimizerState(slots=slots, t=10)
 
