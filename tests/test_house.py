@@ -135,40 +135,71 @@ def test_no_whole_backend_branches_on_a_scalar_or_a_batch():
 # Scilab, and its rounding bound. "heavyball" is momentum under new names (slot "vel"),
 # so every library row can compute it and every row must agree.
 OPTIMIZER_EDITS = [
-    ("reference/optimizers.py", "    )\n}\n\n# Slots that hold sums of squares",
-     '        Optimizer("heavyball", "heavy ball (throwaway)", {"lr": 1e-3, "momentum": 0.9}, ("vel",),\n'
-     '                  torch=LibraryCall("SGD", ("lr",), {"momentum": "momentum", "dampening": 0.0}),\n'
-     '                  optax=LibraryCall("sgd", ("lr",), {"momentum": "momentum"}),\n'
-     '                  equations=("v = μ·v + g", "Δ = lr·v"),\n'
-     '                  citation=Citation("Polyak 1964, heavy ball", TORCH_DOCS.format("SGD"),\n'
-     '                                    OPTAX_DOCS.format("sgd")),\n'
-     '                  torch_state={"vel": "momentum_buffer"}, counts_steps=False, optax_state={"trace": "vel"}),\n'),
-    ("reference/optimizers.py", "UPDATES = {name: globals()[name]",
-     'def heavyball(g, slots, theta, t, cfg):\n    vel = cfg.momentum * slots["vel"] + g\n'
-     '    return cfg.lr * vel, {"vel": vel}\n\n\n'),
-    ("backends/jax_backend.py", "UPDATES = {",
-     'def _heavyball(g, slots, theta, t, cfg):\n    vel = cfg.momentum * slots["vel"] + g\n'
-     '    return cfg.lr * vel, {"vel": vel}\n\n\n'),
+    (
+        "reference/optimizers.py",
+        "    )\n}\n\n# Slots that hold sums of squares",
+        '        Optimizer("heavyball", "heavy ball (throwaway)", {"lr": 1e-3, "momentum": 0.9}, ("vel",),\n'
+        '                  torch=LibraryCall("SGD", ("lr",), {"momentum": "momentum", "dampening": 0.0}),\n'
+        '                  optax=LibraryCall("sgd", ("lr",), {"momentum": "momentum"}),\n'
+        '                  equations=("v = μ·v + g", "Δ = lr·v"),\n'
+        '                  citation=Citation("Polyak 1964, heavy ball", TORCH_DOCS.format("SGD"),\n'
+        '                                    OPTAX_DOCS.format("sgd")),\n'
+        '                  torch_state={"vel": "momentum_buffer"}, counts_steps=False, optax_state={"trace": "vel"}),\n',
+    ),
+    (
+        "reference/optimizers.py",
+        "UPDATES = {name: globals()[name]",
+        'def heavyball(g, slots, theta, t, cfg):\n    vel = cfg.momentum * slots["vel"] + g\n'
+        '    return cfg.lr * vel, {"vel": vel}\n\n\n',
+    ),
+    (
+        "backends/jax_backend.py",
+        "UPDATES = {",
+        'def _heavyball(g, slots, theta, t, cfg):\n    vel = cfg.momentum * slots["vel"] + g\n'
+        '    return cfg.lr * vel, {"vel": vel}\n\n\n',
+    ),
     ("backends/jax_backend.py", "}\n", '    "heavyball": _heavyball,\n', "UPDATES = {"),
-    ("backends/torch_backend.py", "UPDATES = {",
-     'def _heavyball(g, slots, theta, t, cfg):\n    vel = cfg.momentum * slots["vel"] + g\n'
-     '    return cfg.lr * vel, {"vel": vel}\n\n\n'),
+    (
+        "backends/torch_backend.py",
+        "UPDATES = {",
+        'def _heavyball(g, slots, theta, t, cfg):\n    vel = cfg.momentum * slots["vel"] + g\n'
+        '    return cfg.lr * vel, {"vel": vel}\n\n\n',
+    ),
     ("backends/torch_backend.py", "}\n", '    "heavyball": _heavyball,\n', "UPDATES = {"),
-    ("backends/octave/xor_rule.m", "    otherwise\n        error('xor_rule:optimizer'",
-     "    case 'heavyball'\n        new.vel = cfg.momentum * old.vel + g;\n        delta = cfg.lr * new.vel;\n"),
-    ("backends/octave/xor_train.m", "    case 'adagrad'\n        S.sum", "    case 'heavyball'\n        S.vel = zero;\n"),
-    ("backends/scilab/xor.sci", '    else\n        error("unknown optimizer "',
-     '    case "heavyball" then\n        new.vel = cfg.momentum * old.vel + g;\n        delta = cfg.lr * new.vel;\n'),
-    ("backends/scilab/xor.sci", '    case "adagrad" then\n        S.sum', '    case "heavyball" then\n        S.vel = zero;\n'),
+    (
+        "backends/octave/xor_rule.m",
+        "    otherwise\n        error('xor_rule:optimizer'",
+        "    case 'heavyball'\n        new.vel = cfg.momentum * old.vel + g;\n        delta = cfg.lr * new.vel;\n",
+    ),
+    (
+        "backends/octave/xor_train.m",
+        "    case 'adagrad'\n        S.sum",
+        "    case 'heavyball'\n        S.vel = zero;\n",
+    ),
+    (
+        "backends/scilab/xor.sci",
+        '    else\n        error("unknown optimizer "',
+        '    case "heavyball" then\n        new.vel = cfg.momentum * old.vel + g;\n        delta = cfg.lr * new.vel;\n',
+    ),
+    (
+        "backends/scilab/xor.sci",
+        '    case "adagrad" then\n        S.sum',
+        '    case "heavyball" then\n        S.vel = zero;\n',
+    ),
     ("harness/engine/bounds.py", "}\n", '    "heavyball": _heavyball,\n', "OPTIMIZER_BOUNDS = {"),
-    ("harness/engine/bounds.py", "OPTIMIZER_BOUNDS = {",
-     "def _heavyball(cfg: Config, x: StepValues) -> dict:\n"
-     '    e_vel = x.e_g + 2 * cfg.momentum * np.abs(x.old["vel"]) + np.abs(x.new["vel"])\n'
-     '    return {"vel": e_vel, "update": cfg.lr * e_vel + np.abs(cfg.lr * x.new["vel"])}\n\n\n'),
+    (
+        "harness/engine/bounds.py",
+        "OPTIMIZER_BOUNDS = {",
+        "def _heavyball(cfg: Config, x: StepValues) -> dict:\n"
+        '    e_vel = x.e_g + 2 * cfg.momentum * np.abs(x.old["vel"]) + np.abs(x.new["vel"])\n'
+        '    return {"vel": e_vel, "update": cfg.lr * e_vel + np.abs(cfg.lr * x.new["vel"])}\n\n\n',
+    ),
 ]
 # A new row: its module (the example plug-in's numpy code, σ through tanh) and its record.
-ROW_RECORD = ('        Row("tanh", "backends.tanh_row", "hand backprop, σ through tanh", "hand backprop", ("numpy",),\n'
-              '            ("numpy",), forms=("paper",), optimizers=("sgd", "adam"), device="cpu", cost=1),\n')
+ROW_RECORD = (
+    '        Row("tanh", "backends.tanh_row", "hand backprop, σ through tanh", "hand backprop", ("numpy",),\n'
+    '            ("numpy",), forms=("paper",), optimizers=("sgd", "adam"), device="cpu", cost=1),\n'
+)
 
 
 def _tracked_copy(destination: Path) -> Path:
@@ -177,9 +208,15 @@ def _tracked_copy(destination: Path) -> Path:
     import subprocess
 
     listed = subprocess.run(["git", "ls-files"], cwd=ROOT, check=False, capture_output=True, text=True)
-    names = listed.stdout.split() if listed.returncode == 0 else [
-        str(p.relative_to(ROOT)) for p in ROOT.rglob("*")
-        if p.is_file() and not {".git", "__pycache__", "site"} & set(p.relative_to(ROOT).parts)]
+    names = (
+        listed.stdout.split()
+        if listed.returncode == 0
+        else [
+            str(p.relative_to(ROOT))
+            for p in ROOT.rglob("*")
+            if p.is_file() and not {".git", "__pycache__", "site"} & set(p.relative_to(ROOT).parts)
+        ]
+    )
     for name in names:
         (destination / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, destination / name)
@@ -195,9 +232,13 @@ def _insert(tree: Path, path: str, anchor: str, text: str, after: str | None = N
 
 
 def _changed(tree: Path) -> set:
-    return {str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-            and (not (ROOT / p.relative_to(tree)).is_file()
-                 or (ROOT / p.relative_to(tree)).read_bytes() != p.read_bytes())}
+    return {
+        str(p.relative_to(tree))
+        for p in tree.rglob("*")
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and (not (ROOT / p.relative_to(tree)).is_file() or (ROOT / p.relative_to(tree)).read_bytes() != p.read_bytes())
+    }
 
 
 @pytest.mark.slow
@@ -211,25 +252,44 @@ def test_a_new_optimizer_and_a_new_row_take_only_their_own_places(tmp_path):
     for edit in OPTIMIZER_EDITS:
         _insert(tree, *edit)
     optimizer_files = _changed(tree)
-    (tree / "backends" / "tanh_row.py").write_text((ROOT / "examples" / "plugin_backend.py").read_text()
-                                                   .replace('NAME = "example"', 'NAME = "tanh"'))
+    (tree / "backends" / "tanh_row.py").write_text(
+        (ROOT / "examples" / "plugin_backend.py").read_text().replace('NAME = "example"', 'NAME = "tanh"')
+    )
     _insert(tree, "harness/engine/rows.py", "        # the series' other languages", ROW_RECORD)
     row_files = _changed(tree) - optimizer_files
-    assert optimizer_files == {"reference/optimizers.py", "backends/jax_backend.py", "backends/torch_backend.py",
-                               "backends/octave/xor_rule.m", "backends/octave/xor_train.m",
-                               "backends/scilab/xor.sci", "harness/engine/bounds.py"}
+    assert optimizer_files == {
+        "reference/optimizers.py",
+        "backends/jax_backend.py",
+        "backends/torch_backend.py",
+        "backends/octave/xor_rule.m",
+        "backends/octave/xor_train.m",
+        "backends/scilab/xor.sci",
+        "harness/engine/bounds.py",
+    }
     assert row_files == {"backends/tanh_row.py", "harness/engine/rows.py"}
     print(f"\nadding an optimizer touched {len(optimizer_files)} files, adding a row {len(row_files)}")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")} | {"PYTHONPATH": str(tree)}
 
     def run(*args, timeout=600):
-        return subprocess.run([sys.executable, *args], cwd=tree, env=env, check=False, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, *args], cwd=tree, env=env, check=False, capture_output=True, text=True, timeout=timeout
+        )
 
     # the generic tests, generated from the records, on the new ones
-    tests = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-k", "heavyball or tanh",
-                "tests/test_records.py", "tests/test_optimizers.py")
+    tests = run(
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "0",
+        "-k",
+        "heavyball or tanh",
+        "tests/test_records.py",
+        "tests/test_optimizers.py",
+    )
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout and "heavyball" not in tests.stdout.split("passed")[-1]
     # every row that implements it, the language rows and lockstep included, agrees on it
