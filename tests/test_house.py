@@ -144,7 +144,8 @@ OPTIMIZER_EDITS = [
         '                  equations=("v = μ·v + g", "Δ = lr·v"),\n'
         '                  citation=Citation("Polyak 1964, heavy ball", TORCH_DOCS.format("SGD"),\n'
         '                                    OPTAX_DOCS.format("sgd")),\n'
-        '                  torch_state={"vel": "momentum_buffer"}, counts_steps=False, optax_state={"trace": "vel"}),\n',
+        '                  torch_state={"vel": "momentum_buffer"}, counts_steps=False,\n'
+        '                  optax_state={"trace": "vel"}),\n',
     ),
     (
         "reference/optimizers.py",
