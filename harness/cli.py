@@ -22,7 +22,7 @@ COMMANDS = {
     "sweep": "sweep",
     "grads": "grads",
     "replay": "replay",
-    "flavors": "flavors",
+    "forms": "forms",
     "lineage": "lineage",
     "init": "init",
     "explain": "explain",
@@ -31,6 +31,8 @@ COMMANDS = {
     "versions": "versions",
 }
 SUBCOMMANDS = tuple(name for name in COMMANDS if name)
+# an old name -> the subcommand it is now: kept for one release, with a notice
+ALIASES = {"flavors": "forms"}
 
 
 def command_module(name: str | None):
@@ -52,6 +54,12 @@ def build_parser(name: str | None = None, prog: str = "compare.py") -> argparse.
 
 def main(argv=None, prog: str = "compare.py") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ALIASES:
+        print(
+            f"notice: {prog} {argv[0]} is now {prog} {ALIASES[argv[0]]}; the old name goes after this release",
+            file=sys.stderr,
+        )
+        argv[0] = ALIASES[argv[0]]
     name = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     parser = build_parser(name, prog)
     args = parser.parse_args(argv[1:] if name else argv)

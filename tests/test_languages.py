@@ -141,7 +141,7 @@ def test_the_row_is_skipped_with_a_notice_without_its_program(row, monkeypatch):
     assert explicit.returncode == 2 and f"{LANGUAGES[row]} is not on PATH" in error_lines(explicit)[0]
     monkeypatch.setenv("PATH", path_without)
     reason = f"{row} row unavailable: {LANGUAGES[row]} is not on PATH"
-    # the default run, lineage and flavors skip it with a notice (ending.notice_skipped)
+    # the default run, lineage and forms skip it with a notice (ending.notice_skipped)
     names, skipped = row_choice.select_rows(None, argparse.ArgumentParser(), cfg=Config())
     assert row not in names and skipped[row].startswith(reason)
     for command_rows in (lineage.available_rows(None), row_choice.requested_or_default(None, LANGUAGE_ROWS)):
@@ -222,13 +222,13 @@ def test_a_batch_of_states_goes_to_the_program_and_back_in_order():
 
 
 @pytest.mark.slow
-def test_flavors_finds_a_mistake_in_one_form_of_the_matlab_code(tmp_path):
+def test_forms_finds_a_mistake_in_one_form_of_the_matlab_code(tmp_path):
     """The seed form's first denominator squared: only the two seed rows of the table part."""
     installed_or_skip("octave")
     copy = edited_copy("octave", tmp_path, "xor_rule.m", "(m / (1 - cfg.beta1))", "(m / (1 - cfg.beta1 ^ 2))")
     out = tmp_path / "f.json"
     result = run_cli(
-        "flavors",
+        "forms",
         "--epochs",
         "200",
         "--backends",

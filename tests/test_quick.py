@@ -62,8 +62,8 @@ def test_a_planted_fault_is_found_in_its_phase_and_replays(tmp_path, capsys):
     assert "update" in capsys.readouterr().out
 
 
-def test_flavors_and_lineage_agree_across_the_rows(tmp_path):
-    assert run("flavors", "--epochs", 200, "--backends", ROWS, "--jobs", 1, "--json", tmp_path / "f.json") == 0
+def test_forms_and_lineage_agree_across_the_rows(tmp_path):
+    assert run("forms", "--epochs", 200, "--backends", ROWS, "--jobs", 1, "--json", tmp_path / "f.json") == 0
     assert read(tmp_path / "f.json")["passed"] is True
     assert run("lineage", "--epochs", 200, "--backends", ROWS, "--jobs", 1, "--json", tmp_path / "l.json") == 0
     assert read(tmp_path / "l.json")["passed"] is True

@@ -58,7 +58,7 @@ def lockstep_bytes(cfg: Config) -> int:
 
 def estimate_bytes(command: str, cfg: Config, rows: int, runs: int = 1, every: int = 1) -> int:
     """What ``command`` keeps at its peak for ``rows`` rows of ``runs`` runs each
-    (seeds for the sweep, optimizers for the lineage, forms for flavors)."""
+    (seeds for the sweep, optimizers for the lineage, Adam forms for forms)."""
     return BASELINE_BYTES + _kept_bytes(command, cfg, rows, runs, every)
 
 
@@ -71,7 +71,7 @@ def _kept_bytes(command: str, cfg: Config, rows: int, runs: int, every: int) -> 
         return COPIES * (rows + ENVELOPE_RUNS) * trajectory_bytes(cfg, runs, every)
     if command == "lineage":
         return COPIES * runs * (rows + ENVELOPE_RUNS) * trajectory_bytes(cfg)
-    if command == "flavors":
+    if command == "forms":
         return runs * trajectory_bytes(cfg, slots=2)
     return rows * trajectory_bytes(cfg, runs, every)
 

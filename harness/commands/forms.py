@@ -1,6 +1,6 @@
-"""``python compare.py flavors``: every Adam form (and both gradient conventions for the
-seed's form) from one initial state, side by side, and whether other rows compute each
-form as the numpy row does.
+"""``python compare.py forms`` (``flavors``, its old name, for one release): every Adam
+form (and both gradient conventions for the seed's form) from one initial state, side by
+side, and whether other rows compute each form as the numpy row does.
 
 The effective step size relative to ``paper`` is measured at the same state: the paper
 run's m and v at that epoch (scaled as the convention's gradient would scale them:
@@ -34,7 +34,7 @@ DESCRIPTION = (
 )
 EPILOG = "exit status: 0 every row computes every form as numpy does, 1 otherwise, 2 bad usage"
 
-FLAVORS = (("paper", "mse"), ("epshat", "mse"), ("seed", "mse"), ("seed", "half-sse"))
+FORMS = (("paper", "mse"), ("epshat", "mse"), ("seed", "mse"), ("seed", "half-sse"))
 STEP_EPOCHS = (1, 10, 100, 1000, 20000)
 
 
@@ -62,31 +62,31 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     problems = [p for p in (device_problem(n, args.device) for n in names) if p]
     if problems:
         parser.error(problems[0])
-    ending.refuse_if_too_large(parser, "flavors", cfg, len(FLAVORS) * (2 + len(names)))
+    ending.refuse_if_too_large(parser, "forms", cfg, len(FORMS) * (2 + len(names)))
     ending.notice_skipped(skipped.values())
-    result = run_flavors(cfg, names, args.jobs, args.device)
+    result = run_forms(cfg, names, args.jobs, args.device)
     ending.notice_skipped(result["skipped"].values())
-    print(render_flavors(result))
+    print(render_forms(result))
     return ending.finish(
-        parser, outputs, result, {"environment": environment()}, plots=lambda folder: plot_flavors(result, folder)
+        parser, outputs, result, {"environment": environment()}, plots=lambda folder: plot_forms(result, folder)
     )
 
 
 @dataclass
-class FlavorsResult(ending.Result):
+class FormsResult(ending.Result):
     runs: dict  # (adam form, gradient convention) -> the numpy row's Trajectory
 
 
-def flavor_label(adam: str, grad: str) -> str:
+def form_label(adam: str, grad: str) -> str:
     return f"{adam}/{grad}"
 
 
-def flavor_tasks(cfg: Config, names: list, device: str) -> list:
+def form_tasks(cfg: Config, names: list, device: str) -> list:
     """Per form: the numpy row with its states, its perturbed runs (the envelope) and
     every row of ``names`` that implements the form; the slowest first."""
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     tasks = []
-    for adam, grad in FLAVORS:
+    for adam, grad in FORMS:
         tasks += config_tasks(
             (adam, grad),
             replace(cfg, adam=adam, grad=grad),
@@ -118,17 +118,17 @@ def judge_rows(cfg: Config, trained: dict) -> dict:
     }
 
 
-def run_flavors(cfg: Config, names: tuple | list = (), jobs: int = 1, device: str = "cpu") -> FlavorsResult:
+def run_forms(cfg: Config, names: tuple | list = (), jobs: int = 1, device: str = "cpu") -> FormsResult:
     trained: dict = {}
     skipped: dict = {}
-    tasks = flavor_tasks(cfg, list(names), device)
+    tasks = form_tasks(cfg, list(names), device)
     with Workers(min(jobs, len(tasks))) as workers:
         for (adam, grad, row), result in workers.run(tasks):
             if isinstance(result, str):
                 skipped[row] = result
             else:
                 trained.setdefault((adam, grad), {})[row] = result
-    runs = {flavor: trained[flavor]["numpy"] for flavor in FLAVORS}
+    runs = {form: trained[form]["numpy"] for form in FORMS}
     paper = runs[("paper", "mse")]
     epochs = [e for e in STEP_EPOCHS if e <= cfg.epochs]
     table = {}
@@ -142,7 +142,7 @@ def run_flavors(cfg: Config, names: tuple | list = (), jobs: int = 1, device: st
                 paper.states["m"][e], paper.states["v"][e], e, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, "paper"
             )
             steps[e] = float(np.linalg.norm(ours) / np.linalg.norm(theirs))
-        table[flavor_label(adam, grad)] = {
+        table[form_label(adam, grad)] = {
             "adam": adam,
             "grad": grad,
             "final_loss": float(run.loss[-1]),
@@ -153,12 +153,12 @@ def run_flavors(cfg: Config, names: tuple | list = (), jobs: int = 1, device: st
         }
     passed = all(r["passed"] for entry in table.values() for r in entry["rows"].values())
     rows = [n for n in names if n not in skipped]
-    return FlavorsResult(
+    return FormsResult(
         {"config": cfg.to_dict(), "rows": rows, "skipped": skipped, "flavors": table, "passed": passed}, runs
     )
 
 
-def render_flavors(result: FlavorsResult) -> str:
+def render_forms(result: FormsResult) -> str:
     cfg = result["config"]
     first = next(iter(result["flavors"].values()))
     epochs = list(first["step_vs_paper"])
@@ -202,7 +202,7 @@ def _margin_cell(judged) -> str:
     return f"{judged['margin']:.3f}" if judged["passed"] else f"NO {judged['margin']:.3g}"
 
 
-def plot_flavors(result: FlavorsResult, folder) -> list:
+def plot_forms(result: FormsResult, folder) -> list:
     from pathlib import Path
 
     from harness.report.plots import draw_decision_regions, pyplot, save_figure
@@ -214,7 +214,7 @@ def plot_flavors(result: FlavorsResult, folder) -> list:
     hidden = result["config"]["hidden"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (adam, grad), run in runs.items():
-        ax.plot(np.arange(1, run.loss.shape[0] + 1), run.loss, label=flavor_label(adam, grad))
+        ax.plot(np.arange(1, run.loss.shape[0] + 1), run.loss, label=form_label(adam, grad))
     ax.set_yscale("log")
     ax.set(xlabel="epoch", ylabel="MSE (log scale)", title="training loss per Adam form")
     ax.legend(loc="best")
@@ -224,7 +224,7 @@ def plot_flavors(result: FlavorsResult, folder) -> list:
     plt.close(fig)
     fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4.5))
     for ax, ((adam, grad), run) in zip(np.atleast_1d(axes), runs.items(), strict=True):
-        draw_decision_regions(ax, run.params[-1], hidden, flavor_label(adam, grad))
+        draw_decision_regions(ax, run.params[-1], hidden, form_label(adam, grad))
     written.append(folder / "flavors_decision_regions.png")
     save_figure(fig, written[-1])
     plt.close(fig)

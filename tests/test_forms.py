@@ -1,4 +1,4 @@
-"""Adam forms, gradient conventions, the seed recipe and the flavors table."""
+"""Adam forms, gradient conventions, the seed recipe and the forms table."""
 
 import json
 
@@ -111,8 +111,8 @@ def test_form_options_bad_input(args, named):
 
 
 @pytest.mark.slow
-def test_flavors_table(tmp_path):
-    result = run_cli("flavors", "--epochs", "3000", "--json", str(tmp_path / "f.json"), "--plot", str(tmp_path / "p"))
+def test_forms_table(tmp_path):
+    result = run_cli("forms", "--epochs", "3000", "--json", str(tmp_path / "f.json"), "--plot", str(tmp_path / "p"))
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "f.json").read_text())["flavors"]
     assert list(data) == ["paper/mse", "epshat/mse", "seed/mse", "seed/half-sse"]
@@ -126,11 +126,11 @@ def test_flavors_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_flavors_judges_each_row_in_the_forms_it_implements(tmp_path):
+def test_forms_judges_each_row_in_the_forms_it_implements(tmp_path):
     rows = [n for n in ("jax", "torch.optim") if unavailable_reason(n) is None]
     if not rows:
         pytest.skip("neither jax nor torch is installed")
-    result = run_cli("flavors", "--epochs", "300", "--backends", ",".join(rows), "--json", str(tmp_path / "f.json"))
+    result = run_cli("forms", "--epochs", "300", "--backends", ",".join(rows), "--json", str(tmp_path / "f.json"))
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "f.json").read_text())
     assert data["rows"] == rows and data["passed"] is True
@@ -139,3 +139,12 @@ def test_flavors_judges_each_row_in_the_forms_it_implements(tmp_path):
         # torch.optim computes the paper form only; jax every form
         assert set(judged) == {n for n in rows if n == "jax" or label == "paper/mse"}, label
         assert all(r["passed"] and r["margin"] < 0.5 for r in judged.values()), (label, judged)
+
+
+def test_the_old_name_flavors_still_runs_forms_with_a_notice():
+    result = run_cli("flavors", "--help")
+    assert result.returncode == 0
+    assert "compare.py forms" in result.stdout
+    assert result.stderr.strip() == (
+        "notice: compare.py flavors is now compare.py forms; the old name goes after this release"
+    )
