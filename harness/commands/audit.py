@@ -46,20 +46,8 @@ def tasks_of(args) -> list:
 
 def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.engine.audit import summarize_audit
-    from harness.files.environment import environment
 
-    outputs = ending.check_outputs(parser, args, files=("json",), folders=("plot",))
-    data = ending.run_grid(parser, args, tasks_of(args), "tasks audited", summarize_audit)
-    if isinstance(data, int):  # the cluster failed: the usage exit status
-        return data
-    print(render_audit(data))
-    return ending.finish(
-        parser,
-        outputs,
-        ending.Result(data),
-        {"environment": environment("cpu")},
-        plots=lambda folder: plot_audit(data, folder),
-    )
+    return ending.grid_command(parser, args, tasks_of(args), "tasks audited", summarize_audit, render_audit, plot_audit)
 
 
 def render_audit(data: dict, max_listed: int = 10) -> str:

@@ -99,3 +99,17 @@ def run_grid(parser: argparse.ArgumentParser, args, tasks: list, label: str, sum
         return usage_error(parser, str(exc))
     grid = {name: getattr(args, name) for name in ("optimizers", "dtypes", "lr_factors", "hidden", "seeds", "epochs")}
     return data | {"grid": grid}
+
+
+def grid_command(parser: argparse.ArgumentParser, args, tasks: list, label: str, summarize, render, plot) -> int:
+    """A grid command (audit, power) from its tasks to its exit status: outputs checked,
+    the grid run (``run_grid``), ``render(summary)`` printed, ``plot(summary, folder)``
+    into --plot and the summary with the environment to --json."""
+    from harness.files.environment import environment
+
+    outputs = check_outputs(parser, args, files=("json",), folders=("plot",))
+    data = run_grid(parser, args, tasks, label, summarize)
+    if isinstance(data, int):  # the cluster failed: the usage exit status
+        return data
+    print(render(data))
+    return finish(parser, outputs, Result(data), {"environment": environment("cpu")}, plots=lambda f: plot(data, f))

@@ -35,20 +35,8 @@ def tasks_of(args) -> list:
 
 def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.engine.power import summarize_power
-    from harness.files.environment import environment
 
-    outputs = ending.check_outputs(parser, args, files=("json",), folders=("plot",))
-    data = ending.run_grid(parser, args, tasks_of(args), "tasks scanned", summarize_power)
-    if isinstance(data, int):  # the cluster failed: the usage exit status
-        return data
-    print(render_power(data))
-    return ending.finish(
-        parser,
-        outputs,
-        ending.Result(data),
-        {"environment": environment("cpu")},
-        plots=lambda folder: plot_power(data, folder),
-    )
+    return ending.grid_command(parser, args, tasks_of(args), "tasks scanned", summarize_power, render_power, plot_power)
 
 
 def _caught(entry: dict) -> str:
