@@ -67,8 +67,8 @@ class LibraryCall:
     value; anything else is a constant passed as it is."""
 
     function: str
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
     def arguments(self, cfg) -> tuple[list, dict]:
         """The positional and keyword arguments for ``cfg``."""
@@ -136,10 +136,10 @@ class Optimizer:
     non_negative: tuple[str, ...] = ()  # slots that hold sums of squares (replay files are checked for it)
     initial: dict[str, str] = field(default_factory=dict)  # slot -> the hyperparameter it starts at (else 0)
     adam_family: bool = False  # m and v as Adam's (adam_moments), bias-corrected with t
-    torch_state: dict = field(default_factory=dict)  # slot -> torch.optim's per-parameter state key
+    torch_state: dict[str, str] = field(default_factory=dict)  # slot -> torch.optim's per-parameter state key
     counts_steps: bool = True  # whether torch.optim's state holds a "step" entry
-    optax_state: dict = field(default_factory=dict)  # optax state field -> slot ("count" is t)
-    gaps: dict = field(default_factory=dict)  # library row -> Gap, where that library cannot compute the spec
+    optax_state: dict[str, str] = field(default_factory=dict)  # optax state field -> slot ("count" is t)
+    gaps: dict[str, Gap] = field(default_factory=dict)  # library row -> Gap, where that library cannot compute the spec
     library_defaults: str = ""  # what a port that kept the libraries' own defaults would get wrong
 
     @property
