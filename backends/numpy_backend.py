@@ -54,7 +54,7 @@ def _transpose(a):
 
 
 # How the error's derivative is scaled: the MSE is what every row logs and follows;
-# "half-sse" is the seed article's derivation, the gradient of ½·Σ(A2 − y)², which is
+# "half-sse" is the article's derivation, the gradient of ½·Σ(A2 − y)², which is
 # N/2 = 2 times the MSE's gradient.
 OUTPUT_SCALES = {"mse": lambda n_samples: 2.0 / n_samples, "half-sse": lambda n_samples: 1.0}
 

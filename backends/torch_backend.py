@@ -128,7 +128,7 @@ def adam_moments(g, m, v, cfg: Config):
 
 def adam_delta(m, v, t, cfg: Config):
     """The step subtracted from θ at the 1-based step t, in the form ``cfg.adam``."""
-    if cfg.adam == "seed":  # the article's constant denominators
+    if cfg.adam == "article":  # the article's constant denominators
         return cfg.lr * (m / (1.0 - cfg.beta1)) / (sqrt(v / (1.0 - cfg.beta2)) + cfg.eps)
     bc1, bc2 = bias_corrections(t, cfg, m)
     if cfg.adam == "epshat":  # ε̂ added to √v, the corrections folded into the step size

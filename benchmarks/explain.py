@@ -69,7 +69,7 @@ def trajectories(counts: dict) -> None:
         for w in (
             "eps-inside-sqrt",
             "epshat",
-            "seed-bias-correction",
+            "article-bias-correction",
             "no-bias-correction",
             "beta1-beta2-swapped",
             "float32-moments",

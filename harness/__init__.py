@@ -6,7 +6,7 @@ and phases reach it as numpy arrays. Its subpackages import only downward:
     files       files in and out: atomic writes, environment, exchange, replay, golden
     report      shared report formats, figures, progress
     gradcheck   the gradient check and its oracle
-    yardsticks  the bench's yardsticks (the seed-style loop, floor.c)
+    yardsticks  the bench's yardsticks (the article loop, floor.c)
     commands    one module per subcommand
     cli         the parsers and the dispatch
 """

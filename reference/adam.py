@@ -14,7 +14,8 @@ Two other forms are in use, selected by ``Config.adam``:
   the ゼロから作るDeep Learning textbook implement it:
       θ_t = θ_{t−1} − lr·√(1 − β2^t)/(1 − β1^t) · m_t/(√v_t + ε̂)
   It equals the paper's form with ε_t = ε̂/√(1 − β2^t).
-- ``seed``, the article's: constant denominators (1 − β1) and (1 − β2) where the paper
+- ``article``, the article's (``seed`` until now, a name still taken for one release):
+  constant denominators (1 − β1) and (1 − β2) where the paper
   has (1 − β1^t) and (1 − β2^t):
       θ_t = θ_{t−1} − lr·(m_t/(1 − β1)) / (√(v_t/(1 − β2)) + ε)
 
@@ -50,7 +51,7 @@ def adam_moments(g, m, v, beta1: float, beta2: float):
 def adam_delta(m, v, t, lr: float, beta1: float, beta2: float, eps: float, form: str = "paper", corrections=None):
     """The step subtracted from θ in the chosen form (module doc); ``corrections``, when
     given, are the (1 − β1^t, 1 − β2^t) to use (a backend's own ``bias_corrections``)."""
-    if form == "seed":
+    if form == "article":
         return lr * (m / (1.0 - beta1)) / (np.sqrt(v / (1.0 - beta2)) + eps)
     bc1, bc2 = corrections if corrections is not None else bias_corrections(t, beta1, beta2, np.asarray(m).dtype)
     if form == "epshat":

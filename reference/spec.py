@@ -5,7 +5,7 @@ Network (2-H-1, sigmoid everywhere), for a batch of the 4 XOR inputs X (4, 2):
     Z1 = X·W1 + b1      A1 = σ(Z1)        W1 (2, H), b1 (1, H)
     Z2 = A1·W2 + b2     A2 = σ(Z2)        W2 (H, 1), b2 (1, 1)
 
-Loss, logged every epoch *before* the update, as the seed article does:
+Loss, logged every epoch *before* the update, as the article does:
 
     L = mean over the 4 samples of (A2 − y)²
 
@@ -25,7 +25,9 @@ import numpy as np
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 DTYPES = ("float64", "float32")
-ADAM_FORMS = ("paper", "epshat", "seed")  # see reference.adam
+ADAM_FORMS = ("paper", "epshat", "article")  # see reference.adam
+# an Adam form's old name -> its name now: taken for one release
+OLD_ADAM_FORMS = {"seed": "article"}
 GRAD_CONVENTIONS = ("mse", "half-sse")  # the loss whose gradient drives the update
 N_SAMPLES = 4
 # The gradient of each convention's loss over the gradient of the logged MSE:
@@ -35,7 +37,7 @@ GRAD_SCALE = {"mse": 1.0, "half-sse": N_SAMPLES / 2}
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that defines one training run. Defaults are the seed article's.
+    """Everything that defines one training run. Defaults are the article's.
 
     The hyperparameters (lr … initial_accumulator) left at None take the optimizer's
     defaults (``reference.optimizers``); those the optimizer does not use stay None,
@@ -63,6 +65,8 @@ class Config:
     def __post_init__(self):
         from reference.optimizers import OPTIMIZERS
 
+        if self.adam in OLD_ADAM_FORMS:
+            object.__setattr__(self, "adam", OLD_ADAM_FORMS[self.adam])
         if self.optimizer in OPTIMIZERS:
             for name, value in OPTIMIZERS[self.optimizer].defaults.items():
                 if getattr(self, name) is None:

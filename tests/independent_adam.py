@@ -49,7 +49,7 @@ def train(seed=0, epochs=50, way="paper", lr=1e-3, beta1=0.9, beta2=0.999, eps=1
             v[i] = decay2 * v[i] + (1 - decay2) * g * g
             if way == "float32-moments":
                 m[i], v[i] = m[i].astype(np.float32), v[i].astype(np.float32)
-            c1, c2 = (1 - beta1, 1 - beta2) if way == "seed-bias-correction" else (1 - beta1**t, 1 - beta2**t)
+            c1, c2 = (1 - beta1, 1 - beta2) if way == "article-bias-correction" else (1 - beta1**t, 1 - beta2**t)
             if way == "no-bias-correction":
                 c1 = c2 = 1.0
             if way == "eps-inside-sqrt":

@@ -347,7 +347,7 @@ def test_bench_prints_its_figures(tmp_path):
         str(tmp_path / "b.json"),
     )
     assert result.returncode == 0, result.stderr
-    for label in ("numpy", "torch", "jax", "TorchScript", "seed-style numpy loop", "import seconds"):
+    for label in ("numpy", "torch", "jax", "TorchScript", "article numpy loop", "import seconds"):
         assert label in result.stdout
     data = json.loads((tmp_path / "b.json").read_text())
     for name in ("numpy", "torch", "jax"):

@@ -70,7 +70,7 @@ def _trajectory(way="paper", epochs=50, **hyper):
 TRAJECTORY_VARIANTS = (
     "eps-inside-sqrt",
     "epshat",
-    "seed-bias-correction",
+    "article-bias-correction",
     "no-bias-correction",
     "beta1-beta2-swapped",
     "float32-moments",

@@ -1,4 +1,4 @@
-"""Adam forms, gradient conventions, the seed recipe and the forms table."""
+"""Adam forms, gradient conventions, the article's recipe and the forms table."""
 
 import json
 
@@ -8,8 +8,8 @@ import pytest
 from harness.engine.pipeline import run_default
 from harness.engine.rows import unavailable_reason
 from reference.spec import ADAM_FORMS, GRAD_CONVENTIONS, PARAM_NAMES, Config, flatten_params, initial_params
+from tests.article_script import run_article
 from tests.conftest import BACKEND_NAMES, load_backend
-from tests.seed_article import run_article
 from tests.test_cli import run_cli
 
 HAND = [n for n in BACKEND_NAMES if unavailable_reason(n) is None]
@@ -21,7 +21,7 @@ def test_seed_recipe_reproduces_the_article_to_1e_12(seed):
     from harness.engine.execution import run_row
 
     errors, final = run_article(seed)
-    row = run_row("numpy", Config(adam="seed", grad="half-sse", seed=seed))
+    row = run_row("numpy", Config(adam="article", grad="half-sse", seed=seed))
     assert np.abs(row.loss - errors).max() <= 1e-12
     assert np.abs(row.params[-1] - flatten_params(final)).max() <= 1e-12
     # the article's own printed figures (seed/NOTES.md)
@@ -86,19 +86,19 @@ def test_keras_row_agrees_with_epshat():
 
 
 @pytest.mark.slow
-def test_recipe_seed_command(tmp_path):
-    result = run_cli("--recipe", "seed", "--backends", "numpy,jax", "--json", str(tmp_path / "r.json"))
+def test_recipe_article_command(tmp_path):
+    result = run_cli("--recipe", "article", "--backends", "numpy,jax", "--json", str(tmp_path / "r.json"))
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["config"]["adam"] == "seed" and data["config"]["grad"] == "half-sse"
+    assert data["config"]["adam"] == "article" and data["config"]["grad"] == "half-sse"
     assert data["backends"]["numpy"]["final_loss"] == pytest.approx(0.0040857, rel=1e-4)
 
 
 @pytest.mark.parametrize(
     "args,named",
     [
-        (["--recipe", "seed", "--adam", "paper"], "--adam"),
-        (["--adam", "seed", "--backends", "numpy,torch.optim"], "torch.optim"),
+        (["--recipe", "article", "--adam", "paper"], "--adam"),
+        (["--adam", "article", "--backends", "numpy,torch.optim"], "torch.optim"),
         (["--adam", "nosuch"], "--adam"),
         (["--grad", "sse"], "--grad"),
     ],
@@ -115,10 +115,10 @@ def test_forms_table(tmp_path):
     result = run_cli("forms", "--epochs", "3000", "--json", str(tmp_path / "f.json"), "--plot", str(tmp_path / "p"))
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "f.json").read_text())["flavors"]
-    assert list(data) == ["paper/mse", "epshat/mse", "seed/mse", "seed/half-sse"]
+    assert list(data) == ["paper/mse", "epshat/mse", "article/mse", "article/half-sse"]
     assert data["paper/mse"]["max_param_gap_to_paper"] == 0.0
-    steps = data["seed/mse"]["step_vs_paper"]
-    # NOTES.md: step 1 is identical; around t = 10 the seed's steps are larger; once m and v
+    steps = data["article/mse"]["step_vs_paper"]
+    # NOTES.md: step 1 is identical; around t = 10 the article's steps are larger; once m and v
     # have warmed up they settle at √(1 − β2)/(1 − β1) ≈ 0.316 of the paper's.
     assert steps["1"] == pytest.approx(1.0, abs=1e-6) and steps["10"] > 1.5
     assert data["epshat/mse"]["step_vs_paper"]["1000"] == pytest.approx(1.0, abs=1e-3)
@@ -148,3 +148,26 @@ def test_the_old_name_flavors_still_runs_forms_with_a_notice():
     assert result.stderr.strip() == (
         "notice: compare.py flavors is now compare.py forms; the old name goes after this release"
     )
+
+
+@pytest.mark.parametrize(
+    "args,notice",
+    [
+        (["--adam", "seed"], "notice: --adam seed is now --adam article"),
+        (["--recipe", "seed"], "notice: --recipe seed is now --recipe article"),
+        (
+            ["--inject", "jax:seed-bias-correction"],
+            "notice: the fault seed-bias-correction is now article-bias-correction",
+        ),
+    ],
+)
+def test_the_old_names_of_the_article_form_recipe_and_fault_still_run_with_a_notice(args, notice, tmp_path):
+    out = tmp_path / "r.json"
+    result = run_cli(*args, "--epochs", "20", "--backends", "numpy,jax", "--json", str(out), cwd=tmp_path)
+    assert notice in result.stderr and "Traceback" not in result.stderr
+    data = json.loads(out.read_text())
+    if "--inject" in args:  # the fault, planted under its name now, is caught
+        assert result.returncode == 1 and data["injected"] == {"jax": "article-bias-correction"}
+    else:
+        assert result.returncode == 0 and data["config"]["adam"] == "article"
+    assert Config(adam="seed").adam == "article"  # the Python API takes the old name too

@@ -1,5 +1,5 @@
 """The gradient check: the true gradient passes everywhere, every canary is caught, the
-seed derivation is named for what it is, and the oracle and finite differences are
+article's derivation is named for what it is, and the oracle and finite differences are
 themselves right on a point whose gradient is known in closed form."""
 
 import json
@@ -68,8 +68,8 @@ def test_every_canary_is_caught_where_its_mistake_is(canary_run):
         assert max(canaries[name]["taylor_orders"]) < 1.5, name
 
 
-def test_the_seed_derivation_is_the_gradient_of_half_the_sum_of_squares():
-    result = gradcheck.run_check(Config(), 2, gradcheck.hand_source("half-sse"), "seed")
+def test_the_article_derivation_is_the_gradient_of_half_the_sum_of_squares():
+    result = gradcheck.run_check(Config(), 2, gradcheck.hand_source("half-sse"), "article")
     convention = result["loss_convention"]
     assert convention["convention"] == "½·Σ(ŷ − y)²" and convention["scale_vs_mse"] == 2.0
     assert "2× the gradient of the mean squared error" in convention["statement"]
@@ -166,10 +166,12 @@ def test_grads_command_report_and_json(tmp_path):
 
 
 @pytest.mark.slow
-def test_grads_command_seed_hand_and_canaries():
-    seed = run_cli("grads", "--hand", "seed", "--points", "1")
-    assert seed.returncode == 1
-    assert "exact gradient of ½·Σ(ŷ − y)², 2× the gradient of the mean squared error" in seed.stdout
+def test_grads_command_article_hand_and_canaries():
+    article = run_cli("grads", "--hand", "article", "--points", "1")
+    assert article.returncode == 1
+    assert "exact gradient of ½·Σ(ŷ − y)², 2× the gradient of the mean squared error" in article.stdout
+    old = run_cli("grads", "--hand", "seed", "--points", "0")  # the old name, for one release
+    assert old.returncode == 1 and "notice: --hand seed is now --hand article" in old.stderr
     canary = run_cli("grads", "--canary", "--points", "1")
     assert canary.returncode == 0, canary.stderr
     assert "5 of 5 canaries caught" in canary.stdout and "true gradient: passes" in canary.stdout

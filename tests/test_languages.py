@@ -31,8 +31,8 @@ CODE = {row: load_backend(row).PROGRAM for row in LANGUAGES}
 # every configuration the code implements: each optimizer, Adam's other forms, the other gradient
 CONFIGS = [Config(optimizer=o) for o in OPTIMIZERS] + [
     Config(adam="epshat"),
-    Config(adam="seed"),
-    Config(adam="seed", grad="half-sse"),
+    Config(adam="article"),
+    Config(adam="article", grad="half-sse"),
 ]
 
 
@@ -223,7 +223,7 @@ def test_a_batch_of_states_goes_to_the_program_and_back_in_order():
 
 @pytest.mark.slow
 def test_forms_finds_a_mistake_in_one_form_of_the_matlab_code(tmp_path):
-    """The seed form's first denominator squared: only the two seed rows of the table part."""
+    """The article form's first denominator squared: only the two article rows of the table part."""
     installed_or_skip("octave")
     copy = edited_copy("octave", tmp_path, "xor_rule.m", "(m / (1 - cfg.beta1))", "(m / (1 - cfg.beta1 ^ 2))")
     out = tmp_path / "f.json"
@@ -241,7 +241,7 @@ def test_forms_finds_a_mistake_in_one_form_of_the_matlab_code(tmp_path):
     judged = {
         label: entry["rows"]["octave"]["passed"] for label, entry in json.loads(out.read_text())["flavors"].items()
     }
-    assert judged == {"paper/mse": True, "epshat/mse": True, "seed/mse": False, "seed/half-sse": False}
+    assert judged == {"paper/mse": True, "epshat/mse": True, "article/mse": False, "article/half-sse": False}
     assert "NO " in result.stdout and "disagreement" in result.stdout
 
 

@@ -67,8 +67,8 @@ def test_every_planted_fault_is_caught_in_its_phase(fault, row):
         divergence = pair.first_divergence
         assert divergence["found_by"] == "lockstep"
         assert divergence["phase"] == EXPECTED_PHASE[fault], (fault, row, divergence)
-        # seed-bias-correction equals the paper's step at t = 1; every other fault shows at once
-        assert divergence["epoch"] == (2 if fault == "seed-bias-correction" else 1)
+        # article-bias-correction equals the paper's step at t = 1; every other fault shows at once
+        assert divergence["epoch"] == (2 if fault == "article-bias-correction" else 1)
         assert pair.diagnosis.startswith("computation differs")
 
 

@@ -68,7 +68,7 @@ def test_numpy_row_reproduces_the_documented_final_loss(float64_rows):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("fault", ["eps-inside-sqrt", "seed-bias-correction"])
+@pytest.mark.parametrize("fault", ["eps-inside-sqrt", "article-bias-correction"])
 def test_a_planted_adam_mistake_is_caught_by_the_fixed_rule(fault, dtype, float64_rows, float32_rows):
     """The numpy row computing with a classic mistake: its free-running pair must fail."""
     from harness.engine.faults import injected

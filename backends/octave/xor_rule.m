@@ -51,7 +51,7 @@ switch form
         delta = cfg.lr * (m ./ (1 - cfg.beta1 .^ t)) ./ (sqrt(v ./ (1 - cfg.beta2 .^ t)) + cfg.eps);
     case 'epshat'                     % the paper's "efficient" form: eps outside the corrections
         delta = cfg.lr * sqrt(1 - cfg.beta2 .^ t) ./ (1 - cfg.beta1 .^ t) .* m ./ (sqrt(v) + cfg.eps);
-    case 'seed'                       % the article's constant denominators
+    case {'article', 'seed'}          % the article's constant denominators ('seed': its old name)
         delta = cfg.lr * (m / (1 - cfg.beta1)) ./ (sqrt(v / (1 - cfg.beta2)) + cfg.eps);
     otherwise
         error('xor_rule:adam', 'unknown Adam form %s', form);

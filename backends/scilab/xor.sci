@@ -211,7 +211,9 @@ function delta = adam_step(m, v, t, cfg, form)
         delta = cfg.lr * (m ./ bc1) ./ (sqrt(v ./ bc2) + cfg.eps);
     case "epshat" then                // the paper's "efficient" form: eps outside the corrections
         delta = cfg.lr * sqrt(bc2) ./ bc1 .* m ./ (sqrt(v) + cfg.eps);
-    case "seed" then                  // the article's constant denominators
+    case "article" then               // the article's constant denominators
+        delta = cfg.lr * (m / (1 - cfg.beta1)) ./ (sqrt(v / (1 - cfg.beta2)) + cfg.eps);
+    case "seed" then                  // its old name, taken for one release
         delta = cfg.lr * (m / (1 - cfg.beta1)) ./ (sqrt(v / (1 - cfg.beta2)) + cfg.eps);
     else
         error("unknown Adam form " + form);

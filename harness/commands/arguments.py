@@ -7,10 +7,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 
 from harness.engine.rows import DEFAULT_ROWS, ROWS
 from reference.optimizers import HYPERPARAMETER_RECORDS, OPTIMIZERS
-from reference.spec import ADAM_FORMS, DTYPES, GRAD_CONVENTIONS, Config
+from reference.spec import ADAM_FORMS, DTYPES, GRAD_CONVENTIONS, OLD_ADAM_FORMS, Config
 
 DEFAULTS = Config()
 
@@ -110,7 +111,24 @@ def add_problem_options(parser: argparse.ArgumentParser, lr: bool = True) -> Non
     )
 
 
-RECIPES = {"seed": {"adam": "seed", "grad": "half-sse"}}  # lr, epochs, init: the defaults are the article's
+RECIPES = {"article": {"adam": "article", "grad": "half-sse"}}  # lr, epochs, init: the defaults are the article's
+OLD_RECIPES = {"seed": "article"}  # an old name -> the name now: taken for one release
+
+
+def renamed(option: str, old_names: dict[str, str]):
+    """An argument type that takes a value's old name for one release, with a notice on
+    stderr, and gives its name now (argparse then checks it among the choices)."""
+
+    def convert(text: str) -> str:
+        if text in old_names:
+            print(
+                f"notice: {option} {text} is now {option} {old_names[text]}; the old name goes after this release",
+                file=sys.stderr,
+            )
+            return old_names[text]
+        return text
+
+    return convert
 
 
 def _defaults_text(hyper: str) -> str:
@@ -152,11 +170,12 @@ def add_adam_options(parser: argparse.ArgumentParser) -> None:
     _add_hyperparameter_options(hyper)
     parser.add_argument(
         "--adam",
+        type=renamed("--adam", OLD_ADAM_FORMS),
         choices=ADAM_FORMS,
         default=None,
         help="Adam form: paper (Kingma & Ba, as torch.optim and optax; default), epshat (ε̂ added "
-        "to √v, as Keras 3, TensorFlow and the ゼロから作る textbook), seed (the article's constant "
-        "bias correction)",
+        "to √v, as Keras 3, TensorFlow and the ゼロから作る textbook), article (the article's constant "
+        "bias correction; seed, its old name, is taken for one release)",
     )
     parser.add_argument(
         "--grad",
@@ -167,10 +186,11 @@ def add_adam_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--recipe",
+        type=renamed("--recipe", OLD_RECIPES),
         choices=tuple(RECIPES),
         default=None,
-        help="seed: the whole article (seed-form Adam, half-sse gradient, lr 0.001, 20000 epochs, "
-        "np.random.seed(seed) then randn)",
+        help="article: the whole article (article-form Adam, half-sse gradient, lr 0.001, 20000 epochs, "
+        "np.random.seed(seed) then randn; seed, its old name, is taken for one release)",
     )
 
 

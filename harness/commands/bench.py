@@ -1,7 +1,7 @@
 """``python compare.py bench``: how fast each row trains, against two yardsticks, and
 where a whole default run's time goes.
 
-- the seed-style loop (``harness.yardsticks.seed_loop``): the article's training loop, op
+- the article loop (``harness.yardsticks.article_loop``): the article's training loop, op
   for op;
 - the floor: the same training as a plain C loop (``harness/yardsticks/floor.c``, package
   data), compiled here with the system's C compiler, skipped with a note when there is none.
@@ -36,7 +36,7 @@ FLOOR_SOURCE = Path(__file__).resolve().parents[1] / "yardsticks" / "floor.c"
 WARM_UP_EPOCHS = 200  # one untimed short run per row first: lazy imports, allocator, caches
 DESCRIPTION = (
     "Time every row (µs per epoch: median, min, max over --repeat runs, one row at a time), with compile "
-    "and import times, against the seed-style numpy loop and a plain C loop (the floor); then a whole "
+    "and import times, against the article's numpy loop and a plain C loop (the floor); then a whole "
     "default run, broken down by phase (imports, each row's training and lockstep, the envelope, the "
     "report and plots), against the article's script."
 )
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-wall",
         action="store_true",
-        help="skip the whole runs: the default run (and its breakdown by phase) and the seed-style script",
+        help="skip the whole runs: the default run (and its breakdown by phase) and the article's script",
     )
 
 
@@ -88,14 +88,14 @@ def time_row(name: str, cfg: Config, repeat: int) -> dict:
     return result
 
 
-def time_seed_loop(cfg: Config, repeat: int) -> dict:
-    from harness.yardsticks.seed_loop import seed_style_training
+def time_article_loop(cfg: Config, repeat: int) -> dict:
+    from harness.yardsticks.article_loop import article_training
 
     params0 = initial_params(cfg.seed, cfg.hidden)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        seed_style_training(params0, cfg.epochs)
+        article_training(params0, cfg.epochs)
         times.append((time.perf_counter() - start) / cfg.epochs * 1e6)
     return {"us_per_epoch": spread(times)}
 
@@ -244,8 +244,8 @@ def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -
     if "torch" in rows and cfg.epochs >= 1:
         progress("timing the torch row's loop under TorchScript")
         result["torchscript"] = time_torchscript(cfg, repeat)
-    progress("timing the seed-style loop")
-    result["seed_loop"] = time_seed_loop(cfg, repeat)
+    progress("timing the article loop")
+    result["seed_loop"] = time_article_loop(cfg, repeat)
     progress("timing the C floor")
     result["floor"] = time_floor(cfg, repeat)
     progress("timing framework imports")
@@ -258,11 +258,13 @@ def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -
         entry["vs_seed_loop"] = us / seed
         entry["vs_floor"] = us / floor if floor else None
     if wall:
-        progress("timing whole runs: the default run (python -m harness.cli), python -m harness.yardsticks.seed_loop")
+        progress(
+            "timing whole runs: the default run (python -m harness.cli), python -m harness.yardsticks.article_loop"
+        )
         run = result["default_run"] = default_run_breakdown(cfg)
         result["wall_seconds"] = {
             "compare_default_run": run["wall_seconds"] - phase_seconds(run, "plots"),
-            "seed_loop_script": wall_seconds(["-m", "harness.yardsticks.seed_loop"]),
+            "seed_loop_script": wall_seconds(["-m", "harness.yardsticks.article_loop"]),
         }
     return result
 
@@ -275,7 +277,7 @@ def render_bench(result: dict) -> str:
         f"µs per epoch, {cfg['epochs']} epochs, {cfg['dtype']}, hidden {cfg['hidden']}, "
         f"median (min-max) of {result['repeat']} runs, one row at a time",
         "",
-        f"{'row':<22} {'median':>9} {'min':>9} {'max':>9} {'compile s':>10} {'× seed loop':>12} {'× floor':>9}",
+        f"{'row':<22} {'median':>9} {'min':>9} {'max':>9} {'compile s':>10} {'× article loop':>15} {'× floor':>9}",
     ]
 
     def line(name, entry, compile_s=None):
@@ -285,14 +287,14 @@ def render_bench(result: dict) -> str:
             f"{us['median'] / floor['us_per_epoch']['median']:9.0f}" if "us_per_epoch" in floor else f"{'-':>9}"
         )
         cs = f"{compile_s:10.2f}" if compile_s is not None else f"{'':>10}"
-        return f"{name:<22} {us['median']:9.1f} {us['min']:9.1f} {us['max']:9.1f} {cs} {ratio_seed:12.2f} {ratio_floor}"
+        return f"{name:<22} {us['median']:9.1f} {us['min']:9.1f} {us['max']:9.1f} {cs} {ratio_seed:15.2f} {ratio_floor}"
 
     for name, entry in result["rows"].items():
         lines.append(line(name, entry, entry.get("compile_seconds", {}).get("median")))
     if "torchscript" in result:
         ts = result["torchscript"]
         lines.append(line("torch, TorchScript loop", ts, ts["compile_seconds"]) + "   (not a row)")
-    lines.append(line("seed-style numpy loop", result["seed_loop"]) + "   (yardstick)")
+    lines.append(line("article numpy loop", result["seed_loop"]) + "   (yardstick)")
     if "us_per_epoch" in floor:
         lines.append(line("C loop (floor)", floor) + "   (yardstick)")
     else:
@@ -305,7 +307,7 @@ def render_bench(result: dict) -> str:
         w = result["wall_seconds"]
         lines.append(
             f"wall seconds: the default run {w['compare_default_run']:.2f}, "
-            f"python -m harness.yardsticks.seed_loop {w['seed_loop_script']:.2f} "
+            f"python -m harness.yardsticks.article_loop {w['seed_loop_script']:.2f} "
             f"(ratio {w['compare_default_run'] / w['seed_loop_script']:.1f})"
         )
     if "default_run" in result:

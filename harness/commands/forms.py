@@ -1,5 +1,5 @@
 """``python compare.py forms`` (``flavors``, its old name, for one release): every Adam
-form (and both gradient conventions for the seed's form) from one initial state, side by
+form (and both gradient conventions for the article's form) from one initial state, side by
 side, and whether other rows compute each form as the numpy row does.
 
 The effective step size relative to ``paper`` is measured at the same state: the paper
@@ -28,13 +28,13 @@ from reference import adam as spec
 from reference.spec import GRAD_SCALE, Config, initial_params
 
 DESCRIPTION = (
-    "Run every Adam form (paper, epshat, seed; the seed form with both gradient conventions) from one "
+    "Run every Adam form (paper, epshat, article; the article's form with both gradient conventions) from one "
     "initial state and compare final loss, when XOR is solved, step size and parameter gap; judge other rows "
     "(by default the series' other languages) in each form against numpy."
 )
 EPILOG = "exit status: 0 every row computes every form as numpy does, 1 otherwise, 2 bad usage"
 
-FORMS = (("paper", "mse"), ("epshat", "mse"), ("seed", "mse"), ("seed", "half-sse"))
+FORMS = (("paper", "mse"), ("epshat", "mse"), ("article", "mse"), ("article", "half-sse"))
 STEP_EPOCHS = (1, 10, 100, 1000, 20000)
 
 

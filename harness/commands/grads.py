@@ -15,7 +15,7 @@ DESCRIPTION = (
 EPILOG = "exit status: 0 every source agrees (with --canary: every canary caught), 1 otherwise, 2 bad usage"
 HAND_GRADIENTS = {
     "mse": ("mse", "numpy hand backprop of the MSE"),
-    "seed": ("half-sse", "the seed article's derivation, delta2 = (A2 − y)·σ'(Z2) with no 2/N"),
+    "article": ("half-sse", "the article's derivation, delta2 = (A2 − y)·σ'(Z2) with no 2/N"),
 }
 
 
@@ -30,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--hand",
+        type=arguments.renamed("--hand", {"seed": "article"}),
         choices=tuple(HAND_GRADIENTS),
         default="mse",
-        help="the hand gradient to check: mse (the numpy backend's) or seed (the article's "
-        "derivation) (default %(default)s)",
+        help="the hand gradient to check: mse (the numpy backend's) or article (the article's "
+        "derivation; seed, its old name, is taken for one release) (default %(default)s)",
     )
     parser.add_argument(
         "--canary", action="store_true", help="check built-in wrong hand gradients instead: each must be caught"

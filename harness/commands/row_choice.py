@@ -58,13 +58,19 @@ def select_rows(
 
 def parse_faults(specs, names, cfg, parser: argparse.ArgumentParser) -> dict:
     """--inject ROW:FAULT values as {row: fault}; a bad one is a usage error."""
-    from harness.engine.faults import problem
+    from harness.engine.faults import OLD_FAULTS, problem
 
     faults = {}
     for spec in specs or []:
         row, sep, fault = spec.partition(":")
         if not sep:
             parser.error(f"argument --inject: expected ROW:FAULT, got {spec!r}")
+        if fault in OLD_FAULTS:
+            print(
+                f"notice: the fault {fault} is now {OLD_FAULTS[fault]}; the old name goes after this release",
+                file=sys.stderr,
+            )
+            fault = OLD_FAULTS[fault]
         why = problem(row, fault, cfg)
         if why is None and row not in names:
             why = f"row {row!r} is not among the rows run"

@@ -210,7 +210,7 @@ def _adam_scales(cfg: Config, g, e_g, old: dict, new: dict, t, u) -> dict:
     # paper: a = the bias corrections; seed: the constants 1 − β; epshat: a2 = 1 and
     # pre = lr·√bc2. (relative errors of a1, a2 and pre, in units of u)
     form = cfg.adam if cfg.optimizer == "adam" else "paper"
-    if form == "seed":
+    if form == "article":
         a1, a2, pre, rel_a1, rel_a2, rel_pre = 1 - cfg.beta1, 1 - cfg.beta2, cfg.lr, 1.0, 1.0, 0.0
     elif form == "epshat":
         a1, a2, pre = bc1, 1.0, cfg.lr * np.sqrt(bc2)

@@ -61,7 +61,7 @@ def _no_bias_correction(sqrt, corrections):
     return lambda m, v, t, cfg: cfg.lr * m / (sqrt(v) + cfg.eps)
 
 
-def _seed_bias_correction(sqrt, corrections):  # the article's constant denominators
+def _article_bias_correction(sqrt, corrections):  # the article's constant denominators
     return lambda m, v, t, cfg: cfg.lr * (m / (1 - cfg.beta1)) / (sqrt(v / (1 - cfg.beta2)) + cfg.eps)
 
 
@@ -201,10 +201,10 @@ FAULTS = {
         ),
         Fault("no-bias-correction", "update", "adam_delta", _adam_delta(_no_bias_correction), "m/(√v + ε)", ("adam",)),
         Fault(
-            "seed-bias-correction",
+            "article-bias-correction",
             "update",
             "adam_delta",
-            _adam_delta(_seed_bias_correction),
+            _adam_delta(_article_bias_correction),
             "the article's m/(1 − β1), v/(1 − β2) (equal to the paper's step at t = 1)",
             ("adam",),
         ),
@@ -297,6 +297,7 @@ FAULTS = {
     )
 }
 PLUGIN_FAULTS = tuple(name for name, f in FAULTS.items() if f.plugin)
+OLD_FAULTS = {"seed-bias-correction": "article-bias-correction"}  # an old name -> the name now, for one release
 
 
 def problem(row: str, fault: str, cfg: Config) -> str | None:

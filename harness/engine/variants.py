@@ -124,10 +124,10 @@ VARIANTS = {
             same_as="the paper form with ε_t = ε/√(1 − β2^t)",
         ),
         _fault(
-            "seed-bias-correction",
-            "the seed article: constant bias corrections 1 − β1 and 1 − β2",
+            "article-bias-correction",
+            "the article: constant bias corrections 1 − β1 and 1 − β2",
             applies=_paper,
-            hint="--adam seed (or --recipe seed)",
+            hint="--adam article (or --recipe article)",
             same_as="no bias correction with lr × √(1 − β2)/(1 − β1) and ε × √(1 − β2)",
         ),
         _fault("no-bias-correction", "a common slip: Adam without its bias corrections", applies=_paper),
@@ -157,7 +157,7 @@ VARIANTS = {
         _fault("adadelta-no-eps-in-numerator", "a common slip: AdaDelta's ε left out of the numerator"),
         _fault(
             "grad-missing-2-over-n",
-            "the seed article's derivation: the gradient of ½·Σ(ŷ − y)²",
+            "the article's derivation: the gradient of ½·Σ(ŷ − y)²",
             applies=_mse,
             hint="--grad half-sse",
             same_as="for Adam, the mean's gradient with ε × 2/N",

@@ -1,4 +1,4 @@
-"""Figures: the seed article's two per row, all rows' loss curves overlaid, the drift of
+"""Figures: the article's two per row, all rows' loss curves overlaid, the drift of
 a pair; and the two helpers every command's figures use (``pyplot``, ``save_figure``)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def save_figure(fig, path):
 
 
 def draw_decision_regions(ax, final_flat, hidden: int, title: str) -> None:
-    """The seed article's figure on ``ax``: regions where the rounded output is 0 or 1,
+    """The article's figure on ``ax``: regions where the rounded output is 0 or 1,
     on a 0.01 grid over [−0.5, 1.5]², and the four points by class."""
     X, y = xor_data("float64")
     axis = np.arange(-0.5, 1.5, GRID_STEP)

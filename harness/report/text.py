@@ -10,7 +10,7 @@ import numpy as np
 from reference.optimizers import OPTIMIZERS
 from reference.spec import Config, predict, solves_xor, unflatten_params, xor_data
 
-ADAM_LABELS = {"paper": "(Kingma & Ba)", "epshat": "(ε̂ form: Keras, TensorFlow)", "seed": "(the article's form)"}
+ADAM_LABELS = {"paper": "(Kingma & Ba)", "epshat": "(ε̂ form: Keras, TensorFlow)", "article": "(the article's form)"}
 GRAD_LABELS = {"mse": "the MSE", "half-sse": "½·Σ(ŷ − y)² (the article's)"}
 
 

@@ -1,4 +1,4 @@
-"""A speed yardstick: the seed article's training loop re-expressed operation for
+"""A speed yardstick: the article's training loop re-expressed operation for
 operation, so the bench can say how the rows compare with what its readers run.
 
 Same work per epoch as the article's script: the sigmoid recomputed inside its
@@ -6,7 +6,7 @@ derivative, four separate moment pairs, m̂ and v̂ materialised, the article's 
 bias correction and its ½·SSE gradient. It is not a row and is never compared; its
 numbers are the article's, not the default config's.
 
-    python -m harness.yardsticks.seed_loop   # one 20000-epoch run, as the article's script does
+    python -m harness.yardsticks.article_loop   # one 20000-epoch run, as the article's script does
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _sigmoid_derivative(x):
     return _sigmoid(x) * (1 - _sigmoid(x))
 
 
-def seed_style_training(params0: dict, epochs: int, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+def article_training(params0: dict, epochs: int, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
     """Returns the per-epoch logged error and the final params."""
     X, y = xor_data("float64")
     p = {k: np.array(params0[k], dtype=np.float64) for k in PARAM_NAMES}
@@ -58,8 +58,8 @@ def seed_style_training(params0: dict, epochs: int, lr=0.001, beta1=0.9, beta2=0
 
 def main() -> None:
     start = time.perf_counter()
-    errors, _ = seed_style_training(initial_params(0), 20000)
-    print(f"seed-style loop: 20000 epochs in {time.perf_counter() - start:.2f} s, final error {errors[-1]:.5f}")
+    errors, _ = article_training(initial_params(0), 20000)
+    print(f"article loop: 20000 epochs in {time.perf_counter() - start:.2f} s, final error {errors[-1]:.5f}")
 
 
 if __name__ == "__main__":

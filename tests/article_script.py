@@ -1,4 +1,4 @@
-"""A faithful transcription of the seed article's training script, for tests only.
+"""A faithful transcription of the article's training script, for tests only.
 
 Same operations in the same order as the article's numpy code: the global legacy
 generator seeded with np.random.seed, randn for W1, b1, W2, b2; the sigmoid's derivative
