@@ -215,7 +215,7 @@ def _tracked_copy(destination: Path) -> Path:
         else [
             str(p.relative_to(ROOT))
             for p in ROOT.rglob("*")
-            if p.is_file() and not {".git", "__pycache__", "site"} & set(p.relative_to(ROOT).parts)
+            if p.is_file() and not {".git", ".venv", "__pycache__", "site"} & set(p.relative_to(ROOT).parts)
         ]
     )
     for name in names:

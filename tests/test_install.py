@@ -2,21 +2,24 @@
 console script, the package data (the MATLAB and Scilab code of the language rows, the C
 floor of the bench) and the golden files must all come with the package.
 
-The virtual environment sees the machine's site-packages (numpy, JAX, torch and the rest
-are not downloaded again: several GB); the project itself is installed into it from a
-copy of the source tree, so nothing of the checkout is on the path."""
+The virtual environment sees the packages of the environment the tests run in (numpy,
+JAX, torch and the rest are not downloaded again: several GB) through a .pth line naming
+that environment's site-packages, after its own; the project itself is installed into it
+from a copy of the source tree, so nothing of the checkout is on the path (the running
+environment's editable install is a .pth file there, which a .pth line does not run)."""
 
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(
-    ".git", "__pycache__", "*.egg-info", "build", "site", ".hypothesis", ".pytest_cache", "out", "plots"
+    ".git", ".venv", "__pycache__", "*.egg-info", "build", "site", ".hypothesis", ".pytest_cache", "out", "plots"
 )
 
 
@@ -26,8 +29,18 @@ def installed(tmp_path_factory):
         pytest.importorskip(module)
     base = tmp_path_factory.mktemp("install")
     shutil.copytree(ROOT, base / "src", ignore=COPY_IGNORE)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(base / "venv")], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True)
     python = base / "venv" / "bin" / "python"
+    # --system-site-packages would see the base interpreter's, not the virtual environment
+    # the tests may run in: name the running environment's site-packages instead
+    own = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    here = dict.fromkeys(sysconfig.get_path(kind) for kind in ("purelib", "platlib"))
+    (Path(own) / "running-environment.pth").write_text("".join(f"{path}\n" for path in here))
     done = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(base / "src")],
         check=False,
