@@ -55,10 +55,9 @@ def build_parser(name: str | None = None, prog: str = "compare.py") -> argparse.
 def main(argv=None, prog: str = "compare.py") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ALIASES:
-        print(
-            f"notice: {prog} {argv[0]} is now {prog} {ALIASES[argv[0]]}; the old name goes after this release",
-            file=sys.stderr,
-        )
+        from harness.commands.ending import notice_renamed
+
+        notice_renamed(f"{prog} {argv[0]}", f"{prog} {ALIASES[argv[0]]}")
         argv[0] = ALIASES[argv[0]]
     name = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     parser = build_parser(name, prog)

@@ -55,6 +55,19 @@ def test_every_optimizer_phase_is_in_lockstep_and_explain_order(optimizer):
     assert set(NON_NEGATIVE_SLOTS) >= set(OPTIMIZERS[optimizer].non_negative)
 
 
+@pytest.mark.parametrize("row", INJECTABLE_ROWS)
+def test_every_fault_swaps_only_what_the_interface_marks_swapped(row):
+    # a fault replaces members at call time; the interface's records say which may be
+    from backends.interface import SWAPPED
+    from harness.engine.faults import FAULTS
+
+    if unavailable_reason(row):
+        pytest.skip(unavailable_reason(row))
+    module = load_backend(row)
+    for name, fault in FAULTS.items():
+        assert set(fault.make(module)) <= set(SWAPPED), name
+
+
 def test_the_command_line_offers_every_hyperparameter_with_its_defaults():
     from harness.cli import build_parser
 

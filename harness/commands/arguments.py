@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 
+from harness.commands import ending
 from harness.engine.rows import DEFAULT_ROWS, ROWS
 from reference.optimizers import HYPERPARAMETER_RECORDS, OPTIMIZERS
 from reference.spec import ADAM_FORMS, DTYPES, GRAD_CONVENTIONS, OLD_ADAM_FORMS, Config
@@ -121,10 +121,7 @@ def renamed(option: str, old_names: dict[str, str]):
 
     def convert(text: str) -> str:
         if text in old_names:
-            print(
-                f"notice: {option} {text} is now {option} {old_names[text]}; the old name goes after this release",
-                file=sys.stderr,
-            )
+            ending.notice_renamed(f"{option} {text}", f"{option} {old_names[text]}")
             return old_names[text]
         return text
 

@@ -39,6 +39,11 @@ def notice_skipped(reasons) -> None:
         print(skip_notice(reason), file=sys.stderr)
 
 
+def notice_renamed(old: str, new: str) -> None:
+    """The one line that says a name given is an old one, kept for one release."""
+    print(f"notice: {old} is now {new}; the old name goes after this release", file=sys.stderr)
+
+
 def usage_error(parser: argparse.ArgumentParser, message: str) -> int:
     """A one-line error on stderr for something found after parsing; the usage exit status."""
     print(f"{parser.prog}: error: {message}", file=sys.stderr)

@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 
+from harness.commands import ending
 from harness.engine.rows import ROWS, unavailable_reason
 from reference.spec import Config
 
@@ -66,10 +67,7 @@ def parse_faults(specs, names, cfg, parser: argparse.ArgumentParser) -> dict:
         if not sep:
             parser.error(f"argument --inject: expected ROW:FAULT, got {spec!r}")
         if fault in OLD_FAULTS:
-            print(
-                f"notice: the fault {fault} is now {OLD_FAULTS[fault]}; the old name goes after this release",
-                file=sys.stderr,
-            )
+            ending.notice_renamed(f"the fault {fault}", OLD_FAULTS[fault])
             fault = OLD_FAULTS[fault]
         why = problem(row, fault, cfg)
         if why is None and row not in names:

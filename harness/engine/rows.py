@@ -185,8 +185,7 @@ def expected_cost(task: str, unknown: float = 0.0) -> float:
     envelope's ("perturbed"); ``unknown`` for anything else (a plug-in, a twin)."""
     if task == "perturbed":
         return PERTURBED_COST
-    row = ROWS.get(task)
-    return row.cost if row is not None and row.twin is None and row.name in BUILT_IN else unknown
+    return ROWS[task].cost if task in BUILT_IN else unknown
 
 
 def load_backend(name: str):
