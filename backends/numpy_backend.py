@@ -159,7 +159,7 @@ def train(
     device: str = "cpu",
     timings: dict | None = None,
     states: dict | None = None,
-    nudge_seed: int | None = None,
+    nudge_seed=None,
 ):
     """Train from ``params0`` (one state, or a batch along leading axes).
 
@@ -169,9 +169,10 @@ def train(
     (keys: the slot names, "m" and "v" for Adam), so any recorded step can be run again
     from its exact state.
 
-    Given ``nudge_seed``, every gradient element is moved by u times the magnitude of its
-    terms (``gradient_term_scales``) and every parameter by u·|θ| (about one ULP) after
-    every step, each up or down at random: the model of another correct row's rounding
+    Given ``nudge_seed`` ((seed, runs) per block of runs, ``_nudges``), every gradient
+    element is moved by u times the magnitude of its terms (``gradient_term_scales``) and
+    every parameter by u·|θ| (about one ULP) after every step, each up or down at
+    random: the model of another correct row's rounding
     that the harness's perturbation envelope is made of (``harness.engine.agreement``).
 
     The fast path of ``train_step``: the same hand gradients, then the optimizer's rule
@@ -234,7 +235,18 @@ def _flat(tree: dict, like):
     return flatten_params(tree).reshape(like.shape)
 
 
-def _nudges(theta, seed: int):
+def _nudges(theta, streams):
+    """Nudges for ``theta`` from ``streams``, a sequence of (seed, runs): consecutive blocks
+    of runs (the first axis), each with a ``_nudge_stream`` of its own, so a block draws
+    the same nudges whatever other blocks share its batch."""
+    draws, start = [], 0
+    for block_seed, runs in streams:
+        draws.append(_nudge_stream(theta[start : start + runs], int(block_seed)))
+        start += runs
+    return lambda: np.concatenate([draw() for draw in draws])
+
+
+def _nudge_stream(theta, seed: int):
     """A function giving, per call, ±u for every element of ``theta``, the signs fresh
     random bits. The bits come from ``rng.bytes`` in blocks of many calls' worth: its
     32-bit words run on across calls, so call i of a block gets exactly the bytes the

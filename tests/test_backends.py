@@ -157,10 +157,10 @@ def test_asking_for_cuda_without_one_is_a_clear_error(name):
 def test_nudges_drawn_in_blocks_are_the_one_call_at_a_time_draws(elements):
     """The envelope's nudges come from rng.bytes in blocks: the same signs, in the same
     order, as drawing ⌈n/8⌉ bytes per call (as the envelope's figures were made)."""
-    from backends.numpy_backend import _nudges
+    from backends.numpy_backend import _nudge_stream
 
     calls = 2 * max(1, 2**18 // elements) + 3  # across block boundaries
-    draw, rng = _nudges(np.zeros(elements), 7), np.random.default_rng(7)
+    draw, rng = _nudge_stream(np.zeros(elements), 7), np.random.default_rng(7)
     got = np.array([draw() for _ in range(calls)])
     bits = np.array(
         [
@@ -204,3 +204,16 @@ def test_the_torchscript_yardstick_trains_as_the_torch_row_does():
     np.testing.assert_allclose(params, row_params, rtol=0, atol=64 * np.finfo(np.float64).eps * scale)
     np.testing.assert_allclose(loss, row_loss, rtol=0, atol=64 * np.finfo(np.float64).eps)
     assert np.abs(params[-1] - params[0]).max() > 1e-3  # it trained
+
+
+def test_a_block_of_runs_draws_the_nudges_it_would_alone():
+    """The envelope's runs are nudged as a batch of their own directions alone would be,
+    whatever probes share the batch (agreement.nudge_streams): power's thresholds stand."""
+    from backends.numpy_backend import _nudge_stream, _nudges
+
+    theta = np.zeros((8, 5))
+    together, alone, probes = _nudges(theta, ((3, 3), (9, 5))), _nudge_stream(theta[:3], 3), _nudge_stream(theta[3:], 9)
+    for _ in range(4):
+        both = together()
+        np.testing.assert_array_equal(both[:3], alone())
+        np.testing.assert_array_equal(both[3:], probes())

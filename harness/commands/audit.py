@@ -47,6 +47,7 @@ def tasks_of(args) -> list:
 def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.engine.audit import summarize_audit
 
+    arguments.check_grid(parser, args)
     return ending.grid_command(parser, args, tasks_of(args), "tasks audited", summarize_audit, render_audit, plot_audit)
 
 
@@ -56,23 +57,34 @@ def render_audit(data: dict, max_listed: int = 10) -> str:
         f"audit: {data['configurations']} configurations ({len(grid['optimizers'])} optimizers × "
         f"{len(grid['dtypes'])} dtypes × lr factors {','.join(f'{f:g}' for f in grid['lr_factors'])} × hidden "
         f"{','.join(map(str, grid['hidden']))} × {grid['seeds']} seeds), {grid['epochs']} epochs; every pair "
-        "judged by drift (16 × each seed's envelope) and by lockstep at about 200 epochs",
+        "judged by lockstep at about 200 epochs (the verdict, for rows that step) and by drift alone "
+        "(16 × each seed's envelope, as a trajectory-only row is judged)",
         "",
-        f"{'optimizer':<10} {'dtype':<8} {'margin median':>13} {'p99':>8} {'max':>8}",
+        f"{'optimizer':<10} {'dtype':<8} {'verdict median':>14} {'p99':>8} {'max':>8} "
+        f"{'drift median':>12} {'p99':>8} {'max':>8}",
     ]
     for optimizer, per_dtype in data["margins"].items():
         for dtype, m in per_dtype.items():
-            lines.append(f"{optimizer:<10} {dtype:<8} {m['median']:13.3g} {m['p99']:8.3g} {m['max']:8.3g}")
+            d = data["drift_margins"][optimizer][dtype]
+            lines.append(
+                f"{optimizer:<10} {dtype:<8} {m['median']:14.3g} {m['p99']:8.3g} {m['max']:8.3g} "
+                f"{d['median']:12.3g} {d['p99']:8.3g} {d['max']:8.3g}"
+            )
+    lines += ["", f"{'judge':<9} {'alarms':>7} {'configurations':>15} {'95% bound':>10} {'largest margin':>15}"]
+    for judge, j in data["judges"].items():
+        lines.append(
+            f"{judge:<9} {j['alarms']:7d} {j['configurations_alarmed']:15d} {j['fpr_upper_95']:10.3g} "
+            f"{j['largest_margin']:15.3g}"
+        )
     alarms = data["false_alarms"]
     lines += [
         "",
-        f"false alarms: {len(alarms)} in {data['configurations']} configurations "
+        f"false alarms (by the verdict): {len(alarms)} in {data['configurations']} configurations "
         f"({data['configurations_alarmed']} configurations); 95% upper bound of the rate "
         f"{data['fpr_upper_95']:.3g}; known library gaps counted apart: {data['known_gaps']}",
-        f"chaotic (one-ULP nudges part by > √u, so lockstep alone judges the stepping rows): "
-        f"{data['chaotic_configurations']} configurations",
-        f"largest margin by judge: drift {data['largest_margin_by_judge']['drift']:.3g} (where it judges), "
-        f"lockstep {data['largest_margin_by_judge']['lockstep']:.3g}",
+        f"agree — rounding amplified by training (drift past its allowance, every step at rounding level): "
+        f"{len(data['rounding_amplified'])} pairs in {data['configurations_amplified']} configurations",
+        f"chaotic (one-ULP nudges part by > √u): {data['chaotic_configurations']} configurations",
     ]
     for f in alarms[:max_listed]:
         lines.append(

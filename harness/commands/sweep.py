@@ -26,6 +26,8 @@ from harness.commands import arguments, ending, row_choice
 from harness.engine.agreement import (
     ENVELOPE_DIRECTIONS,
     K_ENVELOPE,
+    NUDGED_RUNS,
+    PROBE_DIRECTIONS,
     default_every,
     envelope_of,
     envelope_tolerance,
@@ -173,7 +175,7 @@ def train_seeds(
     }
     perturbed = None
     if names[0] == "numpy" and "numpy" in trajectories:
-        perturbed = joined([results[("perturbed", b)] for b in range(len(batches))], ENVELOPE_DIRECTIONS)
+        perturbed = joined([results[("perturbed", b)] for b in range(len(batches))], NUDGED_RUNS)
     return trajectories, perturbed, report
 
 
@@ -291,7 +293,7 @@ def summarize(cfg: Config, seeds: np.ndarray, every: int, trajectories: dict, pe
         "every": every,
         "tolerance_rule": (
             f"{K_ENVELOPE:g} × each seed's envelope of {ENVELOPE_DIRECTIONS} runs perturbed by one ULP "
-            "at the start and after every step"
+            f"at the start and after every step, widened where {PROBE_DIRECTIONS} more show it too narrow"
             if envelope is not None
             else "fixed rule: 4·u·√E·max(1, the seed's largest |θ|)"
         ),

@@ -180,11 +180,24 @@ def compare_all(trajectories: dict, dtype: str, envelope=None, pairs=None) -> li
 # Nudged in the gradient too, the margins there are 0.03-0.04 and the median margin over
 # those 16 seeds moves from 0.033 to 0.030 (optax); tests/test_audit.py keeps the case.
 
+#
+# Why probes: `compare.py audit --seeds 125` found RMSprop, float32, lr 0.01, hidden 1, seed
+# 48 (jax 2.66 × the allowance) and lr 0.001, hidden 4, seed 44 (torch.optim 1.11), every
+# step at rounding level. Near the plateau whether rounding triggers a jump is a draw, and
+# the three nudged runs had not drawn it. Five more runs, from a stream of their own, probe
+# for it: where one of them would itself exceed the three runs' allowance (a correct run
+# flagged), the envelope takes every run's gap; elsewhere it stays the three runs' own, bit
+# for bit, so the thresholds `power` measured do not move. With the probes those two cases'
+# margins are 0.30 and 0.72 (docs/error-rates.md has the grid).
+
 K_ENVELOPE = 16.0
-ENVELOPE_DIRECTIONS = 3
+ENVELOPE_DIRECTIONS = 3  # the envelope's own nudged runs
+PROBE_DIRECTIONS = 5  # more nudged runs, that widen it only where they show it too narrow
+NUDGED_RUNS = ENVELOPE_DIRECTIONS + PROBE_DIRECTIONS  # directions of one nudged batch
+PROBE_SEED_OFFSET = 2**32  # the probes' stream: past any seed a user can give (0 to 2^32 − 1)
 
 
-def one_ulp_perturbations(params0: dict, seed: int, directions: int = ENVELOPE_DIRECTIONS) -> list:
+def one_ulp_perturbations(params0: dict, seed: int, directions: int = NUDGED_RUNS) -> list:
     """Initial weights moved by one ULP per element, up or down at random."""
     rng = np.random.default_rng(seed)
     out = []
@@ -200,16 +213,44 @@ def one_ulp_perturbations(params0: dict, seed: int, directions: int = ENVELOPE_D
 
 def perturbed_starts(params0: dict, seed: int) -> dict:
     """Every run's initial weights (one run, or a batch along the first axis) moved by one
-    ULP in ENVELOPE_DIRECTIONS random directions, as one batch to train with
-    ``nudge_seed``: direction d holds runs [d·N, (d + 1)·N), N the runs in ``params0``."""
+    ULP in NUDGED_RUNS random directions, as one batch to train with ``nudge_streams``:
+    direction d holds runs [d·N, (d + 1)·N), N the runs in ``params0``; the first
+    ENVELOPE_DIRECTIONS are the envelope's, the rest its probes."""
     batch = {k: np.asarray(v)[None] if np.ndim(v) == 2 else np.asarray(v) for k, v in params0.items()}
     starts = one_ulp_perturbations(batch, seed)
     return {k: np.concatenate([s[k] for s in starts]) for k in params0}
 
 
+def nudge_streams(seed: int, runs: int) -> tuple:
+    """The nudges of a batch of ``perturbed_starts`` (``runs`` runs in all): the envelope's
+    directions from ``seed``, the probes' from a stream of their own, so the envelope's
+    runs are those a batch of its directions alone would train (numpy_backend._nudges)."""
+    per_direction = runs // NUDGED_RUNS
+    return (
+        (seed, ENVELOPE_DIRECTIONS * per_direction),
+        (seed + PROBE_SEED_OFFSET, PROBE_DIRECTIONS * per_direction),
+    )
+
+
 def envelope_of(reference, perturbed) -> np.ndarray:
     """The perturbation envelope of ``reference`` (one run, or a batch of runs) from the
-    run of its ``perturbed_starts``: per record (and per run of a batch)."""
+    run of its ``perturbed_starts``: per record (and per run of a batch). The envelope
+    directions' gaps, or every direction's for a run where a probe's gap exceeds the
+    allowance of the envelope directions' alone (the comment above K_ENVELOPE)."""
+    split = _directions(reference, perturbed)
+    envelope = perturbation_envelope(reference, split[:ENVELOPE_DIRECTIONS])
+    if len(split) <= ENVELOPE_DIRECTIONS:
+        return envelope
+    batch = reference.params.ndim == 3
+    scale = trajectory_scale(reference.params, axis=1 if batch else None)
+    allowed = envelope_tolerance(envelope, str(reference.params.dtype), scale)[0]
+    probed = perturbation_envelope(reference, split[ENVELOPE_DIRECTIONS:])
+    too_narrow = (probed > allowed).any(axis=0)  # per run of a batch
+    return np.where(too_narrow, np.maximum(envelope, probed), envelope)
+
+
+def _directions(reference, perturbed) -> list:
+    """The perturbed batch as one trajectory like ``reference`` per direction."""
     runs = reference.params.shape[1] if reference.params.ndim == 3 else 1
     directions = perturbed.params.shape[1] // runs
     split = [
@@ -219,7 +260,7 @@ def envelope_of(reference, perturbed) -> np.ndarray:
         )
         for d in range(directions)
     ]
-    return perturbation_envelope(reference, split)
+    return split
 
 
 def perturbation_envelope(reference, perturbed: list) -> np.ndarray:
@@ -239,7 +280,7 @@ def envelope_tolerance(envelope: np.ndarray, dtype: str, scale: float):
     allowed = K_ENVELOPE * np.maximum(envelope, floor)
     source = (
         f"{K_ENVELOPE:g} × the envelope of {ENVELOPE_DIRECTIONS} runs nudged by one ULP at the start and every step "
-        "(θ, and the gradient at the scale of its terms)"
+        f"(θ, and the gradient at the scale of its terms), widened where {PROBE_DIRECTIONS} more show it too narrow"
     )
     if np.all(envelope <= floor):
         source = f"floor: {K_ENVELOPE:g} ULPs of the parameters' scale (the envelope stayed below it)"

@@ -114,16 +114,20 @@ def audit_task(cell: Cell, seeds, every: int) -> dict:
     }
 
 
-def judged_margin(pair: dict, chaotic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per seed, as the default run judges a pair: the larger of the drift and lockstep
-    margins, or lockstep's alone where training is chaotic (``agreement.chaotic_runs``);
-    and which judge gave it."""
+JUDGES = ("verdict", "lockstep", "drift")
+CONFIGURATION = ("optimizer", "dtype", "lr_factor", "hidden", "seed")
+
+
+def judge_margins(pair: dict) -> dict:
+    """Per seed, each judge's margin (over 1 an alarm): lockstep's and drift's own, and the
+    verdict's, which takes lockstep's word where the row steps and drift's where it is
+    known only by its trajectory (``harness.engine.verdict.pair_verdict``). Drift here is
+    drift alone, as it judges an ``--external`` row: chaotic or not."""
     drift = np.nan_to_num(pair["drift"], nan=np.inf)
     if pair["lockstep"] is None:
-        return drift, np.full(drift.shape, "drift")
+        return {"verdict": drift, "lockstep": None, "drift": drift}
     lockstep = np.nan_to_num(pair["lockstep"], nan=np.inf)
-    drift = np.where(chaotic, 0.0, drift)
-    return np.maximum(drift, lockstep), np.where(lockstep >= drift, "lockstep", "drift")
+    return {"verdict": lockstep, "lockstep": lockstep, "drift": drift}
 
 
 def upper_bound_95(failures: int, trials: int) -> float:
@@ -153,60 +157,95 @@ def upper_bound_95(failures: int, trials: int) -> float:
     return high
 
 
+def _alarm(cell: Cell, seed: int, name: str, margins: dict, i) -> dict:
+    """One configuration's pair that the verdict or drift flagged, with every judge's margin."""
+    return {
+        "optimizer": cell.optimizer,
+        "dtype": cell.dtype,
+        "lr": cell.config().lr,
+        "lr_factor": cell.lr_factor,
+        "hidden": cell.hidden,
+        "seed": seed,
+        "pair": f"numpy vs {name}",
+        "margin": float(margins["verdict"][i]),
+        "judged_by": "lockstep" if margins["lockstep"] is not None else "drift",
+        "drift_margin": float(margins["drift"][i]),
+        "lockstep_margin": None if margins["lockstep"] is None else float(margins["lockstep"][i]),
+    }
+
+
+def judge_tally(found: dict, configurations: int) -> dict:
+    """Per judge: the pairs it flagged, the configurations with any, the rate's 95% upper
+    bound and its largest margin."""
+    return {
+        judge: {
+            "alarms": len(tally["alarms"]),
+            "configurations_alarmed": len(tally["configurations"]),
+            "fpr_upper_95": upper_bound_95(len(tally["configurations"]), configurations),
+            "largest_margin": tally["largest"],
+        }
+        for judge, tally in found.items()
+    }
+
+
+def margin_table(worst: dict, judge: str) -> dict:
+    """Per optimizer and dtype, the quantiles of one judge's worst margin per configuration."""
+    table: dict[str, dict] = {}
+    for (optimizer, dtype), parts in worst.items():
+        table.setdefault(optimizer, {})[dtype] = quantiles(np.concatenate(parts[judge]))
+    return table
+
+
 def summarize_audit(results: list) -> dict:
-    """The audit's figures from every task's result (in the grid's order)."""
-    false_alarms, known_gaps, configurations, chaotic = [], 0, 0, 0
-    judges = {"drift": 0.0, "lockstep": 0.0}  # each judge's largest margin (drift: where it judges)
-    worst: dict[tuple, list] = {}  # (optimizer, dtype) -> per-seed worst margin of the pairs without a known gap
-    heat: dict[tuple, float] = {}  # (dtype, optimizer, lr factor) -> worst margin
+    """The audit's figures from every task's result (in the grid's order): the verdict's
+    false alarms, every judge's rate apart, and the pairs the verdict passed by lockstep
+    while drift alone flagged them (rounding amplified by training, counted apart)."""
+    found: dict[str, dict] = {j: {"alarms": [], "configurations": set(), "largest": 0.0} for j in JUDGES}
+    amplified: list[dict] = []
+    known_gaps, configurations, chaotic = 0, 0, 0
+    worst: dict[tuple, dict] = {}  # (optimizer, dtype) -> judge -> per-seed worst margins
+    heat: dict[tuple, float] = {}  # (dtype, optimizer, lr factor) -> worst verdict margin
     for result in results:
         cell, seeds = result["cell"], result["seeds"]
         configurations += len(seeds)
         chaotic += int(result["chaotic"].sum())
-        cfg = cell.config()
-        seed_worst = np.zeros(len(seeds))
+        seed_worst = {j: np.zeros(len(seeds)) for j in JUDGES}
         for name, pair in result["pairs"].items():
-            margin, judge = judged_margin(pair, result["chaotic"])
+            margins = judge_margins(pair)
             if pair["known_gap"]:
-                known_gaps += int((margin > 1).sum())
+                known_gaps += int((margins["verdict"] > 1).sum())
                 continue
-            seed_worst = np.maximum(seed_worst, margin)
-            judges["drift"] = max(judges["drift"], float(np.max(np.where(result["chaotic"], 0.0, pair["drift"]))))
-            if pair["lockstep"] is not None:
-                judges["lockstep"] = max(judges["lockstep"], float(np.max(pair["lockstep"])))
-            for i in np.flatnonzero(margin > 1):
-                false_alarms.append(
-                    {
-                        "optimizer": cell.optimizer,
-                        "dtype": cell.dtype,
-                        "lr": cfg.lr,
-                        "lr_factor": cell.lr_factor,
-                        "hidden": cell.hidden,
-                        "seed": int(seeds[i]),
-                        "pair": f"numpy vs {name}",
-                        "margin": float(margin[i]),
-                        "judged_by": str(judge[i]),
-                    }
-                )
-        worst.setdefault((cell.optimizer, cell.dtype), []).append(seed_worst)
+            for judge, margin in margins.items():
+                if margin is None:
+                    continue
+                seed_worst[judge] = np.maximum(seed_worst[judge], margin)
+                found[judge]["largest"] = max(found[judge]["largest"], float(margin.max()))
+                for i in np.flatnonzero(margin > 1):
+                    found[judge]["alarms"].append(_alarm(cell, int(seeds[i]), name, margins, i))
+                    found[judge]["configurations"].add((cell, int(seeds[i])))
+            for i in np.flatnonzero((margins["drift"] > 1) & (margins["verdict"] <= 1)):
+                amplified.append(_alarm(cell, int(seeds[i]), name, margins, i))
+        for judge in JUDGES:
+            worst.setdefault((cell.optimizer, cell.dtype), {}).setdefault(judge, []).append(seed_worst[judge])
         key = (cell.dtype, cell.optimizer, cell.lr_factor)
-        heat[key] = max(heat.get(key, 0.0), float(seed_worst.max()))
-    alarmed = {(f["optimizer"], f["dtype"], f["lr_factor"], f["hidden"], f["seed"]) for f in false_alarms}
-    margins: dict[str, dict] = {}
-    for (optimizer, dtype), parts in worst.items():
-        values = np.concatenate(parts)
-        margins.setdefault(optimizer, {})[dtype] = quantiles(values)
+        heat[key] = max(heat.get(key, 0.0), float(seed_worst["verdict"].max()))
+    judges = judge_tally(found, configurations)
     return {
         "configurations": configurations,
         "chaotic_configurations": chaotic,
-        "false_alarms": false_alarms,
+        "false_alarms": found["verdict"]["alarms"],
         "known_gaps": known_gaps,
-        "configurations_alarmed": len(alarmed),
-        "fpr_upper_95": upper_bound_95(len(alarmed), configurations),
-        "margins": margins,
-        "largest_margin_by_judge": judges,
+        "configurations_alarmed": judges["verdict"]["configurations_alarmed"],
+        "fpr_upper_95": judges["verdict"]["fpr_upper_95"],
+        "judges": judges,
+        "drift_alarms": found["drift"]["alarms"],
+        "rounding_amplified": amplified,
+        "configurations_amplified": len({tuple(a[k] for k in CONFIGURATION) for a in amplified}),
+        "margins": margin_table(worst, "verdict"),
+        "drift_margins": margin_table(worst, "drift"),
+        "largest_margin_by_judge": {j: judges[j]["largest_margin"] for j in JUDGES},
         "worst_margin_by_lr": [
             {"dtype": d, "optimizer": o, "lr_factor": f, "margin": m} for (d, o, f), m in heat.items()
         ],
-        "passed": not false_alarms,
+        "passed": not found["verdict"]["alarms"],
     }
