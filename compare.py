@@ -6,7 +6,7 @@ Run ``python compare.py --help``; the work is done in ``harness.cli``.
 
 import sys
 
-from harness.cli import main
+from harness.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

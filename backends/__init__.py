@@ -56,6 +56,11 @@ class BackendUnavailable(ImportError):
     """The framework a backend needs is not installed (or fails to import)."""
 
 
+class RowFailed(RuntimeError):
+    """The row is installed but could not run: its program failed or hung, it wrote
+    something unusable. The message is one line."""
+
+
 class PluginError(ValueError):
     """A plug-in backend file that cannot be used; the message is one line."""
 
@@ -91,11 +96,15 @@ def load(name: str) -> Any:
 def load_file(path) -> Any:
     """A plug-in backend from a Python file, checked and completed (module doc). The same
     file loads once per process."""
-    path = Path(path).resolve()
+    try:
+        path = Path(path).resolve()
+        is_file = path.is_file()
+    except OSError as exc:  # a name too long, a loop of links
+        raise PluginError(f"{str(path)[:80]}: {exc.strerror or exc}") from None
     key = f"backend_plugin_{abs(hash(str(path)))}"
     if key in sys.modules:
         return sys.modules[key]
-    if not path.is_file():
+    if not is_file:
         raise PluginError(f"{path}: no such file")
     spec = importlib.util.spec_from_file_location(key, path)
     if spec is None or spec.loader is None:
@@ -103,7 +112,7 @@ def load_file(path) -> Any:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # a plug-in is anyone's code: any failure is its own, in one line
+    except (Exception, SystemExit) as exc:  # a plug-in is anyone's code: any failure is its own, in one line
         raise PluginError(f"{path}: importing it failed: {exc.__class__.__name__}: {exc}") from None
     missing = [name for name in REQUIRED if not hasattr(module, name)]
     if missing:

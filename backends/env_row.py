@@ -17,7 +17,7 @@ interpreters but JSON and ``.npz`` files of plain arrays, read with
                    train: {"timings"}; any action: {"error": one line} when it failed
     result.npz     train: "loss" (K,) and "params" (K + 1, n); step: "PHASE/NAME" arrays
 
-A failure is :class:`backends.BackendUnavailable` naming the row and what went wrong.
+A failure is :class:`backends.RowFailed` naming the row and what went wrong.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _read_arrays(path: Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # EOFError: an empty file
         raise RemoteError("its result.npz is not an archive of plain arrays") from None
 
 
@@ -155,7 +155,7 @@ class EnvRow:
         try:
             return call(self.python, action, request, arrays)
         except RemoteError as exc:
-            raise backends.BackendUnavailable(f"{self.NAME} row failed in {self.python}: {exc}") from None
+            raise backends.RowFailed(f"{self.NAME} row failed in {self.python}: {exc}") from None
 
     def train(self, cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
         """(loss (K,), flat params (K + 1, n)) of one run from ``params0``."""
@@ -170,7 +170,7 @@ class EnvRow:
             loss = _floats(arrays, "loss", (kept,), "trajectory")
             params = _floats(arrays, "params", (kept + 1, n_params(cfg.hidden)), "trajectory")
         except RemoteError as exc:
-            raise backends.BackendUnavailable(f"{self.NAME} row wrote an unusable trajectory: {exc}") from None
+            raise backends.RowFailed(f"{self.NAME} row wrote an unusable trajectory: {exc}") from None
         if timings is not None:
             timings.update(
                 {
@@ -194,13 +194,13 @@ class EnvRow:
         for key, value in values.items():
             phase, _, name = key.partition("/")
             if not name or value.ndim < 1 or value.shape[0] != count or value.dtype.kind != "f":
-                raise backends.BackendUnavailable(
+                raise backends.RowFailed(
                     f"{self.NAME} row's step wrote {key} {value.shape} {value.dtype}, not {count} states of floats"
                 )
             phases.setdefault(phase, {})[name] = value
         missing = [p for p in ("forward", "loss", "grads", "params") if p not in phases]
         if missing:
-            raise backends.BackendUnavailable(f"{self.NAME} row's step wrote no {', '.join(missing)}")
+            raise backends.RowFailed(f"{self.NAME} row's step wrote no {', '.join(missing)}")
         return phases
 
 

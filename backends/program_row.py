@@ -38,7 +38,7 @@ from reference.exchange import ExternalError, init_record, read_trajectory_file
 from reference.optimizers import OPTIMIZERS
 from reference.spec import N_SAMPLES, Config, flatten_params, n_params, unflatten_params
 
-TIMEOUT_SECONDS = 600
+TIMEOUT_SECONDS = 600  # when the caller gives none (the harness derives one from the row's cost)
 
 
 @dataclass(frozen=True)
@@ -76,28 +76,31 @@ def unavailable(program: Program) -> str | None:
     return None
 
 
-def run(program: Program, entry: str, files: list) -> float:
+def run(program: Program, entry: str, files: list, timeout: float | None = None) -> float:
     """Run ``entry`` of the program's code on ``files``; the seconds it took (the
-    interpreter's start included). A failure is :class:`backends.BackendUnavailable`
-    with the program's own complaint (``complaint``)."""
+    interpreter's start included). A program that is not there is
+    :class:`backends.BackendUnavailable`; one that fails is :class:`backends.RowFailed`
+    with its own complaint (``complaint``), and so is one still running after ``timeout``
+    seconds (it is killed)."""
     import backends
 
     reason = unavailable(program)
     if reason:
         raise backends.BackendUnavailable(reason)
     argv = program.call(program.executable, program.folder(), entry, files)
+    timeout = TIMEOUT_SECONDS if timeout is None else timeout
     start = time.perf_counter()
     try:
         # in the temporary folder of its files: whatever else the interpreter writes (Octave's
         # octave-workspace after a crash) goes there too, and away with it
         done = subprocess.run(
-            argv, check=False, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, cwd=Path(files[0]).parent
+            argv, check=False, capture_output=True, text=True, timeout=timeout, cwd=Path(files[0]).parent
         )
     except subprocess.TimeoutExpired:
-        raise backends.BackendUnavailable(f"{program.row} row failed: no result in {TIMEOUT_SECONDS} s") from None
+        raise backends.RowFailed(f"{program.row} row hung: no result in {timeout:.0f} s (killed)") from None
     seconds = time.perf_counter() - start
     if done.returncode != 0 or not Path(files[-1]).exists():
-        raise backends.BackendUnavailable(
+        raise backends.RowFailed(
             f"{program.row} row failed (exit {done.returncode}): "
             f"{complaint(done.stderr + chr(10) + done.stdout, program.harmless_stderr)}"
         )
@@ -121,7 +124,7 @@ def complaint(output: str, harmless=()) -> str:
     return what + (f" ({' '.join(where[0].split())})" if where else "")
 
 
-def train(program: Program, cfg: Config, params0, timings: dict | None = None):
+def train(program: Program, cfg: Config, params0, timings: dict | None = None, timeout: float | None = None):
     """Write the initial state as ``compare.py init`` does (with ``params0``), run the
     program's xor_train on it and read its trajectory back: (loss (E,), params (E + 1,
     n), the initial weights first), every epoch."""
@@ -137,11 +140,11 @@ def train(program: Program, cfg: Config, params0, timings: dict | None = None):
     with tempfile.TemporaryDirectory(prefix=f"xor-{program.row}-") as folder:
         init_file, out_file = Path(folder) / "init.json", Path(folder) / "trajectory.csv"
         init_file.write_text(json.dumps(record))
-        seconds = run(program, "xor_train", [init_file, out_file])
+        seconds = run(program, "xor_train", [init_file, out_file], timeout)
         try:
             loss, params, _ = read_trajectory_file(out_file)
         except ExternalError as exc:
-            raise backends.BackendUnavailable(f"{program.row} row wrote an unusable trajectory: {exc}") from None
+            raise backends.RowFailed(f"{program.row} row wrote an unusable trajectory: {exc}") from None
     if timings is not None:
         timings["run_seconds"] = seconds
     return loss, np.vstack([flat0[None], params])
@@ -203,18 +206,25 @@ def row_functions(program: Program):
         if device != "cpu":
             raise RuntimeError(f"the {program.row} row runs on the cpu only, not {device!r}")
 
-    def train_row(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
+    def train_row(
+        cfg: Config,
+        params0,
+        every: int = 1,
+        device: str = "cpu",
+        timings: dict | None = None,
+        timeout: float | None = None,
+    ):
         """The whole trajectory from ``params0`` (every epoch, whatever ``every`` is)."""
         check_device(device)
-        return train(program, cfg, params0, timings)
+        return train(program, cfg, params0, timings, timeout)
 
-    def step_row(cfg: Config, params: dict, slots: dict, t) -> dict:
-        return step_phases(program, cfg, params, slots, t)
+    def step_row(cfg: Config, params: dict, slots: dict, t, timeout: float | None = None) -> dict:
+        return step_phases(program, cfg, params, slots, t, timeout)
 
     return check_device, train_row, step_row
 
 
-def step_phases(program: Program, cfg: Config, params: dict, slots: dict, t) -> dict:
+def step_phases(program: Program, cfg: Config, params: dict, slots: dict, t, timeout: float | None = None) -> dict:
     """One step of the program from each of a batch of numpy states (params (E, r, c) per
     tensor, slots likewise, t (E, 1, 1)): every phase's values, as the backends'
     ``step_phases`` returns them."""
@@ -234,10 +244,10 @@ def step_phases(program: Program, cfg: Config, params: dict, slots: dict, t) -> 
         files = [Path(folder) / "step.json", Path(folder) / "states.f64", Path(folder) / "phases.f64"]
         files[0].write_text(json.dumps(request))
         records.tofile(files[1])
-        run(program, "xor_step", files)
+        run(program, "xor_step", files, timeout)
         values = np.fromfile(files[2], dtype="<f8")
     if values.size != records.shape[0] * layout.width:
-        raise backends.BackendUnavailable(
+        raise backends.RowFailed(
             f"{program.row} row's step wrote {values.size} numbers, not {records.shape[0]} records of {layout.width}"
         )
     return layout.unpack(values.reshape(records.shape[0], layout.width).astype(np.float64))

@@ -6,7 +6,9 @@ module of ``harness.commands`` with ``DESCRIPTION``, ``EPILOG``, ``add_arguments
 and ``main(args, parser) -> exit status``; this module only builds the parsers from them
 and dispatches.
 
-Exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage or unwritable output.
+Exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage or unwritable output,
+3 a row could not run (its worker died, its program failed or hung), 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ SUBCOMMANDS = tuple(name for name in COMMANDS if name)
 ALIASES = {"flavors": "forms"}
 
 
+class Parser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line on stderr (the usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def command_module(name: str | None):
     return importlib.import_module(f"harness.commands.{COMMANDS[name]}")
 
@@ -45,9 +54,7 @@ def build_parser(name: str | None = None, prog: str = "compare.py") -> argparse.
     epilog = module.EPILOG
     if name is None:
         epilog = "subcommands: " + ", ".join(f"{prog} {c} --help" for c in SUBCOMMANDS) + ". " + epilog
-    parser = argparse.ArgumentParser(
-        prog=prog if name is None else f"{prog} {name}", description=module.DESCRIPTION, epilog=epilog
-    )
+    parser = Parser(prog=prog if name is None else f"{prog} {name}", description=module.DESCRIPTION, epilog=epilog)
     module.add_arguments(parser)
     return parser
 
@@ -65,10 +72,18 @@ def main(argv=None, prog: str = "compare.py") -> int:
     return command_module(name).main(args, parser)
 
 
+def run(prog: str = "compare.py") -> int:
+    """The command line as a user runs it: ``main`` with Ctrl-C and SIGTERM ending the run
+    and every process it started (``harness.engine.lifetime``)."""
+    from harness.engine.lifetime import guarded
+
+    return guarded(lambda: main(prog=prog))
+
+
 def console() -> int:
     """The ``xorcheck`` console script: what ``python compare.py`` does."""
-    return main(prog="xorcheck")
+    return run(prog="xorcheck")
 
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python -m harness.cli"))
+    sys.exit(run(prog="python -m harness.cli"))

@@ -66,6 +66,15 @@ def numpy_trajectory(default_cfg):
     return run_row("numpy", default_cfg)
 
 
+def example_plugin_with(folder, extra: str, name: str = "plugin.py"):
+    """A plug-in file in ``folder``: the example backend with ``extra`` appended (a
+    member redefined, or a fault planted)."""
+    path = Path(folder) / name
+    source = (Path(__file__).resolve().parents[1] / "examples" / "plugin_backend.py").read_text()
+    path.write_text(source + "\n" + extra)
+    return path
+
+
 def ulp_tolerance(reference, ulps=8):
     """Absolute tolerance of ``ulps`` units of roundoff at the reference's magnitude."""
     reference = np.asarray(reference)

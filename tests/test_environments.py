@@ -149,7 +149,7 @@ def test_a_trajectory_of_the_wrong_shape_is_refused(tmp_path):
     short = tmp_path / "short.npz"
     np.savez(short, loss=np.zeros(3), params=np.zeros((4, 17)))
     python = _fake_python(tmp_path, f'echo "{{}}" > "$folder/result.json"; cp {short} "$folder/result.npz"')
-    with pytest.raises(backends.BackendUnavailable, match=r"loss should be \(200,\) floats, got \(3,\)"):
+    with pytest.raises(backends.RowFailed, match=r"loss should be \(200,\) floats, got \(3,\)"):
         EnvRow("numpy", "fake", python).train(Config(epochs=200), initial_params(0))
 
 

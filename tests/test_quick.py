@@ -97,7 +97,13 @@ def one_worker():
     """A dask cluster of one worker process that the three cluster commands share, so its
     frameworks are imported once."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},
+    ) as cluster:
         yield cluster.scheduler_address
 
 

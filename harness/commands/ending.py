@@ -12,7 +12,7 @@ from harness.engine.execution import skip_notice
 from harness.files.outputs import OutputError, check_writable_dir, check_writable_file, write_json, write_npz
 from reference.spec import Config
 
-EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE = 0, 1, 2
+EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE, EXIT_COULD_NOT_RUN = 0, 1, 2, 3
 
 
 @dataclass
@@ -31,6 +31,11 @@ class Result:
     @property
     def passed(self) -> bool:
         return self.data.get("passed", True)
+
+    @property
+    def could_not_run(self) -> dict:
+        """Rows that could not run (row: why): exit status 3 when every pair judged agrees."""
+        return self.data.get("could_not_run") or {}
 
 
 def notice_skipped(reasons) -> None:
@@ -77,7 +82,8 @@ def finish(
 ) -> int:
     """Write what was asked for (``npz()`` to --save, ``plots(folder)`` into --plot, then
     ``result.to_json()`` with ``json_extra`` to --json), then the exit status: 0 when
-    ``result.passed``, 1 when not, 2 when a write failed (a one-line error)."""
+    ``result.passed``, 1 when not, 2 when a write failed (a one-line error), 3 when every
+    pair judged passed but a row could not run (``result.could_not_run``)."""
     try:  # the JSON last: it may report what writing the rest cost
         if outputs.get("save") and npz is not None:
             write_npz(outputs["save"], npz())
@@ -87,7 +93,9 @@ def finish(
             write_json(outputs["json"], result.to_json() | (json_extra or {}))
     except OSError as exc:
         return usage_error(parser, f"cannot write output: {exc}")
-    return EXIT_AGREE if result.passed else EXIT_DISAGREE
+    if not result.passed:
+        return EXIT_DISAGREE
+    return EXIT_COULD_NOT_RUN if getattr(result, "could_not_run", None) else EXIT_AGREE
 
 
 def run_grid(parser: argparse.ArgumentParser, args, tasks: list, label: str, summarize) -> dict | int:

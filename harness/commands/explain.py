@@ -16,7 +16,9 @@ DESCRIPTION = (
     "backend, as --backend-file) with the spec, and when they part, name the convention it computes "
     "(the catalogue of variants) or fit the hyperparameters it really used."
 )
-EPILOG = "exit status: 0 it agrees with the spec, 1 it differs (explained or not), 2 bad usage"
+EPILOG = (
+    "exit status: 0 it agrees with the spec, 1 it differs (explained or not), 2 bad usage, 3 the plug-in could not run"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +63,10 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     )
     ending.refuse_if_too_large(parser, "default", cfg, len(names) + len(externals))
     results = run_default(cfg, names, "cpu", args.jobs, {}, externals=externals, match_epochs=args.match_epochs)
+    if results.failed:  # a plug-in that fails as it trains or steps: nothing to explain
+        for name, reason in results.failed.items():
+            print(f"{name} could not run: {reason}")
+        return ending.EXIT_COULD_NOT_RUN
     (pair,) = results.pairs
     result = ending.Result(
         {

@@ -19,7 +19,13 @@ DESCRIPTION = (
     "Train the 2-H-1 sigmoid XOR network with Adam (or --optimizer) in every row (numpy, jax, torch, "
     "torch.optim, optax) from the same initial weights and report whether their trajectories agree."
 )
-EPILOG = "exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage"
+EPILOG = (
+    "exit status: 0 all rows agree, 1 some pair disagrees, 2 bad usage, 3 a row could not run (its worker died, "
+    "its program failed or hung) and every other row agrees, 130 interrupted, 143 terminated"
+)
+
+
+REPLAY_DIR = "xorcheck-replays"  # never loose in the current folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,9 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arguments.add_env_option(parser)
     parser.add_argument(
         "--replay-dir",
-        default=".",
+        default=REPLAY_DIR,
         metavar="DIR",
-        help="where a failing pair's replay file goes (default: the current folder)",
+        help="the folder a failing pair's replay file goes into, made if missing (default: %(default)s, "
+        "under the current folder)",
     )
 
 
@@ -116,6 +123,10 @@ class Reported:
     @property
     def passed(self) -> bool:
         return self.results.passed
+
+    @property
+    def could_not_run(self) -> dict:
+        return self.results.failed
 
     def to_json(self) -> dict:
         from harness.commands.run_report import results_dict

@@ -50,6 +50,7 @@ def results_dict(results) -> dict:
         "injected": results.faults,
         "backends": {name: row_summary(t, cfg, environments) for name, t in results.trajectories.items()},
         "skipped": {str(k): v for k, v in results.skipped.items()},
+        "could_not_run": dict(results.failed),
         "reference_row": next(iter(results.trajectories), None),
         "tolerance_rule": (results.agreements[0].tolerance_source if results.agreements else None),
         "lockstep_seconds": results.lockstep_seconds,
@@ -61,12 +62,17 @@ def results_dict(results) -> dict:
 
 
 def render(results) -> str:
-    lines = _rows_table(results)
+    lines = _rows_table(results) + _could_not_run(results)
     if not results.pairs:
         return "\n".join(lines)
     lines += _pairs_table(results) + _lockstep_table(results) + _without_lockstep(results)
     lines += [""] + _known_differences(results) + _conclusion(results)
     return "\n".join(lines)
+
+
+def _could_not_run(results) -> list:
+    """The rows that could not run, each with why: the others are judged without them."""
+    return [f"{name:<12} could not run: {reason}" for name, reason in results.failed.items()]
 
 
 def name_width(names, least: int = 12) -> int:
@@ -242,7 +248,10 @@ def _conclusion(results) -> list:
         if not explained
         else f"{agreeing} of {len(results.pairs)} pairs agree, {', '.join(explained)} differs as explained above"
     )
-    return [head + f" (margin = largest gap / allowed; {_lockstep_note(results)})"]
+    lines = [head + f" (margin = largest gap / allowed; {_lockstep_note(results)})"]
+    if results.failed:
+        lines.append(f"{len(results.failed)} row(s) could not run: {', '.join(results.failed)} (exit status 3)")
+    return lines
 
 
 def _pair_name(p: PairVerdict) -> str:

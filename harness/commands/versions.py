@@ -28,7 +28,7 @@ DESCRIPTION = (
 )
 EPILOG = (
     "exit status: 0 every row agrees with itself across the environments within the derived tolerance (bit-"
-    "identical or rounding level), 1 some row does not, 2 bad usage"
+    "identical or rounding level), 1 some row does not, 2 bad usage, 3 a row could not run"
 )
 
 
@@ -76,7 +76,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         cfg, reference + names + twins, "cpu", args.jobs, faults, progress=stderr_progress, twins_only=True
     )
     results.environment, results.environments = environment(), environments
-    data = summary(results)
+    data = summary(results) | {"could_not_run": dict(results.failed)}
     print(render(results, data))
     return ending.finish(parser, outputs, ending.Result(data))
 
@@ -213,6 +213,7 @@ def render(results, data: dict) -> str:
     ]
     for name, row in data["rows"].items():
         lines += _row_lines(name, row, cfg.epochs)
+    lines += [f"{name} could not run: {reason}" for name, reason in data["could_not_run"].items()]
     failed = [name for name, row in data["rows"].items() if not row["passed"]]
     lines.append("")
     lines.append(

@@ -89,6 +89,9 @@ class Cluster:
                     processes=True,
                     dashboard_address=None,
                     worker_dashboard_address=None,
+                    # the scheduler's HTTP server (health checks) starts even without a
+                    # dashboard, on 8787 unless told otherwise: any free port, no warning
+                    scheduler_kwargs={"dashboard_address": ":0"},
                     silence_logs=logging.ERROR,
                 )
                 self.client = Client(self.local)

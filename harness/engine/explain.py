@@ -26,6 +26,7 @@ from harness.engine.agreement import (
     envelope_of,
     envelope_tolerance,
     gaps_per_record,
+    nudge_streams,
     perturbed_starts,
     trajectory_scale,
 )
@@ -33,7 +34,7 @@ from harness.engine.bounds import rounding_scales
 from harness.engine.faults import injected
 from harness.engine.fitting import fit
 from harness.engine.lockstep import K_LOCKSTEP, PHASES, States, phase_errors, row_phases
-from harness.engine.rows import ROWS, load_backend
+from harness.engine.rows import ROWS, load_backend, their_failures
 from harness.engine.variants import HYPERPARAMETERS, candidates
 from reference.optimizers import OPTIMIZER_PHASES
 from reference.spec import Config, initial_params
@@ -286,7 +287,8 @@ def _numpy_train(cfg: Config, params0, k: int, **extra):
 def _spec_and_allowed(cfg: Config, params0, k: int):
     """The spec's first ``k`` epochs, and the derived tolerance per record over them."""
     spec = _first_records(_numpy_train(cfg, params0, k), k)
-    loss, params = _numpy_train(cfg, perturbed_starts(params0, cfg.seed), k, nudge_seed=cfg.seed)
+    starts = perturbed_starts(params0, cfg.seed)
+    loss, params = _numpy_train(cfg, starts, k, nudge_seed=nudge_streams(cfg.seed, len(starts["W1"])))
     envelope = envelope_of(spec, SimpleNamespace(loss=loss, params=params))
     return spec, envelope_tolerance(envelope, cfg.dtype, trajectory_scale(spec.params))[0]
 
@@ -302,7 +304,8 @@ def lockstep_and_explain(name: str, cfg: Config, states: States, faults: dict | 
     from harness.engine.lockstep import lockstep_row
 
     twin = ROWS[name].twin
-    result = lockstep_row(name, cfg, states, faults, twin_of=twin[0] if twin else None)
-    failing = [e.first["epoch"] for e in result["errors"].values() if not e.passed and e.first]
-    result["explanation"] = explain_steps(name, cfg, states, faults or {}, min(failing)) if failing else None
+    with their_failures(name):
+        result = lockstep_row(name, cfg, states, faults, twin_of=twin[0] if twin else None)
+        failing = [e.first["epoch"] for e in result["errors"].values() if not e.passed and e.first]
+        result["explanation"] = explain_steps(name, cfg, states, faults or {}, min(failing)) if failing else None
     return result

@@ -23,7 +23,7 @@ import numpy as np
 from harness.engine.agreement import elementwise_gap
 from harness.engine.bounds import rounding_scales
 from harness.engine.faults import injected
-from harness.engine.rows import load_backend
+from harness.engine.rows import ROWS, load_backend, program_timeout
 from reference.optimizers import OPTIMIZER_PHASES, OPTIMIZERS
 from reference.spec import PARAM_NAMES, Config, unflatten_params
 
@@ -65,7 +65,8 @@ def states_from_history(cfg: Config, params: np.ndarray, slots: dict | None, epo
 def row_phases(name: str, cfg: Config, states: States) -> dict:
     """Row ``name``'s phases of one step from each recorded state (its backend's
     ``step_phases``)."""
-    return load_backend(name).step_phases(cfg, states.params, states.slots, states.t)
+    extra = {"timeout": program_timeout(name, cfg)} if ROWS[name].program else {}
+    return load_backend(name).step_phases(cfg, states.params, states.slots, states.t, **extra)
 
 
 @dataclass

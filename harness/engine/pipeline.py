@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.engine.agreement import compare_all, envelope_of, gaps_per_record, perturbed_starts
-from harness.engine.execution import Workers, run_row, skip_notice, with_rows
+from harness.engine.execution import CouldNotRun, Workers, run_row, skip_notice, with_rows
 from harness.engine.explain import TRAJECTORY_EPOCHS, explain_trajectory, lockstep_and_explain, unexplained
 from harness.engine.lockstep import states_from_history
 from harness.engine.rows import ROWS, added_rows, expected_cost, expected_gap, is_twin_pair
@@ -30,6 +30,7 @@ class Results:
     lockstep: dict  # row -> lockstep_row result
     faults: dict
     skipped: dict
+    failed: dict = field(default_factory=dict)  # row -> why it could not run (exit status 3)
     pairs: list[PairVerdict] = field(default_factory=list)
     gaps: dict = field(default_factory=dict)  # (a, b) of each pair -> its gap per record (for the drift figure)
     lockstep_seconds: float = 0.0  # summed over rows (they may run in parallel with training)
@@ -79,7 +80,7 @@ def run_default(
     started = time.time()
     stepped = [n for n in names if ROWS[n].twin] if twins_only else None
     trained = _train_and_step(cfg, names, device, jobs, faults, progress or (lambda text: None), stepped)
-    trajectories, perturbed, skipped, lockstep, lockstep_seconds, costs = trained
+    trajectories, perturbed, skipped, failed, lockstep, lockstep_seconds, costs = trained
     trajectories = {n: trajectories[n] for n in names if n in trajectories} | dict(externals or {})
     trained_at = time.time()
     envelope = envelope_of(trajectories["numpy"], perturbed) if perturbed and names[0] == "numpy" else None
@@ -88,7 +89,7 @@ def run_default(
         trajectories, cfg.dtype, envelope, [p for p in pairs if is_twin_pair(*p)] if twins_only else pairs
     )
     results = Results(
-        cfg, trajectories, agreements, envelope, lockstep, faults, skipped, lockstep_seconds=lockstep_seconds
+        cfg, trajectories, agreements, envelope, lockstep, faults, skipped, failed, lockstep_seconds=lockstep_seconds
     )
     results.timings.update(started=started, tasks=costs)
     results.timings["main"].update(
@@ -102,6 +103,8 @@ def run_default(
 def pairs_of(names: list) -> list:
     """The pairs a run compares: each row with its run in another environment first (a
     twin), then the first row with every other."""
+    if not names:
+        return []
     twins = [(ROWS[n].runs, n) for n in names if ROWS[n].twin and ROWS[n].runs in names]
     return twins + [(names[0], n) for n in names[1:] if (names[0], n) not in twins]
 
@@ -192,12 +195,17 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
         tasks.append((("perturbed",), (run_row, "numpy", cfg, starts, 1, "cpu", faults.get("numpy"), False, cfg.seed)))
     # numpy first (lockstep waits for its states), then the longest first
     tasks.sort(key=lambda task: (task[0] != "numpy", -expected_cost(_task_row(task[0]))))
-    trajectories, perturbed, skipped, lockstep, seconds = {}, None, {}, {}, 0.0
+    trajectories, perturbed, skipped, failed, lockstep, seconds = {}, None, {}, {}, {}, 0.0
     with Workers(min(jobs, len(tasks))) as workers:
         for key, task in tasks:
             submit(workers, key, *task)
         for key, result in workers.results():
-            if isinstance(result, str):
+            if isinstance(result, CouldNotRun):
+                row = "numpy" if key == ("perturbed",) else _task_row(key)
+                if row not in failed:
+                    failed[row] = result.reason
+                    progress(f"  {row:<12} could not run: {result.reason}")
+            elif isinstance(result, str):
                 if not isinstance(key, tuple):
                     skipped[key] = result
                     progress(skip_notice(result))
@@ -217,9 +225,12 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
                         n for n in ordered if n != "numpy" and ROWS[n].lockstep and (stepped is None or n in stepped)
                     ):
                         submit(workers, ("lockstep", other), lockstep_and_explain, other, cfg, states, faults)
+    # a row that could not run is not judged, whichever of its tasks failed
+    trajectories = {n: t for n, t in trajectories.items() if n not in failed}
     lockstep = {n: lockstep[n] for n in ordered if n in lockstep and n in trajectories}
+    perturbed = None if "numpy" in failed else perturbed
     costs = {task_label(key): cost for key, cost in workers.costs.items()}
-    return trajectories, perturbed, skipped, lockstep, seconds, costs
+    return trajectories, perturbed, skipped, failed, lockstep, seconds, costs
 
 
 def _task_row(key) -> str:

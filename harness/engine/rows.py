@@ -5,6 +5,7 @@ call, known gaps) are the optimizer's record's (``reference.optimizers``)."""
 from __future__ import annotations
 
 import importlib.util
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -178,6 +179,34 @@ DEFAULT_ROWS = tuple(name for name, row in ROWS.items() if not row.program and "
 LANGUAGE_ROWS = tuple(name for name, row in ROWS.items() if row.program)  # they join a default run where installed
 INJECTABLE_ROWS = tuple(name for name, row in ROWS.items() if row.injectable)  # the whole backends
 PERTURBED_COST = 5.0  # the envelope's nudged numpy runs, one task beside the rows'
+
+
+# A language row's program counts as hung past its expected cost scaled to the run's epochs,
+# times PROGRAM_HEADROOM, plus PROGRAM_START_SECONDS for the interpreter's start (Scilab's
+# takes 1-2 s alone; a loaded CI machine several times that).
+PROGRAM_HEADROOM, PROGRAM_START_SECONDS, COST_EPOCHS = 10.0, 20.0, 20000
+
+
+def program_timeout(name: str, cfg) -> float:
+    """Seconds row ``name``'s program may run (training, or one lockstep call) before it is
+    killed and the row could not run."""
+    return PROGRAM_START_SECONDS + PROGRAM_HEADROOM * ROWS[name].cost * cfg.epochs / COST_EPOCHS
+
+
+@contextmanager
+def their_failures(name: str):
+    """A plug-in row is anyone's code: whatever it raises (SystemExit too), or whatever
+    its output makes our checks raise, is that row failing (:class:`backends.RowFailed`,
+    one line), not the run's. Any other row's failure is ours and goes up as it is."""
+    if ROWS[name].kind != "plug-in":
+        yield
+        return
+    try:
+        yield
+    except (backends.BackendUnavailable, backends.RowFailed):
+        raise
+    except (Exception, SystemExit) as exc:
+        raise backends.RowFailed(f"{name} row failed: {type(exc).__name__}: {exc}") from None
 
 
 def expected_cost(task: str, unknown: float = 0.0) -> float:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.engine.lifetime import PENDING_FILES
+
 
 class OutputError(Exception):
     """An output path that cannot be written; the message is one line for the user."""
@@ -18,6 +20,18 @@ class OutputError(Exception):
 
 def check_writable_file(path: str) -> Path:
     """Fail before any work if ``path`` cannot be written as a file."""
+    try:
+        return _check_writable_file(path)
+    except OSError as exc:  # a name too long, a loop of links: what stat itself refuses
+        raise OutputError(f"cannot write {_shown(path)}: {exc.strerror or exc}") from None
+
+
+def _shown(path: str, most: int = 80) -> str:
+    """A path as an error line shows it: a long one cut in the middle."""
+    return path if len(path) <= most else f"{path[: most // 2]}…{path[-most // 2 :]}"
+
+
+def _check_writable_file(path: str) -> Path:
     target = Path(path)
     if target.is_dir():
         raise OutputError(f"{path} is a directory, not a file")
@@ -34,6 +48,13 @@ def check_writable_file(path: str) -> Path:
 
 def check_writable_dir(path: str) -> Path:
     """Fail before any work if ``path`` cannot be a writable folder (made if missing)."""
+    try:
+        return _check_writable_dir(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write into {_shown(path)}: {exc.strerror or exc}") from None
+
+
+def _check_writable_dir(path: str) -> Path:
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise OutputError(f"{path} exists and is not a folder")
@@ -55,6 +76,7 @@ def write_atomic(path, write) -> None:
     """Call ``write(binary_file)`` on a temporary file, then rename it to ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    PENDING_FILES.add(tmp)
     try:
         os.chmod(tmp, _default_file_mode())  # mkstemp makes it private; outputs are not
         with os.fdopen(fd, "wb") as handle:
@@ -66,6 +88,8 @@ def write_atomic(path, write) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        PENDING_FILES.discard(tmp)
 
 
 def json_safe(value):
