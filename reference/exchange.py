@@ -63,7 +63,11 @@ class ExternalError(ValueError):
 def read_trajectory_file(path) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """(loss (E,), params (E, n), the file line of each epoch) from a CSV or npz file."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as exc:  # a name too long, a loop of links
+        raise ExternalError(f"{str(path)[:80]}: {exc.strerror or exc}") from None
+    if not is_file:
         raise ExternalError(f"{path}: no such file")
     if path.suffix == ".npz":
         return _read_npz(path)
@@ -74,7 +78,7 @@ def _read_npz(path: Path):
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # EOFError: an empty file
         raise ExternalError(f"{path}: not an .npz archive of plain arrays") from None
     missing = [k for k in ("loss", "params") if k not in arrays]
     if missing:

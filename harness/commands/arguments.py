@@ -246,6 +246,18 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_grid(parser: argparse.ArgumentParser, args) -> None:
+    """Every configuration of the grid is a valid one (an lr factor can make a learning
+    rate that is not: 5e-324 × 1e-3 is 0); a usage error names the first that is not."""
+    from harness.engine.audit import grid_cells
+
+    for cell in grid_cells(args.optimizers, args.dtypes, args.lr_factors, args.hidden, args.epochs):
+        try:
+            cell.config()
+        except ValueError as exc:
+            parser.error(f"argument --lr-factors: {cell.lr_factor:g} × {cell.optimizer}'s default lr: {exc}")
+
+
 def add_grid_options(parser: argparse.ArgumentParser, seeds: int, epochs: int, lr_factors: list, hidden: list) -> None:
     """The grid of configurations that ``audit`` and ``power`` run, and where they run it."""
     grid = parser.add_argument_group("the grid (every combination is run)")

@@ -36,6 +36,7 @@ def tasks_of(args) -> list:
 def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.engine.power import summarize_power
 
+    arguments.check_grid(parser, args)
     return ending.grid_command(parser, args, tasks_of(args), "tasks scanned", summarize_power, render_power, plot_power)
 
 

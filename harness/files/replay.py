@@ -9,6 +9,7 @@ import zipfile
 
 import numpy as np
 
+from harness.engine.faults import problem as fault_problem
 from harness.engine.lockstep import States
 from harness.files.outputs import write_npz
 from reference.optimizers import NON_NEGATIVE_SLOTS, OPTIMIZERS
@@ -50,7 +51,7 @@ def read_replay(path) -> dict:
             record = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise ReplayError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # EOFError: an empty file
         raise ReplayError(f"{path}: not a replay file (an .npz archive of plain arrays)") from None
     missing = [k for k in REPLAY_KEYS if k not in record]
     if missing:
@@ -58,8 +59,9 @@ def read_replay(path) -> dict:
     try:
         cfg = Config(**json.loads(str(record["config"])))
         faults = json.loads(str(record["faults"]))
+        environment = json.loads(str(record["environment"]))
     except (ValueError, TypeError) as exc:
-        raise ReplayError(f"{path}: bad config or faults: {exc}") from None
+        raise ReplayError(f"{path}: bad config, faults or environment: {exc}") from None
     n = n_params(cfg.hidden)
     slots = OPTIMIZERS[cfg.optimizer].state_slots
     missing = [s for s in slots if s not in record]
@@ -75,10 +77,17 @@ def read_replay(path) -> dict:
         if key in NON_NEGATIVE_SLOTS and np.any(record[key] < 0):
             raise ReplayError(f"{path}: {key} holds negative values")
     t, epoch = record["t"], record["epoch"]
-    if t.shape != () or t.dtype.kind != "i" or int(t) < 0 or epoch.shape != () or int(epoch) != int(t) + 1:
+    whole = all(x.shape == () and x.dtype.kind == "i" for x in (t, epoch))
+    if not whole or int(t) < 0 or int(epoch) != int(t) + 1:
         raise ReplayError(f"{path}: t must be a whole number >= 0 and epoch t + 1")
     if not isinstance(faults, dict) or not all(isinstance(v, str) for v in faults.values()):
         raise ReplayError(f"{path}: faults must map rows to fault names")
+    for row, fault in faults.items():
+        why = fault_problem(row, fault, cfg)
+        if why:
+            raise ReplayError(f"{path}: faults: {why}")
+    if environment is not None and not isinstance(environment, dict):
+        raise ReplayError(f"{path}: environment must be a JSON object")
     return {
         "config": cfg,
         "faults": faults,
@@ -90,5 +99,5 @@ def read_replay(path) -> dict:
             t=np.array([[[int(t)]]], dtype=np.int64),
             epochs=np.array([int(epoch)]),
         ),
-        "environment": json.loads(str(record["environment"])),
+        "environment": environment,
     }
