@@ -119,7 +119,7 @@ _TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 def guarded(main: Callable[[], int]) -> int:
     """``main()``'s exit status, with SIGINT and SIGTERM ending the run and everything it
-    started (module doc): one line on stderr, 130 or 143."""
+    started (module doc): one line on stderr, and the process exits 130 or 143."""
     warnings = os.environ.get("PYTHONWARNINGS")  # read by the processes this one starts
     os.environ["PYTHONWARNINGS"] = f"{warnings},{_TRACKER_QUIET}" if warnings else _TRACKER_QUIET
     signal.signal(signal.SIGINT, _on_signal)
@@ -135,7 +135,11 @@ def guarded(main: Callable[[], int]) -> int:
     remove_pending_files()
     end_descendants()
     _say(status)
-    return status
+    # The run is over and everything it started is gone. The interpreter's own teardown
+    # (the frameworks' thread pools, dask's loop) can take a second or more after an
+    # interrupted run, and there is nothing left for it to save.
+    sys.stdout.flush()
+    os._exit(status)
 
 
 def ignore_interrupts() -> None:
