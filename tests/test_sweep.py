@@ -125,11 +125,12 @@ def test_summary_judges_each_seed_by_its_own_perturbation_envelope():
 @pytest.mark.slow
 def test_a_sweep_split_into_tasks_keeps_every_seed_in_its_place():
     from harness.commands.sweep import train_seeds
+    from harness.engine.agreement import NUDGED_RUNS
 
     cfg = Config(epochs=200)
     seeds = np.array([3, 4, 5, 6, 7])
     trajectories, perturbed, report = train_seeds(cfg, ["numpy", "jax"], seeds, 50, "cpu", 2, per_task=2)
-    assert trajectories["numpy"].params.shape == (5, 5, 17) and perturbed.params.shape == (5, 15, 17)
+    assert trajectories["numpy"].params.shape == (5, 5, 17) and perturbed.params.shape == (5, 5 * NUDGED_RUNS, 17)
     assert report.retried == [] and len(report.workers) >= 1
     for i, seed in enumerate(seeds):
         alone = run_row("numpy", Config(epochs=200, seed=int(seed)), every=50)
@@ -137,7 +138,7 @@ def test_a_sweep_split_into_tasks_keeps_every_seed_in_its_place():
             trajectories["numpy"].params[:, i], alone.params, rtol=0, atol=ulp_tolerance(alone.params, 16)
         )
         # direction d of seed i sits at d·N + i, every direction starting one ULP from the seed's weights
-        for d in range(3):
+        for d in range(NUDGED_RUNS):
             start = perturbed.params[0, d * 5 + i]
             assert np.all(np.abs(start - alone.params[0]) <= np.spacing(np.abs(alone.params[0])))
             assert np.any(start != alone.params[0])

@@ -7,6 +7,7 @@ import argparse
 
 from harness.commands import arguments, ending, row_choice
 from harness.commands.run_report import phase_cells
+from harness.engine.faults import problem as fault_problem
 from harness.engine.lockstep import K_LOCKSTEP, first_failing, lockstep_row, phases_for
 from harness.engine.rows import ROWS
 from harness.report.text import element
@@ -43,6 +44,10 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     names = [n for n in names if ROWS[n].lockstep]  # the step is run again: rows that can step from a state
     ending.notice_skipped(skipped.values())
     faults = {row: fault for row, fault in record["faults"].items() if row in names or row == "numpy"}
+    for row, fault in faults.items():
+        why = fault_problem(row, fault, record["config"])
+        if why:
+            parser.error(f"{args.file}: faults: {why}")
     results = {
         name: lockstep_row(name, record["config"], record["states"], faults)["errors"]
         for name in names
