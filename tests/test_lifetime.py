@@ -119,23 +119,34 @@ def test_a_signal_ends_the_default_run_and_everything_it_started(tmp_path, signu
     ended_cleanly(run, seconds, status, line, out)
 
 
+AUDIT = ["audit", "--optimizers", "adam", "--seeds", "64", "--seeds-per-task", "8", "--jobs", "2"]
+SWEEP = ["sweep", "--seeds", "64", "--seeds-per-task", "8", "--epochs", "20000", "--jobs", "2"]
+VERSIONS = ["versions", "--env", f"other={sys.executable}", "--epochs", "20000", "--jobs", "2"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "command, signum, group, status",
+    "command, least, signum, group, status",
     [
-        (["audit", "--optimizers", "adam", "--seeds", "64", "--seeds-per-task", "8"], signal.SIGINT, True, 130),
-        (["audit", "--optimizers", "adam", "--seeds", "64", "--seeds-per-task", "8"], signal.SIGTERM, False, 143),
-        (["sweep", "--seeds", "64", "--seeds-per-task", "8", "--epochs", "20000"], signal.SIGINT, False, 130),
-        (["lineage", "--epochs", "20000"], signal.SIGINT, True, 130),
+        (AUDIT, 3, signal.SIGINT, True, 130),
+        (AUDIT, 3, signal.SIGTERM, False, 143),
+        (SWEEP, 3, signal.SIGINT, False, 130),
+        (["power", "--optimizers", "adam", "--epochs", "4000", "--jobs", "2"], 3, signal.SIGINT, True, 130),
+        (["lineage", "--epochs", "20000", "--jobs", "2"], 2, signal.SIGINT, True, 130),
+        (["forms", "--epochs", "20000", "--jobs", "2"], 2, signal.SIGTERM, False, 143),
+        (VERSIONS, 2, signal.SIGINT, True, 130),
+        (["bench", "--repeat", "3"], 0, signal.SIGINT, True, 130),
     ],
-    ids=["audit ctrl-c", "audit sigterm", "sweep sigint", "lineage ctrl-c"],
-)
-def test_a_signal_ends_a_subcommand_its_cluster_and_its_pools(tmp_path, command, signum, group, status):
+    ids=["audit ctrl-c", "audit sigterm", "sweep sigint", "power ctrl-c", "lineage ctrl-c", "forms sigterm",
+         "versions ctrl-c", "bench ctrl-c"],
+)  # fmt: skip
+def test_a_signal_ends_a_subcommand_its_cluster_and_its_pools(tmp_path, command, least, signum, group, status):
+    """``least``: the processes it has started when it is well under way (its workers)."""
     out = tmp_path / "out"
     out.mkdir()
-    run = Run([*command, "--jobs", "2", "--json", str(out / "r.json")], tmp_path)
+    run = Run([*command, "--json", str(out / "r.json")], tmp_path)
     deadline = time.monotonic() + 120
-    while len(psutil.Process(run.process.pid).children(recursive=True)) < 3:  # its workers are up
+    while len(psutil.Process(run.process.pid).children(recursive=True)) < least:
         assert run.process.poll() is None and time.monotonic() < deadline, run.stderr
         time.sleep(0.1)
     time.sleep(2.0)  # and working
