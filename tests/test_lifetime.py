@@ -77,15 +77,24 @@ class Run:
         return self.process.returncode
 
     def left(self) -> list:
-        """The run's processes still alive (zombies are gone already: nothing runs)."""
+        """The run's processes still alive: in its process group, or carrying its tag
+        (zombies are gone already: nothing runs in them)."""
         found = []
         for process in psutil.process_iter():
             try:
-                if process.environ().get("XOR_TEST_RUN_TAG") == self.tag and process.status() != psutil.STATUS_ZOMBIE:
+                ours = process.environ().get("XOR_TEST_RUN_TAG") == self.tag or _group(process) == self.process.pid
+                if ours and process.status() != psutil.STATUS_ZOMBIE:
                     found.append(f"{process.pid} {' '.join(process.cmdline()[:4])}")
             except psutil.Error:
                 pass
         return found
+
+
+def _group(process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except OSError:
+        return None
 
 
 def ended_cleanly(run: Run, seconds: float, status: int, line: str, folder: Path) -> None:
