@@ -254,3 +254,17 @@ def test_inject_into_a_language_row_says_how_to_plant_one(row):
     result = run_cli("--inject", f"{row}:eps-inside-sqrt", "--epochs", "10")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"point {CODE[row].code_variable} at that folder" in error_lines(result)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command", [["lineage", "--backends", "numpy,octave,torch"], ["forms", "--backends", "octave,torch"]]
+)
+def test_a_program_that_fails_in_lineage_or_forms_could_not_run(command, tmp_path):
+    """The grid commands judge the other rows and exit 3, as the default run does."""
+    installed_or_skip("octave")
+    copy = edited_copy("octave", tmp_path, "xor_train.m", "init = jsondecode(", "error('planted');\ninit = jsondecode(")
+    result = run_cli(*command, "--epochs", "200", env_extra={CODE["octave"].code_variable: str(copy)})
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if "could not run:" in x]
+    assert line.startswith("octave ") and "octave row failed (exit 1): planted" in line, line

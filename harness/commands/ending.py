@@ -44,6 +44,11 @@ def notice_skipped(reasons) -> None:
         print(skip_notice(reason), file=sys.stderr)
 
 
+def could_not_run_lines(failed: dict) -> list:
+    """One line per row that could not run, with why (the report's, on stdout)."""
+    return [f"{name:<12} could not run: {reason}" for name, reason in failed.items()]
+
+
 def notice_renamed(old: str, new: str) -> None:
     """The one line that says a name given is an old one, kept for one release."""
     print(f"notice: {old} is now {new}; the old name goes after this release", file=sys.stderr)

@@ -64,8 +64,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     ending.refuse_if_too_large(parser, "default", cfg, len(names) + len(externals))
     results = run_default(cfg, names, "cpu", args.jobs, {}, externals=externals, match_epochs=args.match_epochs)
     if results.failed:  # a plug-in that fails as it trains or steps: nothing to explain
-        for name, reason in results.failed.items():
-            print(f"{name} could not run: {reason}")
+        print("\n".join(ending.could_not_run_lines(results.failed)))
         return ending.EXIT_COULD_NOT_RUN
     (pair,) = results.pairs
     result = ending.Result(

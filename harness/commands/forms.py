@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.commands import arguments, ending, row_choice
 from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of
-from harness.engine.execution import Workers, config_tasks
+from harness.engine.execution import CouldNotRun, Workers, config_tasks
 from harness.engine.rows import LANGUAGE_ROWS, device_problem, expected_cost
 from harness.report.text import solved_from
 from reference import adam as spec
@@ -66,7 +66,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     ending.notice_skipped(skipped.values())
     result = run_forms(cfg, names, args.jobs, args.device)
     ending.notice_skipped(result["skipped"].values())
-    print(render_forms(result))
+    print("\n".join([render_forms(result), *ending.could_not_run_lines(result.could_not_run)]))
     return ending.finish(
         parser, outputs, result, {"environment": environment()}, plots=lambda folder: plot_forms(result, folder)
     )
@@ -121,13 +121,19 @@ def judge_rows(cfg: Config, trained: dict) -> dict:
 def run_forms(cfg: Config, names: tuple | list = (), jobs: int = 1, device: str = "cpu") -> FormsResult:
     trained: dict = {}
     skipped: dict = {}
+    failed: dict = {}
     tasks = form_tasks(cfg, list(names), device)
     with Workers(min(jobs, len(tasks))) as workers:
         for (adam, grad, row), result in workers.run(tasks):
             if isinstance(result, str):
                 skipped[row] = result
+            elif isinstance(result, CouldNotRun):
+                failed.setdefault(row, result.reason)
             else:
                 trained.setdefault((adam, grad), {})[row] = result
+    for rows_of_form in trained.values():  # a row that failed anywhere is out
+        for row in failed:
+            rows_of_form.pop(row, None)
     runs = {form: trained[form]["numpy"] for form in FORMS}
     paper = runs[("paper", "mse")]
     epochs = [e for e in STEP_EPOCHS if e <= cfg.epochs]
@@ -152,10 +158,9 @@ def run_forms(cfg: Config, names: tuple | list = (), jobs: int = 1, device: str 
             "rows": judge_rows(cfg, trained[(adam, grad)]),
         }
     passed = all(r["passed"] for entry in table.values() for r in entry["rows"].values())
-    rows = [n for n in names if n not in skipped]
-    return FormsResult(
-        {"config": cfg.to_dict(), "rows": rows, "skipped": skipped, "flavors": table, "passed": passed}, runs
-    )
+    rows = [n for n in names if n not in skipped and n not in failed]
+    data = {"config": cfg.to_dict(), "rows": rows, "skipped": skipped, "could_not_run": failed}
+    return FormsResult(data | {"flavors": table, "passed": passed}, runs)
 
 
 def render_forms(result: FormsResult) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from harness.commands import arguments, ending, row_choice
 from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of
-from harness.engine.execution import Workers, config_tasks
+from harness.engine.execution import CouldNotRun, Workers, config_tasks
 from harness.engine.rows import DEFAULT_ROWS, LANGUAGE_ROWS, ROWS, expected_cost, expected_gap
 from harness.engine.verdict import explain_gap
 from harness.report.text import solved_from
@@ -68,7 +68,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     ending.notice_skipped(skipped.values())
     result = run_lineage(base, names, args.jobs, args.device, progress=stderr_progress)
     ending.notice_skipped(result["skipped"].values())
-    print(render_lineage(result))
+    print("\n".join([render_lineage(result), *ending.could_not_run_lines(result.could_not_run)]))
     return ending.finish(
         parser, outputs, result, {"environment": environment()}, plots=lambda folder: plot_lineage(result, folder)
     )
@@ -97,11 +97,17 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
     for name, cfg in configs.items():
         tasks += config_tasks((name,), cfg, names, params0, device, envelope=names[0] == "numpy")
     tasks.sort(key=lambda task: -expected_cost(task[0][1], unknown=4))  # the slowest rows first
-    runs, skipped = {}, {}
+    runs: dict = {}
+    skipped: dict = {}
+    failed: dict = {}
     with Workers(min(jobs, len(tasks))) as workers:
         for (name, row), result in workers.run(tasks):
             if isinstance(result, str):
                 skipped[row] = result
+                continue
+            if isinstance(result, CouldNotRun):
+                failed.setdefault(row, result.reason)
+                progress(f"  {name:<9} {row:<12} could not run: {result.reason}")
                 continue
             runs[(name, row)] = result
             progress(f"  {name:<9} {row:<12} trained in {result.seconds:6.2f} s")
@@ -110,11 +116,13 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
         table[name] = summarize_optimizer(cfg, names, runs)
     data = {
         "config": {k: v for k, v in base.to_dict().items() if k in ("hidden", "epochs", "seed", "dtype", "grad")},
-        "rows": [n for n in names if n not in skipped],
+        "rows": [n for n in names if n not in skipped and n not in failed],
         "skipped": skipped,
+        "could_not_run": failed,
         "optimizers": table,
         "passed": all(entry["passed"] for entry in table.values()),
     }
+    runs = {key: run for key, run in runs.items() if key[1] not in failed}  # a row that failed anywhere is out
     return LineageResult(data, {key: run for key, run in runs.items() if key[1] != "perturbed"})
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.commands import ending
 from harness.engine.agreement import envelope_tolerance, trajectory_scale
 from harness.engine.lockstep import K_LOCKSTEP, phases_for
 from harness.engine.rows import ROWS
@@ -62,17 +63,12 @@ def results_dict(results) -> dict:
 
 
 def render(results) -> str:
-    lines = _rows_table(results) + _could_not_run(results)
+    lines = _rows_table(results) + ending.could_not_run_lines(results.failed)
     if not results.pairs:
         return "\n".join(lines)
     lines += _pairs_table(results) + _lockstep_table(results) + _without_lockstep(results)
     lines += [""] + _known_differences(results) + _conclusion(results)
     return "\n".join(lines)
-
-
-def _could_not_run(results) -> list:
-    """The rows that could not run, each with why: the others are judged without them."""
-    return [f"{name:<12} could not run: {reason}" for name, reason in results.failed.items()]
 
 
 def name_width(names, least: int = 12) -> int:

@@ -213,7 +213,7 @@ def render(results, data: dict) -> str:
     ]
     for name, row in data["rows"].items():
         lines += _row_lines(name, row, cfg.epochs)
-    lines += [f"{name} could not run: {reason}" for name, reason in data["could_not_run"].items()]
+    lines += ending.could_not_run_lines(data["could_not_run"])
     failed = [name for name, row in data["rows"].items() if not row["passed"]]
     lines.append("")
     lines.append(
