@@ -168,6 +168,90 @@ def _amsgrad(g, slots, theta, t, cfg):  # the maximum of the raw v, corrected af
     return cfg.lr * (m / bc1) / (sqrt(vmax / bc2) + cfg.eps), {"m": m, "v": v, "vmax": vmax}
 
 
+def _nadam_mu(t, cfg, like):  # μ_t = β1·(1 − ½·0.96^(t·ψ)), in the dtype of like
+    t = jnp.asarray(t, like.dtype)
+    return cfg.beta1 * (1.0 - 0.5 * 0.96 ** (t * cfg.momentum_decay))
+
+
+def _nadam_delta(g, slots, t, cfg):
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    mu, mu_next = _nadam_mu(t, cfg, g), _nadam_mu(t + 1, cfg, g)
+    product = slots["mu_product"] * mu
+    _, bc2 = bias_corrections(t, cfg, g)
+    denom = sqrt(v / bc2) + cfg.eps
+    delta = cfg.lr * (1.0 - mu) / (1.0 - product) * g / denom + cfg.lr * mu_next / (1.0 - product * mu_next) * m / denom
+    return delta, {"m": m, "v": v, "mu_product": product}
+
+
+def _nadam(g, slots, theta, t, cfg):
+    return _nadam_delta(g, slots, t, cfg)
+
+
+def _nadamw(g, slots, theta, t, cfg):  # decoupled decay, from θ before the step
+    delta, new = _nadam_delta(g, slots, t, cfg)
+    return delta + cfg.lr * cfg.weight_decay * theta, new
+
+
+def _radam(g, slots, theta, t, cfg):  # rectified where ρ_t > 5, SGD with momentum before
+    m, v = adam_moments(g, slots["m"], slots["v"], cfg)
+    bc1, bc2 = bias_corrections(t, cfg, g)
+    steps = jnp.asarray(t, jnp.float64)  # ρ_t in double: it decides the branch
+    rho_inf = 2.0 / (1.0 - cfg.beta2) - 1.0
+    rho = rho_inf - 2.0 * steps * cfg.beta2**steps / (1.0 - cfg.beta2**steps)
+    safe = jnp.maximum(rho, 5.0)
+    rect = jnp.sqrt((safe - 4.0) * (safe - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * safe)).astype(g.dtype)
+    m_hat = m / bc1
+    rectified = m_hat * cfg.lr * (sqrt(bc2) / (sqrt(v) + cfg.eps)) * rect
+    return jnp.where(rho > 5.0, rectified, m_hat * cfg.lr), {"m": m, "v": v}
+
+
+def _adamax(g, slots, theta, t, cfg):  # the infinity norm's decaying maximum, ε inside it
+    m = cfg.beta1 * slots["m"] + (1.0 - cfg.beta1) * g
+    umax = jnp.maximum(cfg.beta2 * slots["umax"], jnp.abs(g) + cfg.eps)
+    bc1, _ = bias_corrections(t, cfg, g)
+    return (cfg.lr / bc1) * (m / umax), {"m": m, "umax": umax}
+
+
+def _lion(g, slots, theta, t, cfg):  # the sign of an interpolation, from m before the step
+    direction = jnp.sign((1.0 - cfg.beta1) * g + cfg.beta1 * slots["m"])
+    m = cfg.beta2 * slots["m"] + (1.0 - cfg.beta2) * g
+    return cfg.lr * (direction + cfg.weight_decay * theta), {"m": m}
+
+
+def _rprop(g, slots, theta, t, cfg):  # iRprop−: a sign change halves the step and skips it
+    agreement = g * slots["prev"]
+    factor = jnp.where(agreement > 0, cfg.eta_plus, jnp.where(agreement < 0, cfg.eta_minus, 1.0)).astype(g.dtype)
+    step_size = jnp.clip(slots["step_size"] * factor, cfg.step_size_min, cfg.step_size_max)
+    kept = jnp.where(agreement < 0, jnp.zeros_like(g), g)
+    return jnp.sign(kept) * step_size, {"step_size": step_size, "prev": kept}
+
+
+def _rmsprop_centered(g, slots, theta, t, cfg):  # the root of the variance, not of the mean square
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    gavg = cfg.rho * slots["gavg"] + (1.0 - cfg.rho) * g
+    return cfg.lr * g / (sqrt(v - gavg * gavg) + cfg.eps), {"v": v, "gavg": gavg}
+
+
+def _rmsprop_momentum(g, slots, theta, t, cfg):  # momentum on the scaled gradient, lr outside
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    buf = cfg.momentum * slots["buf"] + g / (sqrt(v) + cfg.eps)
+    return cfg.lr * buf, {"v": v, "buf": buf}
+
+
+def _adabelief(g, slots, theta, t, cfg):  # the variance around m: the "belief"
+    m = cfg.beta1 * slots["m"] + (1.0 - cfg.beta1) * g
+    s = cfg.beta2 * slots["s"] + (1.0 - cfg.beta2) * (g - m) ** 2 + cfg.eps_root
+    bc1, bc2 = bias_corrections(t, cfg, g)
+    return cfg.lr * (m / bc1) / (sqrt(s / bc2) + cfg.eps), {"m": m, "s": s}
+
+
+def _yogi(g, slots, theta, t, cfg):  # v moves towards g² by at most (1 − β2)·g²
+    m = cfg.beta1 * slots["m"] + (1.0 - cfg.beta1) * g
+    v = slots["v"] - (1.0 - cfg.beta2) * jnp.sign(slots["v"] - g * g) * (g * g)
+    bc1, bc2 = bias_corrections(t, cfg, g)
+    return cfg.lr * (m / bc1) / (sqrt(v / bc2) + cfg.eps), {"m": m, "v": v}
+
+
 UPDATES = {
     "sgd": _sgd,
     "momentum": _momentum,
@@ -178,6 +262,16 @@ UPDATES = {
     "adam": _adam,
     "adamw": _adamw,
     "amsgrad": _amsgrad,
+    "nadam": _nadam,
+    "nadamw": _nadamw,
+    "radam": _radam,
+    "adamax": _adamax,
+    "lion": _lion,
+    "rprop": _rprop,
+    "rmsprop_centered": _rmsprop_centered,
+    "rmsprop_momentum": _rmsprop_momentum,
+    "adabelief": _adabelief,
+    "yogi": _yogi,
 }
 
 

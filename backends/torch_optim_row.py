@@ -8,6 +8,9 @@ four leaves, and a batch of flat vectors is a batch of independent runs.
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -25,12 +28,40 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
     """The torch.optim optimizer configured, as ``cfg.optimizer``'s record says, to compute
     the spec."""
     call = OPTIMIZERS[cfg.optimizer].torch
+    if call is None:
+        raise backends.BackendUnavailable(f"torch.optim row unavailable: torch.optim ships no {cfg.optimizer}")
     args, kwargs = call.arguments(cfg)
     return getattr(torch.optim, call.function)(params, *args, **kwargs)
 
 
+# torch's default dtype for the run, where a setting asks for another than torch's float32:
+# torch.optim keeps some state in it (NAdam's μ product), as a user's script would set it
+DEFAULT_DTYPE_VARIABLE = "XOR_TORCH_DEFAULT_DTYPE"
+
+
+@contextmanager
+def default_dtype():
+    """Within the block, torch's default dtype is the one ``XOR_TORCH_DEFAULT_DTYPE`` names
+    (unchanged when it names none)."""
+    named = os.environ.get(DEFAULT_DTYPE_VARIABLE)
+    if not named:
+        yield
+        return
+    before = torch.get_default_dtype()
+    torch.set_default_dtype({"float64": torch.float64, "float32": torch.float32}[named])
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
 def train(cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
     """The torch backend's loss on views of one flat leaf, stepped by torch.optim."""
+    with default_dtype():
+        return _train(cfg, params0, every, device)
+
+
+def _train(cfg: Config, params0, every: int, device: str):
     X, y, theta, kept, losses, history = torch_backend.setup(cfg, params0, every, device)
     theta.requires_grad_(True)
     optimizer = make_optimizer(cfg, [theta])
@@ -52,9 +83,16 @@ def state_entry(cfg: Config, slots: dict, t) -> dict:
     """torch.optim's per-parameter state for the spec's ``slots`` (tensors) after ``t`` steps."""
     record = OPTIMIZERS[cfg.optimizer]
     entry = {record.torch_state[s]: value for s, value in slots.items()}
+    for s in record.torch_scalars:  # one number per tensor (every state of one step count has the same),
+        # in the dtype torch.optim keeps it in: the default dtype's (float32 unless set to float64)
+        entry[record.torch_state[s]] = slots[s].reshape(-1)[0].to(_scalar_dtype())
     if record.counts_steps:
         entry["step"] = torch.tensor(float(t))
     return entry
+
+
+def _scalar_dtype():
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
 def state_slots(cfg: Config, entry: dict) -> dict:
@@ -87,10 +125,14 @@ def step_phases(cfg: Config, params, slots, t) -> dict:
     bounds = list(zip(starts, list(starts[1:]) + [len(order)], strict=True))
     leaves = [theta[a:b] for a, b in bounds]  # views of theta: the optimizer's in-place steps land there
     optimizer = make_optimizer(cfg, leaves)
-    for leaf, (a, b), count in zip(leaves, bounds, counts, strict=True):
-        leaf.grad = g[a:b]
-        optimizer.state[leaf] = state_entry(cfg, {s: x[a:b] for s, x in flat_slots.items()}, count)
-    optimizer.step()
+    with default_dtype():
+        for leaf, (a, b), count in zip(leaves, bounds, counts, strict=True):
+            leaf.grad = g[a:b]
+            optimizer.state[leaf] = state_entry(cfg, {s: x[a:b] for s, x in flat_slots.items()}, count)
+        optimizer.step()
+    for s in OPTIMIZERS[cfg.optimizer].torch_scalars:  # kept apart from the batch: copied back
+        for leaf, (a, b) in zip(leaves, bounds, strict=True):
+            flat_slots[s][a:b] = optimizer.state[leaf][OPTIMIZERS[cfg.optimizer].torch_state[s]]
     tree = backends.numpy_tree(module, {"forward": forward, "loss": {"loss": loss}, "grads": grads})
     inverse = np.argsort(order)
     unflat = lambda x: unflatten_params(x.numpy()[inverse], cfg.hidden)  # noqa: E731

@@ -26,6 +26,7 @@ COMMANDS = {
     "replay": "replay",
     "forms": "forms",
     "lineage": "lineage",
+    "atlas": "atlas",
     "init": "init",
     "explain": "explain",
     "audit": "audit",

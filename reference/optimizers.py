@@ -16,6 +16,7 @@ the JAX and torch backends and the MATLAB and Scilab code write each one again.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -31,15 +32,25 @@ class Hyperparameter:
 
     name: str
     symbol: str
-    range: str  # "positive" (> 0), "unit" ([0, 1)) or "non-negative" (>= 0)
+    range: str  # "positive" (> 0), "unit" ([0, 1)), "open-unit" ((0, 1)), "above-one" (> 1), "non-negative"
     meaning: str  # what it is, for the help
+    pair: str = ""  # the command-line option that sets it with another, as torch.optim names the pair
 
     @property
     def range_text(self) -> str:
-        return {"positive": "> 0", "unit": "in [0, 1)", "non-negative": ">= 0"}[self.range]
+        return RANGES[self.range][0]
 
     def admits(self, value: float) -> bool:
-        return {"positive": value > 0, "unit": 0 <= value < 1, "non-negative": value >= 0}[self.range]
+        return RANGES[self.range][1](value)
+
+
+RANGES = {
+    "positive": ("> 0", lambda x: x > 0),
+    "unit": ("in [0, 1)", lambda x: 0 <= x < 1),
+    "open-unit": ("in (0, 1)", lambda x: 0 < x < 1),
+    "above-one": ("> 1", lambda x: x > 1),
+    "non-negative": (">= 0", lambda x: x >= 0),
+}
 
 
 HYPERPARAMETER_RECORDS = {
@@ -53,6 +64,12 @@ HYPERPARAMETER_RECORDS = {
         Hyperparameter("rho", "ρ", "unit", "decay of the squared gradient's average"),
         Hyperparameter("weight_decay", "λ", "non-negative", "decoupled weight decay"),
         Hyperparameter("initial_accumulator", "a0", "non-negative", "starting sum of squares"),
+        Hyperparameter("momentum_decay", "ψ", "non-negative", "NAdam's momentum schedule"),
+        Hyperparameter("eps_root", "ε_root", "non-negative", "added to the squared average, under the root"),
+        Hyperparameter("eta_minus", "η−", "open-unit", "step-size factor after a sign change", "etas"),
+        Hyperparameter("eta_plus", "η+", "above-one", "step-size factor while the sign holds", "etas"),
+        Hyperparameter("step_size_min", "Γmin", "positive", "the smallest step size", "step_sizes"),
+        Hyperparameter("step_size_max", "Γmax", "positive", "the largest step size", "step_sizes"),
     )
 }
 HYPERPARAMETERS = tuple(HYPERPARAMETER_RECORDS)
@@ -103,6 +120,21 @@ class Gap:
     phase: str
     reason: str
     variant: str | None = None  # the catalogued variant the library computes (harness.engine.variants)
+    source: str = ""  # the library's source file that computes it (path inside the installed package)
+    issue: str = ""  # the upstream issue or pull request that reports it, where one exists
+    agree: dict[str, Any] = field(default_factory=dict)  # Config changes under which library and spec agree
+    environment: dict[str, str] = field(default_factory=dict)  # or environment variables (the library's settings)
+    dtypes: tuple[str, ...] = ("float64", "float32")  # the dtypes in which it differs
+
+    def holds(self, cfg) -> bool:
+        """Whether the library computes this difference in a run of ``cfg``: in one of its
+        dtypes, and not under the settings that make the two agree."""
+        if cfg.dtype not in self.dtypes:
+            return False
+        if not (self.agree or self.environment):
+            return True
+        settled = all(getattr(cfg, k) == v for k, v in self.agree.items())
+        return not (settled and all(os.environ.get(k) == v for k, v in self.environment.items()))
 
 
 @dataclass(frozen=True)
@@ -110,12 +142,14 @@ class Citation:
     """Where an optimizer comes from and where each library documents its call."""
 
     paper: str
-    torch: str  # the torch.optim class's docs page
+    torch: str  # the torch.optim class's docs page ("" where torch.optim has none)
     optax: str  # the optax function's docs page
+    keras: str = ""  # the Keras class's docs page, where Keras ships it
 
 
 TORCH_DOCS = "https://docs.pytorch.org/docs/stable/generated/torch.optim.{}.html"
 OPTAX_DOCS = "https://optax.readthedocs.io/en/latest/api/optimizers.html#optax.{}"
+KERAS_DOCS = "https://keras.io/api/optimizers/{}/"
 
 
 @dataclass(frozen=True)
@@ -128,19 +162,22 @@ class Optimizer:
     title: str
     defaults: dict[str, float]  # hyperparameter -> default; the keys are those it uses
     slots: tuple[str, ...]  # state slots computed before the step Δ
-    torch: LibraryCall  # the torch.optim class that computes the spec
+    torch: LibraryCall | None  # the torch.optim class that computes the spec (None: torch.optim has none)
     optax: LibraryCall  # the optax transformation that computes it (or comes closest: ``gaps``)
     equations: tuple[str, ...] = ()  # the rule, one statement each, in the order a step computes them
     citation: Citation | None = None
     slots_after: tuple[str, ...] = ()  # slots computed from Δ (adadelta's u)
     non_negative: tuple[str, ...] = ()  # slots that hold sums of squares (replay files are checked for it)
-    initial: dict[str, str] = field(default_factory=dict)  # slot -> the hyperparameter it starts at (else 0)
+    initial: dict[str, Any] = field(default_factory=dict)  # slot -> the hyperparameter (or number) it starts at
     adam_family: bool = False  # m and v as Adam's (adam_moments), bias-corrected with t
     torch_state: dict[str, str] = field(default_factory=dict)  # slot -> torch.optim's per-parameter state key
+    torch_scalars: tuple[str, ...] = ()  # slots torch.optim keeps as one number per tensor (NAdam's μ product)
     counts_steps: bool = True  # whether torch.optim's state holds a "step" entry
     optax_state: dict[str, str] = field(default_factory=dict)  # optax state field -> slot ("count" is t)
     gaps: dict[str, Gap] = field(default_factory=dict)  # library row -> Gap, where that library cannot compute the spec
     library_defaults: str = ""  # what a port that kept the libraries' own defaults would get wrong
+    keras: LibraryCall | None = None  # the keras.optimizers class, where Keras ships the optimizer
+    follows: str = "torch.optim"  # whose documented algorithm the hand rows follow
 
     @property
     def state_slots(self) -> tuple:
@@ -169,6 +206,7 @@ OPTIMIZERS = {
             (),
             torch=LibraryCall("SGD", ("lr",), {"momentum": 0.0}),
             optax=LibraryCall("sgd", ("lr",)),
+            keras=LibraryCall("SGD", (), {"learning_rate": "lr", "momentum": 0.0}),
             counts_steps=False,
             equations=("Δ = lr·g",),
             citation=Citation(
@@ -185,6 +223,7 @@ OPTIMIZERS = {
             ("buf",),
             torch=LibraryCall("SGD", ("lr",), {"momentum": "momentum", "dampening": 0.0}),
             optax=LibraryCall("sgd", ("lr",), {"momentum": "momentum"}),
+            keras=LibraryCall("SGD", (), {"learning_rate": "lr", "momentum": "momentum"}),
             equations=("b = μ·b + g", "Δ = lr·b"),
             citation=Citation(
                 "Polyak 1964, Some methods of speeding up the convergence of iteration methods, "
@@ -208,6 +247,7 @@ OPTIMIZERS = {
             ("buf",),
             torch=LibraryCall("SGD", ("lr",), {"momentum": "momentum", "dampening": 0.0, "nesterov": True}),
             optax=LibraryCall("sgd", ("lr",), {"momentum": "momentum", "nesterov": True}),
+            keras=LibraryCall("SGD", (), {"learning_rate": "lr", "momentum": "momentum", "nesterov": True}),
             equations=("b = μ·b + g", "Δ = lr·(g + μ·b)"),
             citation=Citation(
                 "Nesterov 1983, A method for solving the convex programming problem with "
@@ -230,6 +270,11 @@ OPTIMIZERS = {
                 "Adagrad", ("lr",), {"lr_decay": 0.0, "initial_accumulator_value": "initial_accumulator", "eps": "eps"}
             ),
             optax=LibraryCall("adagrad", ("lr",), {"initial_accumulator_value": "initial_accumulator", "eps": "eps"}),
+            keras=LibraryCall(
+                "Adagrad",
+                (),
+                {"learning_rate": "lr", "initial_accumulator_value": "initial_accumulator", "epsilon": "eps"},
+            ),
             equations=("s = s + g²  (s starts at a0)", "Δ = lr·g/(√s + ε)"),
             citation=Citation(
                 "Duchi, Hazan & Singer 2011, Adaptive Subgradient Methods for Online Learning and "
@@ -249,7 +294,15 @@ OPTIMIZERS = {
                     "differ by ~ε/√s relative, above rounding unless √s > ε/u (9e5 for ε = 1e-10): "
                     "from step 1",
                     variant="adagrad-eps-inside-sqrt",
-                )
+                    source="optax/_src/alias.py (adagrad), transform.py (scale_by_rss)",
+                ),
+                "keras": Gap(
+                    "update",
+                    "keras.optimizers.Adagrad adds ε inside the root, lr·g/√(s + ε)",
+                    variant="adagrad-eps-inside-sqrt",
+                    source="keras/src/optimizers/adagrad.py",
+                    agree={"eps": 0.0},
+                ),
             },
             library_defaults=(
                 "a0: torch 0, optax 0.1; ε: torch 1e-10 outside √, optax 1e-7 inside √ (cannot be moved: a known gap)"
@@ -262,6 +315,7 @@ OPTIMIZERS = {
             ("v",),
             torch=LibraryCall("RMSprop", ("lr",), {"alpha": "rho", "eps": "eps", "momentum": 0.0, "centered": False}),
             optax=LibraryCall("rmsprop", ("lr",), {"decay": "rho", "eps": "eps", "eps_in_sqrt": False}),
+            keras=LibraryCall("RMSprop", (), {"learning_rate": "lr", "rho": "rho", "epsilon": "eps"}),
             equations=("v = ρ·v + (1 − ρ)·g²", "Δ = lr·g/(√v + ε)"),
             citation=Citation(
                 "Tieleman & Hinton 2012, Lecture 6.5, Neural Networks for Machine Learning (Coursera)",
@@ -271,7 +325,20 @@ OPTIMIZERS = {
             non_negative=("v",),
             torch_state={"v": "square_avg"},
             optax_state={"nu": "v"},
-            library_defaults="ρ: torch 0.99, optax 0.9; ε: torch outside √, optax inside unless eps_in_sqrt=False",
+            gaps={
+                "keras": Gap(
+                    "update",
+                    "keras.optimizers.RMSprop adds ε inside the root, lr·g/√(v + ε)",
+                    variant="rmsprop-eps-inside-sqrt",
+                    source="keras/src/optimizers/rmsprop.py",
+                    issue="optax #532, #595",
+                    agree={"eps": 0.0},
+                ),
+            },
+            library_defaults=(
+                "ρ: torch 0.99, optax and Keras 0.9; ε: torch outside √, optax inside unless eps_in_sqrt=False, Keras"
+                " inside"
+            ),
         ),
         Optimizer(
             "adadelta",
@@ -282,6 +349,7 @@ OPTIMIZERS = {
             torch=LibraryCall("Adadelta", ("lr",), {"rho": "rho", "eps": "eps"}),
             # learning_rate=None, optax's default, would apply no −lr: the step would climb
             optax=LibraryCall("adadelta", (), {"learning_rate": "lr", "rho": "rho", "eps": "eps"}),
+            keras=LibraryCall("Adadelta", (), {"learning_rate": "lr", "rho": "rho", "epsilon": "eps"}),
             equations=("v = ρ·v + (1 − ρ)·g²", "d = √(u + ε)/√(v + ε)·g", "Δ = lr·d", "u = ρ·u + (1 − ρ)·d²"),
             citation=Citation(
                 "Zeiler 2012, ADADELTA: An Adaptive Learning Rate Method, arXiv:1212.5701",
@@ -304,6 +372,9 @@ OPTIMIZERS = {
             adam_family=True,
             torch=LibraryCall("Adam", ("lr",), ADAM_TORCH_ARGS),
             optax=LibraryCall("adam", ("lr",), ADAM_OPTAX_ARGS),
+            keras=LibraryCall(
+                "Adam", (), {"learning_rate": "lr", "beta_1": "beta1", "beta_2": "beta2", "epsilon": "eps"}
+            ),
             equations=(
                 *ADAM_MOMENTS,
                 "Δ = lr·(m/(1 − β1^t))/(√(v/(1 − β2^t)) + ε)  (the paper form; reference.adam has the others)",
@@ -316,7 +387,18 @@ OPTIMIZERS = {
             non_negative=("v",),
             torch_state=ADAM_TORCH_STATE,
             optax_state=ADAM_OPTAX_STATE,
-            library_defaults="none (both the paper form)",
+            gaps={
+                "keras": Gap(
+                    "update",
+                    "keras.optimizers.Adam adds ε̂ to √v, the bias corrections folded into the step size (the ε-hat "
+                    "form; its own --adam epshat)",
+                    variant="epshat",
+                    source="keras/src/optimizers/adam.py",
+                    issue="keras #17391",
+                    agree={"adam": "epshat"},
+                ),
+            },
+            library_defaults="torch and optax the paper form, Keras the ε-hat form with ε̂ 1e-7",
         ),
         Optimizer(
             "adamw",
@@ -385,6 +467,371 @@ OPTIMIZERS = {
             },
             library_defaults="torch keeps the maximum of the raw v, optax of the bias-corrected v̂ (a known gap)",
         ),
+        Optimizer(
+            "nadam",
+            "NAdam",
+            ADAM_HYPER | {"lr": 2e-3, "momentum_decay": 4e-3},
+            ("m", "v", "mu_product"),
+            torch=LibraryCall("NAdam", ("lr",), ADAM_TORCH_ARGS | {"momentum_decay": "momentum_decay"}),
+            optax=LibraryCall("nadam", ("lr",), ADAM_OPTAX_ARGS),
+            keras=LibraryCall(
+                "Nadam", (), {"learning_rate": "lr", "beta_1": "beta1", "beta_2": "beta2", "epsilon": "eps"}
+            ),
+            equations=(
+                *ADAM_MOMENTS,
+                "μ_t = β1·(1 − ½·0.96^(t·ψ))  (the momentum schedule)",
+                "P = P·μ_t  (the running product, P starts at 1)",
+                "Δ = lr·(1 − μ_t)/(1 − P)·g/(√v̂ + ε) + lr·μ_{t+1}/(1 − P·μ_{t+1})·m/(√v̂ + ε)",
+            ),
+            citation=Citation(
+                "Dozat 2016, Incorporating Nesterov Momentum into Adam, ICLR workshop",
+                TORCH_DOCS.format("NAdam"),
+                OPTAX_DOCS.format("nadam"),
+                KERAS_DOCS.format("Nadam"),
+            ),
+            non_negative=("v", "mu_product"),
+            initial={"mu_product": 1.0},
+            torch_state=ADAM_TORCH_STATE | {"mu_product": "mu_product"},
+            torch_scalars=("mu_product",),
+            optax_state=ADAM_OPTAX_STATE,
+            gaps={
+                "torch.optim": Gap(
+                    "mu_product",
+                    "torch.optim.NAdam keeps the running product of μ in torch's default dtype, float32 unless "
+                    "torch.set_default_dtype(torch.float64): in a float64 run each step's product is rounded to "
+                    "float32 (torch/optim/nadam.py, _init_group: mu_product in _get_scalar_dtype())",
+                    variant="nadam-product-in-float32",
+                    source="torch/optim/nadam.py (_init_group, _get_scalar_dtype)",
+                    environment={"XOR_TORCH_DEFAULT_DTYPE": "float64"},
+                    dtypes=("float64",),
+                ),
+                "optax": Gap(
+                    "update",
+                    "optax.nadam keeps μ = β1 constant (torch's schedule with ψ → ∞): m̂ = β1·m/(1 − β1^(t+1)) + "
+                    "(1 − β1)·g/(1 − β1^t)",
+                    variant="nadam-constant-mu",
+                    source="optax/_src/transform.py (scale_by_adam, nesterov=True)",
+                    issue="rwth-i6/returnn #1440",
+                ),
+                "keras": Gap(
+                    "update",
+                    "keras.optimizers.Nadam's schedule is μ_t = β1·(1 − ½·0.96^t), torch's with ψ = 1",
+                    variant="nadam-keras-schedule",
+                    source="keras/src/optimizers/nadam.py",
+                    issue="keras #15710, rwth-i6/returnn #1440",
+                    agree={"momentum_decay": 1.0},
+                ),
+            },
+            library_defaults="lr: torch 2e-3, Keras 1e-3; ε: Keras 1e-7; ψ: torch 4e-3, Keras 1 (fixed), optax ∞",
+        ),
+        Optimizer(
+            "nadamw",
+            "NAdamW",
+            ADAM_HYPER | {"lr": 2e-3, "momentum_decay": 4e-3, "weight_decay": 1e-2},
+            ("m", "v", "mu_product"),
+            torch=LibraryCall(
+                "NAdam",
+                ("lr",),
+                ADAM_TORCH_ARGS
+                | {"momentum_decay": "momentum_decay", "weight_decay": "weight_decay", "decoupled_weight_decay": True},
+            ),
+            optax=LibraryCall("nadamw", ("lr",), ADAM_OPTAX_ARGS | {"weight_decay": "weight_decay"}),
+            equations=(
+                *ADAM_MOMENTS,
+                "μ_t = β1·(1 − ½·0.96^(t·ψ))",
+                "P = P·μ_t",
+                "Δ = NAdam's step + lr·λ·θ_{t−1}  (decoupled decay)",
+            ),
+            citation=Citation(
+                "Dozat 2016 with Loshchilov & Hutter 2019's decoupled decay",
+                TORCH_DOCS.format("NAdam"),
+                OPTAX_DOCS.format("nadamw"),
+            ),
+            non_negative=("v", "mu_product"),
+            initial={"mu_product": 1.0},
+            torch_state=ADAM_TORCH_STATE | {"mu_product": "mu_product"},
+            torch_scalars=("mu_product",),
+            optax_state=ADAM_OPTAX_STATE,
+            gaps={
+                "torch.optim": Gap(
+                    "mu_product",
+                    "torch.optim.NAdam keeps the running product of μ in torch's default dtype, float32 unless "
+                    "torch.set_default_dtype(torch.float64): in a float64 run each step's product is rounded to "
+                    "float32 (torch/optim/nadam.py, _init_group: mu_product in _get_scalar_dtype())",
+                    variant="nadam-product-in-float32",
+                    source="torch/optim/nadam.py (_init_group, _get_scalar_dtype)",
+                    environment={"XOR_TORCH_DEFAULT_DTYPE": "float64"},
+                    dtypes=("float64",),
+                ),
+                "optax": Gap(
+                    "update",
+                    "optax.nadamw keeps μ = β1 constant, as optax.nadam",
+                    variant="nadam-constant-mu",
+                    source="optax/_src/alias.py (nadamw = adamw(nesterov=True))",
+                ),
+            },
+            library_defaults="λ: torch 1e-2 (passed; NAdam's own default is 0), optax 1e-4",
+        ),
+        Optimizer(
+            "radam",
+            "RAdam",
+            ADAM_HYPER,
+            ("m", "v"),
+            torch=LibraryCall("RAdam", ("lr",), ADAM_TORCH_ARGS),
+            optax=LibraryCall("radam", ("lr",), ADAM_OPTAX_ARGS),
+            equations=(
+                *ADAM_MOMENTS,
+                "ρ∞ = 2/(1 − β2) − 1,  ρ_t = ρ∞ − 2t·β2^t/(1 − β2^t)",
+                "r_t = √((ρ_t − 4)(ρ_t − 2)ρ∞/((ρ∞ − 4)(ρ∞ − 2)ρ_t))",
+                "Δ = lr·m̂·r_t·√(1 − β2^t)/(√v + ε) where ρ_t > 5, else lr·m̂",
+            ),
+            citation=Citation(
+                "Liu et al. 2020, On the Variance of the Adaptive Learning Rate and Beyond, ICLR",
+                TORCH_DOCS.format("RAdam"),
+                OPTAX_DOCS.format("radam"),
+            ),
+            non_negative=("v",),
+            torch_state=ADAM_TORCH_STATE,
+            optax_state=ADAM_OPTAX_STATE,
+            gaps={
+                "optax": Gap(
+                    "update",
+                    "optax.radam adds ε to √v̂ (m̂/(√v̂ + ε)); torch.optim.RAdam to √v (√(1 − β2^t)/(√v + ε))",
+                    variant="radam-eps-on-vhat",
+                    source="optax/_src/transform.py (scale_by_radam)",
+                    issue="pytorch #58968",
+                    agree={"eps": 0.0},
+                ),
+            },
+            library_defaults="optax switches at ρ_t ≥ 5, torch at ρ_t > 5 (no integer t lands on 5 at β2 0.999)",
+        ),
+        Optimizer(
+            "adamax",
+            "Adamax",
+            ADAM_HYPER | {"lr": 2e-3},
+            ("m", "umax"),
+            torch=LibraryCall("Adamax", ("lr",), ADAM_TORCH_ARGS),
+            optax=LibraryCall("adamax", ("lr",), ADAM_OPTAX_ARGS),
+            keras=LibraryCall(
+                "Adamax", (), {"learning_rate": "lr", "beta_1": "beta1", "beta_2": "beta2", "epsilon": "eps"}
+            ),
+            equations=(
+                "m = β1·m + (1 − β1)·g",
+                "u = max(β2·u, |g| + ε)  (the slot umax)",
+                "Δ = lr/(1 − β1^t)·m/u",
+            ),
+            citation=Citation(
+                "Kingma & Ba 2015, §7.1",
+                TORCH_DOCS.format("Adamax"),
+                OPTAX_DOCS.format("adamax"),
+                KERAS_DOCS.format("adamax"),
+            ),
+            non_negative=("umax",),
+            torch_state={"m": "exp_avg", "umax": "exp_inf"},
+            optax_state={"mu": "m", "nu": "umax"},
+            gaps={
+                "keras": Gap(
+                    "umax",
+                    "keras.optimizers.Adamax adds ε outside the maximum: u = max(β2·u, |g|), "
+                    "Δ = lr·m/((1 − β1^t)(u + ε))",
+                    variant="adamax-eps-outside-max",
+                    source="keras/src/optimizers/adamax.py",
+                    agree={"eps": 0.0},
+                ),
+            },
+            library_defaults="ε: Keras 1e-7; lr: Keras 1e-3",
+        ),
+        Optimizer(
+            "lion",
+            "Lion",
+            {"lr": 1e-4, "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.0},
+            ("m",),
+            torch=None,
+            optax=LibraryCall("lion", ("lr",), {"b1": "beta1", "b2": "beta2", "weight_decay": "weight_decay"}),
+            keras=LibraryCall(
+                "Lion",
+                (),
+                {"learning_rate": "lr", "beta_1": "beta1", "beta_2": "beta2", "weight_decay": "weight_decay"},
+            ),
+            equations=(
+                "c = (1 − β1)·g + β1·m  (from the m before this step)",
+                "m = β2·m + (1 − β2)·g",
+                "Δ = lr·(sign(c) + λ·θ_{t−1})",
+            ),
+            citation=Citation(
+                "Chen et al. 2023, Symbolic Discovery of Optimization Algorithms, arXiv:2302.06675",
+                "",
+                OPTAX_DOCS.format("lion"),
+                KERAS_DOCS.format("lion"),
+            ),
+            optax_state={"mu": "m"},
+            follows="optax",
+            library_defaults="λ: optax 1e-3 (the spec's 0 is passed); lr: Keras 1e-3; torch.optim has no Lion",
+        ),
+        Optimizer(
+            "rprop",
+            "Rprop (iRprop−)",
+            {"lr": 1e-2, "eta_minus": 0.5, "eta_plus": 1.2, "step_size_min": 1e-6, "step_size_max": 50.0},
+            ("step_size", "prev"),
+            torch=LibraryCall(
+                "Rprop", ("lr",), {"etas": ("eta_minus", "eta_plus"), "step_sizes": ("step_size_min", "step_size_max")}
+            ),
+            optax=LibraryCall(
+                "rprop",
+                ("lr",),
+                {
+                    "eta_minus": "eta_minus",
+                    "eta_plus": "eta_plus",
+                    "min_step_size": "step_size_min",
+                    "max_step_size": "step_size_max",
+                },
+            ),
+            equations=(
+                "s = g·g_prev;  η = η+ where s > 0, η− where s < 0, 1 where s = 0",
+                "Γ = clip(Γ·η, Γmin, Γmax)  (Γ starts at lr)",
+                "g_prev = 0 where s < 0, else g",
+                "Δ = sign(g_prev)·Γ",
+            ),
+            citation=Citation(
+                "Riedmiller & Braun 1993; iRprop− in Igel & Hüsken 2000, Improving the Rprop Learning Algorithm",
+                TORCH_DOCS.format("Rprop"),
+                OPTAX_DOCS.format("rprop"),
+            ),
+            non_negative=("step_size",),
+            initial={"step_size": "lr"},
+            torch_state={"step_size": "step_size", "prev": "prev"},
+            optax_state={"step_sizes": "step_size", "prev_updates": "prev"},
+            gaps={
+                "optax": Gap(
+                    "prev",
+                    "optax.rprop returns the previous step's update, one step late, and keeps Γ·sign(g) as its "
+                    "previous value",
+                    variant="rprop-one-step-late",
+                    source="optax/_src/transform.py (scale_by_rprop)",
+                    issue="optax #1725 (open pull request)",
+                ),
+            },
+            library_defaults="none: both default to lr 1e-2, η (0.5, 1.2), Γ in [1e-6, 50]",
+        ),
+        Optimizer(
+            "rmsprop_centered",
+            "RMSprop, centered",
+            {"lr": 1e-2, "rho": 0.99, "eps": 1e-8},
+            ("v", "gavg"),
+            torch=LibraryCall("RMSprop", ("lr",), {"alpha": "rho", "eps": "eps", "momentum": 0.0, "centered": True}),
+            optax=LibraryCall(
+                "rmsprop", ("lr",), {"decay": "rho", "eps": "eps", "eps_in_sqrt": False, "centered": True}
+            ),
+            keras=LibraryCall("RMSprop", (), {"learning_rate": "lr", "rho": "rho", "epsilon": "eps", "centered": True}),
+            equations=("v = ρ·v + (1 − ρ)·g²", "ḡ = ρ·ḡ + (1 − ρ)·g", "Δ = lr·g/(√(v − ḡ²) + ε)"),
+            citation=Citation(
+                "Graves 2013, Generating Sequences With Recurrent Neural Networks, arXiv:1308.0850, eq. 38-45",
+                TORCH_DOCS.format("RMSprop"),
+                OPTAX_DOCS.format("rmsprop"),
+                KERAS_DOCS.format("rmsprop"),
+            ),
+            non_negative=("v",),
+            torch_state={"v": "square_avg", "gavg": "grad_avg"},
+            optax_state={"nu": "v", "mu": "gavg"},
+            gaps={
+                "keras": Gap(
+                    "update",
+                    "keras.optimizers.RMSprop adds ε under the root: lr·g/√(v − ḡ² + ε)",
+                    variant="rmsprop-centered-eps-inside-sqrt",
+                    source="keras/src/optimizers/rmsprop.py",
+                    issue="optax #532, #595",
+                    agree={"eps": 0.0},
+                ),
+            },
+            library_defaults="ρ: torch 0.99, optax and Keras 0.9; ε: Keras 1e-7 under the root",
+        ),
+        Optimizer(
+            "rmsprop_momentum",
+            "RMSprop with momentum",
+            {"lr": 1e-2, "rho": 0.99, "eps": 1e-8, "momentum": 0.9},
+            ("v", "buf"),
+            torch=LibraryCall("RMSprop", ("lr",), {"alpha": "rho", "eps": "eps", "momentum": "momentum"}),
+            optax=LibraryCall(
+                "rmsprop", ("lr",), {"decay": "rho", "eps": "eps", "eps_in_sqrt": False, "momentum": "momentum"}
+            ),
+            keras=LibraryCall(
+                "RMSprop", (), {"learning_rate": "lr", "rho": "rho", "epsilon": "eps", "momentum": "momentum"}
+            ),
+            equations=("v = ρ·v + (1 − ρ)·g²", "b = μ·b + g/(√v + ε)", "Δ = lr·b"),
+            citation=Citation(
+                "Tieleman & Hinton 2012, with momentum as torch.optim.RMSprop",
+                TORCH_DOCS.format("RMSprop"),
+                OPTAX_DOCS.format("rmsprop"),
+                KERAS_DOCS.format("rmsprop"),
+            ),
+            non_negative=("v",),
+            torch_state={"v": "square_avg", "buf": "momentum_buffer"},
+            optax_state={"nu": "v", "trace": "buf"},
+            gaps={
+                "optax": Gap(
+                    "buf",
+                    "optax.rmsprop(momentum=μ) keeps the update in the buffer, lr and its sign inside: "
+                    "b = μ·b − lr·g/(√v + ε), Δ = −b",
+                    variant="rmsprop-lr-in-buffer",
+                    source="optax/_src/alias.py (rmsprop: scale_by_rms, scale_by_learning_rate, then trace)",
+                ),
+                "keras": Gap(
+                    "buf",
+                    "keras.optimizers.RMSprop keeps lr inside the buffer and adds ε under the root: "
+                    "b = μ·b + lr·g/√(v + ε)",
+                    variant="rmsprop-lr-in-buffer-eps-inside-sqrt",
+                    source="keras/src/optimizers/rmsprop.py",
+                    issue="optax #532, #595",
+                ),
+            },
+            library_defaults="ρ: torch 0.99, optax and Keras 0.9; μ: torch 0, the spec 0.9",
+        ),
+        Optimizer(
+            "adabelief",
+            "AdaBelief",
+            ADAM_HYPER | {"eps": 1e-16, "eps_root": 1e-16},
+            ("m", "s"),
+            torch=None,
+            optax=LibraryCall("adabelief", ("lr",), ADAM_OPTAX_ARGS | {"eps_root": "eps_root"}),
+            equations=(
+                "m = β1·m + (1 − β1)·g",
+                "s = β2·s + (1 − β2)·(g − m)² + ε_root",
+                "Δ = lr·(m/(1 − β1^t))/(√(s/(1 − β2^t)) + ε)",
+            ),
+            citation=Citation(
+                "Zhuang et al. 2020, AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients, "
+                "NeurIPS",
+                "",
+                OPTAX_DOCS.format("adabelief"),
+            ),
+            non_negative=("s",),
+            optax_state={"mu": "m", "nu": "s"},
+            follows="optax",
+            library_defaults="only optax ships it (torch.optim and Keras do not)",
+        ),
+        Optimizer(
+            "yogi",
+            "Yogi",
+            {"lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-3},
+            ("m", "v"),
+            torch=None,
+            optax=LibraryCall("yogi", ("lr",), ADAM_OPTAX_ARGS),
+            equations=(
+                "m = β1·m + (1 − β1)·g  (m and v start at 1e-6)",
+                "v = v − (1 − β2)·sign(v − g²)·g²",
+                "Δ = lr·(m/(1 − β1^t))/(√(v/(1 − β2^t)) + ε)",
+            ),
+            citation=Citation(
+                "Zaheer et al. 2018, Adaptive Methods for Nonconvex Optimization, NeurIPS",
+                "",
+                OPTAX_DOCS.format("yogi"),
+            ),
+            non_negative=("v",),
+            initial={"m": 1e-6, "v": 1e-6},
+            optax_state={"mu": "m", "nu": "v"},
+            follows="optax",
+            library_defaults="optax has no default lr (the paper's 1e-2 here); only optax ships it",
+        ),
     )
 }
 
@@ -424,8 +871,8 @@ class OptimizerState(NamedTuple):
 def initial_slot(optimizer: str, slot: str, cfg) -> float:
     """The value a slot starts from: the hyperparameter its record names (AdaGrad's
     accumulator a0), zero otherwise."""
-    start = OPTIMIZERS[optimizer].initial.get(slot)
-    return getattr(cfg, start) if start else 0.0
+    start = OPTIMIZERS[optimizer].initial.get(slot, 0.0)
+    return getattr(cfg, start) if isinstance(start, str) else float(start)
 
 
 def init_state(params: dict, cfg) -> OptimizerState:
@@ -486,6 +933,105 @@ def amsgrad(g, slots, theta, t, cfg):
     m, v = adam_spec.adam_moments(g, slots["m"], slots["v"], cfg.beta1, cfg.beta2)
     vmax = np.maximum(slots["vmax"], v)
     return adam_spec.adam_delta(m, vmax, t, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps), {"m": m, "v": v, "vmax": vmax}
+
+
+def in_dtype(x, like):
+    """A number that depends on the step count (a count, or an array of them), formed in
+    double and rounded once to ``like``'s dtype, as torch.optim's Python floats are."""
+    return np.asarray(x, dtype=np.float64).astype(np.asarray(like).dtype)
+
+
+def nadam_mu(t, cfg):
+    """NAdam's momentum at step t, in double: μ_t = β1·(1 − ½·0.96^(t·ψ))."""
+    return cfg.beta1 * (1.0 - 0.5 * 0.96 ** (np.asarray(t, dtype=np.float64) * cfg.momentum_decay))
+
+
+def _nadam_step(g, slots, t, cfg):
+    m, v = adam_spec.adam_moments(g, slots["m"], slots["v"], cfg.beta1, cfg.beta2)
+    mu, mu_next = in_dtype(nadam_mu(t, cfg), g), in_dtype(nadam_mu(t + 1, cfg), g)
+    product = slots["mu_product"] * mu
+    _, bc2 = adam_spec.bias_corrections(t, cfg.beta1, cfg.beta2, g.dtype)
+    denom = np.sqrt(v / bc2) + cfg.eps
+    delta = cfg.lr * (1.0 - mu) / (1.0 - product) * g / denom + cfg.lr * mu_next / (1.0 - product * mu_next) * m / denom
+    return delta, {"m": m, "v": v, "mu_product": product}
+
+
+def nadam(g, slots, theta, t, cfg):
+    return _nadam_step(g, slots, t, cfg)
+
+
+def nadamw(g, slots, theta, t, cfg):
+    delta, new = _nadam_step(g, slots, t, cfg)
+    return delta + cfg.lr * cfg.weight_decay * theta, new
+
+
+def radam_rectification(t, cfg):
+    """RAdam's ρ_t and r_t for the 1-based step t, in double (r_t is 0 where ρ_t <= 5,
+    where the step is SGD with momentum)."""
+    steps = np.asarray(t, dtype=np.float64)
+    rho_inf = 2.0 / (1.0 - cfg.beta2) - 1.0
+    rho = rho_inf - 2.0 * steps * cfg.beta2**steps / (1.0 - cfg.beta2**steps)
+    safe = np.maximum(rho, 5.0)
+    rect = np.sqrt((safe - 4.0) * (safe - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * safe))
+    return rho, np.where(rho > 5.0, rect, 0.0)
+
+
+def radam(g, slots, theta, t, cfg):
+    m, v = adam_spec.adam_moments(g, slots["m"], slots["v"], cfg.beta1, cfg.beta2)
+    bc1, bc2 = adam_spec.bias_corrections(t, cfg.beta1, cfg.beta2, g.dtype)
+    rho, rect = radam_rectification(t, cfg)
+    m_hat = m / bc1
+    adaptive = np.sqrt(bc2) / (np.sqrt(v) + cfg.eps)
+    return np.where(rho > 5.0, m_hat * cfg.lr * adaptive * in_dtype(rect, g), m_hat * cfg.lr), {"m": m, "v": v}
+
+
+def adamax(g, slots, theta, t, cfg):
+    m = cfg.beta1 * slots["m"] + (1.0 - cfg.beta1) * g
+    umax = np.maximum(cfg.beta2 * slots["umax"], np.abs(g) + cfg.eps)
+    step_size = in_dtype(cfg.lr / (1.0 - cfg.beta1 ** np.asarray(t, dtype=np.float64)), g)
+    return step_size * (m / umax), {"m": m, "umax": umax}
+
+
+def lion(g, slots, theta, t, cfg):
+    direction = np.sign((1.0 - cfg.beta1) * g + cfg.beta1 * slots["m"])
+    m = cfg.beta2 * slots["m"] + (1.0 - cfg.beta2) * g
+    return cfg.lr * (direction + cfg.weight_decay * theta), {"m": m}
+
+
+def rprop(g, slots, theta, t, cfg):
+    agreement = g * slots["prev"]
+    factor = np.where(agreement > 0, cfg.eta_plus, np.where(agreement < 0, cfg.eta_minus, 1.0)).astype(g.dtype)
+    step_size = np.clip(slots["step_size"] * factor, cfg.step_size_min, cfg.step_size_max).astype(g.dtype)
+    kept = np.where(agreement < 0, 0.0, g).astype(g.dtype)
+    return np.sign(kept) * step_size, {"step_size": step_size, "prev": kept}
+
+
+def rmsprop_centered(g, slots, theta, t, cfg):
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    gavg = cfg.rho * slots["gavg"] + (1.0 - cfg.rho) * g
+    return cfg.lr * g / (np.sqrt(v - gavg * gavg) + cfg.eps), {"v": v, "gavg": gavg}
+
+
+def rmsprop_momentum(g, slots, theta, t, cfg):
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    buf = cfg.momentum * slots["buf"] + g / (np.sqrt(v) + cfg.eps)
+    return cfg.lr * buf, {"v": v, "buf": buf}
+
+
+def adabelief(g, slots, theta, t, cfg):
+    m = cfg.beta1 * slots["m"] + (1.0 - cfg.beta1) * g
+    surprise = g - m
+    s = cfg.beta2 * slots["s"] + (1.0 - cfg.beta2) * (surprise * surprise) + cfg.eps_root
+    bc1, bc2 = adam_spec.bias_corrections(t, cfg.beta1, cfg.beta2, g.dtype)
+    return cfg.lr * (m / bc1) / (np.sqrt(s / bc2) + cfg.eps), {"m": m, "s": s}
+
+
+def yogi(g, slots, theta, t, cfg):
+    m = cfg.beta1 * slots["m"] + (1.0 - cfg.beta1) * g
+    square = g * g
+    v = slots["v"] - (1.0 - cfg.beta2) * np.sign(slots["v"] - square) * square
+    bc1, bc2 = adam_spec.bias_corrections(t, cfg.beta1, cfg.beta2, g.dtype)
+    return cfg.lr * (m / bc1) / (np.sqrt(v / bc2) + cfg.eps), {"m": m, "v": v}
 
 
 UPDATES = {name: globals()[name] for name in OPTIMIZERS}

@@ -61,6 +61,12 @@ class Config:
     rho: float = None  # type: ignore[assignment]
     weight_decay: float = None  # type: ignore[assignment]
     initial_accumulator: float = None  # type: ignore[assignment]
+    momentum_decay: float = None  # type: ignore[assignment]
+    eps_root: float = None  # type: ignore[assignment]
+    eta_minus: float = None  # type: ignore[assignment]
+    eta_plus: float = None  # type: ignore[assignment]
+    step_size_min: float = None  # type: ignore[assignment]
+    step_size_max: float = None  # type: ignore[assignment]
 
     def __post_init__(self):
         from reference.optimizers import OPTIMIZERS
@@ -103,6 +109,9 @@ def config_problems(cfg: Config) -> list[str]:
             problems.append(f"{name} must be {kind}{record.range_text}, got {value!r}")
     if cfg.optimizer == "adadelta" and _is_finite(cfg.eps) and cfg.eps <= 0:
         problems.append("eps must be > 0 for adadelta (its first steps are √ε/√(v + ε)·g: with ε = 0 it never moves)")
+    rprop = cfg.optimizer == "rprop" and _is_finite(cfg.step_size_min) and _is_finite(cfg.step_size_max)
+    if rprop and cfg.step_size_min > cfg.step_size_max:
+        problems.append(f"step_size_min must be <= step_size_max, got {cfg.step_size_min!r} > {cfg.step_size_max!r}")
     if cfg.dtype not in DTYPES:
         problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
     if cfg.adam not in ADAM_FORMS:

@@ -221,3 +221,43 @@ def test_every_variant_of_the_catalogue_has_its_facts():
         assert variant.phase and variant.description and variant.used_by, variant.name
         assert (variant.patch is None) != (variant.config is None), variant.name
     assert set(faults.FAULTS) <= set(VARIANTS)
+
+
+# --- conventions stacked: the smallest composition of the catalogue ------------------------------
+
+STACKED = ("no-bias-correction", "grad-missing-2-over-n")  # a public XOR/Adam program's two at once
+
+
+def test_two_conventions_stacked_in_a_trajectory_are_named_together_with_what_each_contributes():
+    for way in STACKED:  # each alone is one variant
+        alone = explain_trajectory("theirs", _trajectory(way), Config(epochs=50))
+        assert alone["variant"] == way and "parts" not in alone, alone
+    explanation = explain_trajectory("theirs", _trajectory("+".join(STACKED)), Config(epochs=50))
+    assert (explanation["verdict"], explanation["variant"]) == ("explained", " + ".join(STACKED)), explanation
+    assert explanation["parts"] == list(STACKED) and explanation["max_ulp"] <= 1
+    # each part is needed: without it the rest is far off
+    assert set(explanation["contributions"]) == set(STACKED)
+    assert all(ulps > 1e3 for ulps in explanation["contributions"].values()), explanation["contributions"]
+    assert explanation["compositions_tried"] > 10 and 0 < explanation["search_seconds"] < 30
+
+
+def test_two_faults_planted_in_one_step_are_named_as_their_composition():
+    from harness.engine.explain import recognize_step, subset
+    from harness.engine.faults import FAULTS, patched
+    from harness.engine.rows import load_backend
+
+    cfg = Config(epochs=12)
+    reference = run_row("numpy", cfg, record_states=True)
+    picked = subset(states_from_history(cfg, reference.params, reference.states), 3)
+    numpy = load_backend("numpy")
+    with patched(numpy, FAULTS[STACKED[0]].make(numpy)), patched(numpy, FAULTS[STACKED[1]].make(numpy)):
+        values = numpy.step_phases(cfg, picked.params, picked.slots, picked.t)
+    explanation = recognize_step("theirs", cfg, picked, values)
+    assert explanation["variant"] == " + ".join(STACKED) and explanation["max_ulp"] <= 8, explanation
+    assert explanation["phase"] == "grads" and explanation["equivalent"] == []
+
+
+def test_a_convention_with_other_hyperparameters_is_the_variant_with_a_fit_on_top():
+    explanation = explain_trajectory("theirs", _trajectory("epshat", eps=1e-7), Config(epochs=50))
+    assert explanation["verdict"] == "explained" and explanation["variant"] == "epshat", explanation
+    assert explanation["hyperparameters"] == pytest.approx({"eps": 1e-7}, rel=1e-6)

@@ -34,7 +34,7 @@ from harness.cli import COMMANDS, build_parser, main
 from tests.conftest import example_plugin_with
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK_EXAMPLES, SLOW_EXAMPLES = 50, 850  # per command: 12 commands, 600 and 10,200 in all
+QUICK_EXAMPLES, SLOW_EXAMPLES = 50, 850  # per command: 13 commands, 650 and 11,050 in all
 FILE_EXAMPLES = {"quick": 25, "slow": 300}  # per kind of file
 
 
@@ -53,6 +53,7 @@ SEAMS = {
     "grads": ["harness.gradcheck.check.run_check", "harness.gradcheck.check.run_canaries"],
     "forms": ["harness.commands.forms.run_forms"],
     "lineage": ["harness.commands.lineage.run_lineage"],
+    "atlas": ["harness.commands.atlas.run_atlas"],
     "bench": ["harness.commands.bench.run_bench"],
     "replay": [],
     "init": [],

@@ -36,7 +36,8 @@ def test_every_row_agrees_in_float64_but_the_known_gaps(name):
             assert pair.passed and not pair.explained
         else:  # shows from the first steps, and first in the phase the gap names
             assert pair.explained and not pair.passed
-            assert pair.first_divergence["phase"] == gap[0] and pair.first_divergence["epoch"] <= 2
+            # (RAdam's ε shows once ρ_t passes 5, at step 6)
+            assert pair.first_divergence["phase"] == gap[0] and pair.first_divergence["epoch"] <= 6
 
 
 def adamw_in_torch_order(cfg):

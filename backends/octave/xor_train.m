@@ -41,7 +41,8 @@ end
 
 function S = initial_slots(cfg, theta)
 % The optimizer's state before step 1, shaped like theta: AdaGrad's accumulator starts
-% at a0, every other slot at zero.
+% at a0, NAdam's mu product at 1, Rprop's step sizes at lr, Yogi's moments at 1e-6, every
+% other slot at zero.
 S = struct();
 zero = zeros(size(theta));
 switch cfg.optimizer
@@ -57,5 +58,23 @@ switch cfg.optimizer
         S.m = zero;  S.v = zero;
     case 'amsgrad'
         S.m = zero;  S.v = zero;  S.vmax = zero;
+    case {'nadam', 'nadamw'}
+        S.m = zero;  S.v = zero;  S.mu_product = 1 + zero;
+    case 'radam'
+        S.m = zero;  S.v = zero;
+    case 'adamax'
+        S.m = zero;  S.umax = zero;
+    case 'lion'
+        S.m = zero;
+    case 'rprop'
+        S.step_size = cfg.lr + zero;  S.prev = zero;
+    case 'rmsprop_centered'
+        S.v = zero;  S.gavg = zero;
+    case 'rmsprop_momentum'
+        S.v = zero;  S.buf = zero;
+    case 'adabelief'
+        S.m = zero;  S.s = zero;
+    case 'yogi'                       % optax's starting accumulators
+        S.m = 1e-06 + zero;  S.v = 1e-06 + zero;
 end
 end

@@ -32,7 +32,8 @@ endfunction
 
 function S = initial_slots(cfg, theta)
     // The optimizer's state before step 1, shaped like theta: AdaGrad's accumulator
-    // starts at a0, every other slot at zero.
+    // starts at a0, NAdam's mu product at 1, Rprop's step sizes at lr, Yogi's moments at
+    // 1e-6, every other slot at zero.
     S = struct();
     zero = zeros(theta);
     select cfg.optimizer
@@ -52,6 +53,26 @@ function S = initial_slots(cfg, theta)
         S.m = zero; S.v = zero;
     case "amsgrad" then
         S.m = zero; S.v = zero; S.vmax = zero;
+    case "nadam" then
+        S.m = zero; S.v = zero; S.mu_product = 1 + zero;
+    case "nadamw" then
+        S.m = zero; S.v = zero; S.mu_product = 1 + zero;
+    case "radam" then
+        S.m = zero; S.v = zero;
+    case "adamax" then
+        S.m = zero; S.umax = zero;
+    case "lion" then
+        S.m = zero;
+    case "rprop" then
+        S.step_size = cfg.lr + zero; S.prev = zero;
+    case "rmsprop_centered" then
+        S.v = zero; S.gavg = zero;
+    case "rmsprop_momentum" then
+        S.v = zero; S.buf = zero;
+    case "adabelief" then
+        S.m = zero; S.s = zero;
+    case "yogi" then                  // optax's starting accumulators
+        S.m = 1e-06 + zero; S.v = 1e-06 + zero;
     end
 endfunction
 
@@ -194,9 +215,76 @@ function [delta, new] = xor_rule(g, old, theta, t, cfg)
         new.v = cfg.beta2 * old.v + (1 - cfg.beta2) * (g .* g);
         new.vmax = max(old.vmax, new.v);
         delta = adam_step(new.m, new.vmax, t, cfg, "paper");
+    case "nadam" then
+        [delta, new] = nadam_rule(g, old, theta, t, cfg);
+    case "nadamw" then                // NAdam with decoupled decay
+        [delta, new] = nadam_rule(g, old, theta, t, cfg);
+        delta = delta + cfg.lr * cfg.weight_decay * theta;
+    case "radam" then                 // rectified where rho_t > 5, SGD with momentum before
+        new.m = cfg.beta1 * old.m + (1 - cfg.beta1) * g;
+        new.v = cfg.beta2 * old.v + (1 - cfg.beta2) * (g .* g);
+        spread = ones(1, size(g, 2));
+        rho_inf = 2 / (1 - cfg.beta2) - 1;
+        rho = (rho_inf - 2 * t .* cfg.beta2 .^ t ./ (1 - cfg.beta2 .^ t)) * spread;
+        safe = max(rho, 5);
+        rect = sqrt((safe - 4) .* (safe - 2) * rho_inf ./ ((rho_inf - 4) * (rho_inf - 2) * safe));
+        m_hat = new.m ./ ((1 - cfg.beta1 .^ t) * spread);
+        delta = m_hat * cfg.lr;
+        rectified = delta .* (sqrt((1 - cfg.beta2 .^ t) * spread) ./ (sqrt(new.v) + cfg.eps)) .* rect;
+        delta(rho > 5) = rectified(rho > 5);
+    case "adamax" then                // the infinity norm's decaying maximum, eps inside it
+        new.m = cfg.beta1 * old.m + (1 - cfg.beta1) * g;
+        new.umax = max(cfg.beta2 * old.umax, abs(g) + cfg.eps);
+        delta = ((cfg.lr ./ (1 - cfg.beta1 .^ t)) * ones(1, size(g, 2))) .* (new.m ./ new.umax);
+    case "lion" then                  // the sign of an interpolation, from m before the step
+        direction = sign((1 - cfg.beta1) * g + cfg.beta1 * old.m);
+        new.m = cfg.beta2 * old.m + (1 - cfg.beta2) * g;
+        delta = cfg.lr * (direction + cfg.weight_decay * theta);
+    case "rprop" then                 // iRprop-: a sign change shrinks the step and skips it
+        agreement = g .* old.prev;
+        factor = ones(g);
+        factor(agreement > 0) = cfg.eta_plus;
+        factor(agreement < 0) = cfg.eta_minus;
+        new.step_size = min(max(old.step_size .* factor, cfg.step_size_min), cfg.step_size_max);
+        new.prev = g;
+        new.prev(agreement < 0) = 0;
+        delta = sign(new.prev) .* new.step_size;
+    case "rmsprop_centered" then      // the root of the variance, not of the mean square
+        new.v = cfg.rho * old.v + (1 - cfg.rho) * (g .* g);
+        new.gavg = cfg.rho * old.gavg + (1 - cfg.rho) * g;
+        delta = cfg.lr * g ./ (sqrt(new.v - new.gavg .* new.gavg) + cfg.eps);
+    case "rmsprop_momentum" then      // momentum on the scaled gradient, lr outside
+        new.v = cfg.rho * old.v + (1 - cfg.rho) * (g .* g);
+        new.buf = cfg.momentum * old.buf + g ./ (sqrt(new.v) + cfg.eps);
+        delta = cfg.lr * new.buf;
+    case "adabelief" then             // the variance around m: the belief
+        new.m = cfg.beta1 * old.m + (1 - cfg.beta1) * g;
+        surprise = g - new.m;
+        new.s = cfg.beta2 * old.s + (1 - cfg.beta2) * (surprise .* surprise) + cfg.eps_root;
+        delta = adam_step(new.m, new.s, t, cfg, "paper");
+    case "yogi" then                  // v moves towards g^2 by at most (1 - beta2) g^2
+        new.m = cfg.beta1 * old.m + (1 - cfg.beta1) * g;
+        square = g .* g;
+        new.v = old.v - (1 - cfg.beta2) * sign(old.v - square) .* square;
+        delta = adam_step(new.m, new.v, t, cfg, "paper");
     else
         error("unknown optimizer " + cfg.optimizer);
     end
+endfunction
+
+
+function [delta, new] = nadam_rule(g, old, theta, t, cfg)
+    // torch.optim's NAdam: the mu schedule and its running product, per state spread
+    // over the columns.
+    new = struct();
+    spread = ones(1, size(g, 2));
+    new.m = cfg.beta1 * old.m + (1 - cfg.beta1) * g;
+    new.v = cfg.beta2 * old.v + (1 - cfg.beta2) * (g .* g);
+    mu = cfg.beta1 * (1 - 0.5 * 0.96 .^ (t * cfg.momentum_decay)) * spread;
+    mu_next = cfg.beta1 * (1 - 0.5 * 0.96 .^ ((t + 1) * cfg.momentum_decay)) * spread;
+    new.mu_product = old.mu_product .* mu;
+    denom = sqrt(new.v ./ ((1 - cfg.beta2 .^ t) * spread)) + cfg.eps;
+    delta = cfg.lr * (1 - mu) ./ (1 - new.mu_product) .* g ./ denom + cfg.lr * mu_next ./ (1 - new.mu_product .* mu_next) .* new.m ./ denom;
 endfunction
 
 

@@ -7,6 +7,7 @@ cannot drift from it. A page asks for one with a marker comment on a line of its
     <!-- generated: interface -->   the backend interface (backends/interface.py)
     <!-- generated: faults -->      every planted fault's record
     <!-- generated: variants -->    the catalogue of variants
+    <!-- generated: atlas -->       the atlas: the records and one real run (docs/atlas-run.json)
 """
 
 from __future__ import annotations
@@ -40,19 +41,61 @@ def equation_table() -> str:
     return "\n".join(lines)
 
 
+def _call(call, page: str) -> str:
+    if call is None:
+        return "none"
+    shown = f"`{call.describe()}`"
+    return f"[{shown}]({page})" if page else shown
+
+
 def optimizer_table() -> str:
     from reference.optimizers import OPTIMIZERS
 
     lines = [
-        "| optimizer | torch.optim | optax | defaults that differ | known gaps |",
-        "| --- | --- | --- | --- | --- |",
+        "| optimizer | hand rows follow | torch.optim | optax | Keras | defaults that differ | known gaps |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, o in OPTIMIZERS.items():
         gaps = "; ".join(f"{row} ({gap.phase})" for row, gap in o.gaps.items()) or "none"
-        torch, optax = f"`{o.torch.describe()}`", f"`{o.optax.describe()}`"
-        if o.citation:
-            torch, optax = f"[{torch}]({o.citation.torch})", f"[{optax}]({o.citation.optax})"
-        lines.append(f"| `{name}` | {torch} | {optax} | {o.library_defaults} | {gaps} |")
+        cite = o.citation
+        torch, optax = _call(o.torch, cite.torch if cite else ""), _call(o.optax, cite.optax if cite else "")
+        keras = _call(o.keras, cite.keras if cite else "")
+        lines.append(f"| `{name}` | {o.follows} | {torch} | {optax} | {keras} | {o.library_defaults} | {gaps} |")
+    return "\n".join(lines)
+
+
+ATLAS_RUN = Path(__file__).resolve().parents[1] / "atlas-run.json"
+
+
+def atlas_table() -> str:
+    """The atlas from the records and the one real run kept beside the docs (atlas-run.json,
+    written by ``compare.py atlas --json``): each cell's verdict, variant and settings."""
+    import json
+
+    from harness.commands.atlas import counts_text, versions_text
+    from reference.optimizers import OPTIMIZERS
+
+    run = json.loads(ATLAS_RUN.read_text())
+    cfg = run["config"]
+    lines = [
+        f"Measured with `compare.py atlas` ({cfg['epochs']} epochs, seed {cfg['seed']}, {cfg['dtype']}) with "
+        f"{versions_text(run)}. {counts_text(run)}.",
+        "",
+        "| optimizer | library | verdict | variant (status) | agree with (run) | lockstep ULPs | the library's source"
+        " |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in run["cells"]:
+        named = c["variant"] or c["recorded_variant"]
+        status = f"`{named}` ({c['status']})" if named else c["status"]
+        agree = "—"
+        if "agree" in c:
+            settings = ", ".join(f"{k} {v}" for k, v in c["agree"]["settings"].items())
+            agree = f"{settings}: {c['agree']['verdict'] if c['agree']['passed'] else 'still differs'}"
+        ulps = "—" if c.get("lockstep_max_ulp") is None else f"{c['lockstep_max_ulp']:.3g}"
+        source = OPTIMIZERS[c["optimizer"]].gaps.get(c["row"])
+        where = f"`{source.source}`" + (f"; {source.issue}" if source.issue else "") if source else ""
+        lines.append(f"| `{c['optimizer']}` | {c['row']} | {c['verdict']} | {status} | {agree} | {ulps} | {where} |")
     return "\n".join(lines)
 
 
@@ -108,6 +151,7 @@ GENERATORS = {
     "interface": interface_table,
     "faults": fault_table,
     "variants": variant_table,
+    "atlas": atlas_table,
 }
 
 

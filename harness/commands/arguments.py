@@ -138,8 +138,9 @@ def _defaults_text(hyper: str) -> str:
 
 
 def _add_hyperparameter_options(group) -> None:
-    """One option per hyperparameter record but lr (a problem option), its help made
-    from the record and the optimizers' defaults."""
+    """One option per hyperparameter record but lr (a problem option), or per pair of them
+    where torch.optim takes two as one argument (``--etas``), its help made from the
+    records and the optimizers' defaults."""
     for name in HYPER_OPTIONS:
         record = HYPERPARAMETER_RECORDS[name]
         group.add_argument(
@@ -148,6 +149,25 @@ def _add_hyperparameter_options(group) -> None:
             default=None,
             help=f"{record.symbol}: {record.meaning}, {record.range_text} (default {_defaults_text(name)})",
         )
+    for pair, names in PAIRED_OPTIONS.items():
+        records = [HYPERPARAMETER_RECORDS[n] for n in names]
+        group.add_argument(
+            f"--{pair.replace('_', '-')}",
+            type=float_pair,
+            default=None,
+            metavar=",".join(r.symbol for r in records),
+            help="; ".join(
+                f"{r.symbol}: {r.meaning}, {r.range_text} (default {_defaults_text(r.name)})" for r in records
+            ),
+        )
+
+
+def float_pair(text: str) -> tuple[float, float]:
+    """Two finite numbers, comma-separated (torch.optim's ``etas=(0.5, 1.2)``)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected two comma-separated numbers, got {text!r}")
+    return finite_float(parts[0]), finite_float(parts[1])
 
 
 def add_adam_options(parser: argparse.ArgumentParser) -> None:
@@ -191,7 +211,20 @@ def add_adam_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-HYPER_OPTIONS = tuple(name for name in HYPERPARAMETER_RECORDS if name != "lr")
+HYPER_OPTIONS = tuple(name for name, h in HYPERPARAMETER_RECORDS.items() if name != "lr" and not h.pair)
+PAIRED_OPTIONS: dict[str, tuple[str, ...]] = {}
+for _name, _record in HYPERPARAMETER_RECORDS.items():
+    if _record.pair:
+        PAIRED_OPTIONS[_record.pair] = (*PAIRED_OPTIONS.get(_record.pair, ()), _name)
+
+
+def given_hyperparameters(args) -> dict:
+    """The hyperparameters set on the command line, a pair option split into its two."""
+    hyper = {name: getattr(args, name) for name in HYPER_OPTIONS if getattr(args, name, None) is not None}
+    for pair, names in PAIRED_OPTIONS.items():
+        if getattr(args, pair, None) is not None:
+            hyper |= dict(zip(names, getattr(args, pair), strict=True))
+    return hyper
 
 
 def config_from(args, parser: argparse.ArgumentParser) -> Config:
@@ -203,10 +236,11 @@ def config_from(args, parser: argparse.ArgumentParser) -> Config:
             parser.error(f"argument --{name}: --recipe {args.recipe} uses --{name} {recipe[name]}, not {given}")
     if recipe and optimizer != "adam":
         parser.error(f"argument --recipe: the {args.recipe} recipe is Adam's, not {optimizer}'s")
-    hyper = {name: getattr(args, name) for name in HYPER_OPTIONS if getattr(args, name, None) is not None}
+    hyper = given_hyperparameters(args)
     for name in hyper:
         if name not in OPTIMIZERS[optimizer].defaults:
-            parser.error(f"argument --{name.replace('_', '-')}: does not apply to --optimizer {optimizer}")
+            option = HYPERPARAMETER_RECORDS[name].pair or name
+            parser.error(f"argument --{option.replace('_', '-')}: does not apply to --optimizer {optimizer}")
     if adam not in (None, "paper") and optimizer != "adam":
         parser.error(f"argument --adam: the Adam forms apply to --optimizer adam, not {optimizer}")
     try:

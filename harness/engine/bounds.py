@@ -64,8 +64,12 @@ def network_scales(ref: dict, params: dict, cfg: Config) -> dict:
 def rounding_scales(ref: dict, states, cfg: Config) -> dict:
     """First-order rounding bound e of every phase value, in units of u (module doc):
     ``ref`` the reference row's phases from ``states`` (a lockstep batch)."""
-    e = network_scales(ref, states.params, cfg)
     u = float(np.finfo(cfg.dtype).eps)
+    # XLA flushes subnormal results to zero: any value may be off by the smallest normal
+    # number (tiny). It shows where gradients or squares underflow: saturated sigmoids,
+    # Rprop's large weights, float32 squares of small gradients.
+    floor = float(np.finfo(cfg.dtype).tiny) / u
+    e = _floored(network_scales(ref, states.params, cfg), floor)
     bound = OPTIMIZER_BOUNDS[cfg.optimizer]
     slots = tuple(states.slots)
     e |= {phase: {} for phase in (*slots, "update", "params")}
@@ -75,19 +79,24 @@ def rounding_scales(ref: dict, states, cfg: Config) -> dict:
         x = StepValues(
             g=g,
             e_g=e["grads"][k],
-            e_sq=_square_scale(g, e["grads"][k], u),
+            e_sq=_square_scale(g, e["grads"][k], u) + floor,
             old={s: _f64(states.slots[s][k]) for s in slots},
             new={s: _f64(ref[s][k]) for s in slots},
             theta=_f64(states.params[k]),
             update=_f64(ref["update"][k]),
             t=t,
             u=u,
+            floor=floor,
         )
         bounds = bound(cfg, x)
         for phase in (*slots, "update"):
-            e[phase][k] = bounds[phase]
-        e["params"][k] = bounds["update"] + np.abs(_f64(ref["params"][k])) + bounds.get("params", 0.0)
+            e[phase][k] = bounds[phase] + floor
+        e["params"][k] = bounds["update"] + np.abs(_f64(ref["params"][k])) + bounds.get("params", 0.0) + floor
     return e
+
+
+def _floored(scales: dict, floor: float) -> dict:
+    return {phase: {k: bound + floor for k, bound in tree.items()} for phase, tree in scales.items()}
 
 
 @dataclass
@@ -105,6 +114,7 @@ class StepValues:
     update: np.ndarray
     t: np.ndarray
     u: float
+    floor: float = 0.0  # the smallest normal number, in u: what a row that flushes subnormals loses
 
 
 # --- each optimizer's slots and step Δ -------------------------------------------------------
@@ -158,6 +168,151 @@ def _adam(cfg: Config, x: StepValues) -> dict:
     return _adam_scales(cfg, x.g, x.e_g, x.old, x.new, x.t, x.u)
 
 
+# A decision on the sign of a value (Lion, Rprop, Yogi) is uncertain where the value is
+# within SIGN_MARGIN of its bounds from zero: another correct row may decide the other way,
+# and the bound there takes the other branch's value.
+SIGN_MARGIN = 16
+
+
+def _uncertain(value, e_value, x: StepValues):
+    """Whether another correct row may see ``value``'s sign otherwise: within its bound of
+    zero, or below the smallest normal number (a row that flushes it sees 0)."""
+    return np.abs(value) <= SIGN_MARGIN * x.u * e_value + x.u * x.floor
+
+
+def _corrections(cfg: Config, t):
+    """1 − β^t for β1 and β2, and each one's relative error in u (β^t formed in the
+    dtype carries ~t·u/2 relative error from rounding β itself)."""
+    bc1, bc2 = 1 - cfg.beta1**t, 1 - cfg.beta2**t
+    return bc1, bc2, (t * cfg.beta1**t / 2 + 1) / bc1, (t * cfg.beta2**t / 2 + 1) / bc2
+
+
+def _corrected_ratio(cfg: Config, m, e_m, v, e_v, t, u):
+    """Bound of lr·(m/(1 − β1^t))/(√(v/(1 − β2^t)) + ε), m and v off by e_m and e_v."""
+    bc1, bc2, rel_bc1, rel_bc2 = _corrections(cfg, t)
+    m_hat, v_hat = m / bc1, v / bc2
+    e_mh = e_m / bc1 + np.abs(m_hat) * (1 + rel_bc1)
+    e_vh = e_v / bc2 + np.abs(v_hat) * (1 + rel_bc2)
+    return _ratio_scale(cfg.lr, m_hat, e_mh, v_hat, e_vh, cfg.eps, 0.0, u)
+
+
+def _moment_scales(cfg: Config, x: StepValues) -> dict:
+    """Bounds of Adam's m and v (the slots NAdam and RAdam share with it)."""
+    return {
+        "m": _ema_scale(cfg.beta1, x.old["m"], x.g, x.e_g, x.new["m"]),
+        "v": _ema_scale(cfg.beta2, x.old["v"], x.g * x.g, x.e_sq, x.new["v"]),
+    }
+
+
+def _nadam(cfg: Config, x: StepValues) -> dict:
+    e = _moment_scales(cfg, x)
+    mu = cfg.beta1 * (1 - 0.5 * 0.96 ** (x.t * cfg.momentum_decay))
+    mu_next = cfg.beta1 * (1 - 0.5 * 0.96 ** ((x.t + 1) * cfg.momentum_decay))
+    rel_mu = 3 + 0.05 * (x.t + 1) * cfg.momentum_decay  # 0.96^x off by |ln 0.96|·x·u from x's rounding
+    product = x.new["mu_product"]
+    e["mu_product"] = np.abs(product) * (rel_mu + 1)
+    rel_p = rel_mu + 1
+    rel_c1 = mu * rel_mu / (1 - mu) + product * rel_p / (1 - product) + 4
+    rel_c2 = rel_mu + product * mu_next * (rel_p + rel_mu + 1) / (1 - product * mu_next) + 4
+    bc2 = 1 - cfg.beta2**x.t
+    v_hat = x.new["v"] / bc2
+    e_vh = e["v"] / bc2 + v_hat * (2 + (x.t * cfg.beta2**x.t / 2 + 1) / bc2)
+    c1 = cfg.lr * (1 - mu) / (1 - product)
+    c2 = cfg.lr * mu_next / (1 - product * mu_next)
+    first = _ratio_scale(c1, x.g, x.e_g, v_hat, e_vh, cfg.eps, rel_c1, x.u)
+    second = _ratio_scale(c2, x.new["m"], e["m"], v_hat, e_vh, cfg.eps, rel_c2, x.u)
+    e["update"] = first + second + np.abs(x.update)
+    if cfg.optimizer == "nadamw":
+        e = e | {"update": e["update"] + 2 * cfg.lr * cfg.weight_decay * np.abs(x.theta), "params": np.abs(x.theta)}
+    return e
+
+
+def _radam(cfg: Config, x: StepValues) -> dict:
+    e = _moment_scales(cfg, x)
+    bc1, bc2, rel_bc1, rel_bc2 = _corrections(cfg, x.t)
+    rho_inf = 2 / (1 - cfg.beta2) - 1
+    tail = 2 * x.t * cfg.beta2**x.t / bc2
+    rho = rho_inf - tail
+    e_rho = rho_inf + tail * (x.t * cfg.beta2**x.t / 2 + rel_bc2 + 4)  # absolute, in u: ρ∞ − tail cancels
+    safe = np.maximum(rho, 5.0)
+    rect = np.sqrt((safe - 4) * (safe - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * safe))
+    rel_r = 0.5 * (e_rho / (safe - 4) + e_rho / (safe - 2) + e_rho / safe + 8) + 1
+    pre = cfg.lr * np.sqrt(bc2) * rect / bc1
+    rectified = _ratio_scale(
+        pre, x.new["m"], e["m"], x.new["v"], e["v"], cfg.eps, rel_bc1 + rel_bc2 / 2 + rel_r + 4, x.u
+    )
+    plain = cfg.lr * e["m"] / bc1 + np.abs(x.update) * (rel_bc1 + 2)
+    e["update"] = np.where(rho > 5, rectified, plain)
+    return e
+
+
+def _adamax(cfg: Config, x: StepValues) -> dict:
+    e_m = _ema_scale(cfg.beta1, x.old["m"], x.g, x.e_g, x.new["m"])
+    e_u = np.maximum(cfg.beta2 * np.abs(x.old["umax"]), x.e_g + np.abs(x.g) + cfg.eps)  # max picks one, exactly
+    _, _, rel_bc1, _ = _corrections(cfg, x.t)
+    bc1 = 1 - cfg.beta1**x.t
+    u_ = x.new["umax"]
+    e_update = cfg.lr / bc1 * (e_m / u_ + np.abs(x.new["m"]) * e_u / u_**2) + np.abs(x.update) * (rel_bc1 + 3)
+    return {"m": e_m, "umax": e_u, "update": e_update}
+
+
+def _lion(cfg: Config, x: StepValues) -> dict:
+    c = (1 - cfg.beta1) * x.g + cfg.beta1 * x.old["m"]
+    e_c = (1 - cfg.beta1) * x.e_g + 2 * ((1 - cfg.beta1) * np.abs(x.g) + cfg.beta1 * np.abs(x.old["m"])) + np.abs(c)
+    flip = np.where(_uncertain(c, e_c, x), 2 * cfg.lr / x.u, 0.0)
+    e_update = flip + 2 * cfg.lr * cfg.weight_decay * np.abs(x.theta) + 2 * np.abs(x.update)
+    return {"m": _ema_scale(cfg.beta2, x.old["m"], x.g, x.e_g, x.new["m"]), "update": e_update}
+
+
+def _rprop(cfg: Config, x: StepValues) -> dict:
+    prev, old = x.old["prev"], x.old["step_size"]
+    agreement = x.g * prev
+    doubtful = _uncertain(agreement, np.abs(prev) * x.e_g + np.abs(agreement), x)
+    widest = np.clip(old * cfg.eta_plus, cfg.step_size_min, cfg.step_size_max)
+    narrowest = np.clip(old * cfg.eta_minus, cfg.step_size_min, cfg.step_size_max)
+    step = x.new["step_size"]
+    e_step = np.abs(step) + np.where(doubtful, (widest - narrowest) / x.u, 0.0)
+    e_prev = x.e_g + np.where(doubtful, np.abs(x.g) / x.u, 0.0)
+    sign_doubt = doubtful | _uncertain(x.g, x.e_g, x)
+    e_update = e_step + np.where(sign_doubt, 2 * np.maximum(widest, step) / x.u, 0.0)
+    return {"step_size": e_step, "prev": e_prev, "update": e_update}
+
+
+def _rmsprop_centered(cfg: Config, x: StepValues) -> dict:
+    e_v = _ema_scale(cfg.rho, x.old["v"], x.g * x.g, x.e_sq, x.new["v"])
+    e_avg = _ema_scale(cfg.rho, x.old["gavg"], x.g, x.e_g, x.new["gavg"])
+    gavg = x.new["gavg"]
+    var = x.new["v"] - gavg * gavg
+    e_var = e_v + _square_scale(gavg, e_avg, x.u) + np.abs(var)
+    return {"v": e_v, "gavg": e_avg, "update": _ratio_scale(cfg.lr, x.g, x.e_g, var, e_var, cfg.eps, 0.0, x.u)}
+
+
+def _rmsprop_momentum(cfg: Config, x: StepValues) -> dict:
+    e_v = _ema_scale(cfg.rho, x.old["v"], x.g * x.g, x.e_sq, x.new["v"])
+    e_scaled = _ratio_scale(1.0, x.g, x.e_g, x.new["v"], e_v, cfg.eps, 0.0, x.u)
+    e_buf = e_scaled + 2 * cfg.momentum * np.abs(x.old["buf"]) + np.abs(x.new["buf"])
+    return {"v": e_v, "buf": e_buf, "update": cfg.lr * e_buf + np.abs(cfg.lr * x.new["buf"])}
+
+
+def _adabelief(cfg: Config, x: StepValues) -> dict:
+    m = x.new["m"]
+    e_m = _ema_scale(cfg.beta1, x.old["m"], x.g, x.e_g, m)
+    surprise = x.g - m
+    e_surprise = x.e_g + e_m + np.abs(surprise)
+    s = x.new["s"]
+    e_s = _ema_scale(cfg.beta2, x.old["s"], surprise**2, _square_scale(surprise, e_surprise, x.u), s) + np.abs(s)
+    return {"m": e_m, "s": e_s, "update": _corrected_ratio(cfg, m, e_m, s, e_s, x.t, x.u)}
+
+
+def _yogi(cfg: Config, x: StepValues) -> dict:
+    e_m = _ema_scale(cfg.beta1, x.old["m"], x.g, x.e_g, x.new["m"])
+    square, old = x.g * x.g, x.old["v"]
+    doubtful = _uncertain(old - square, x.e_sq + np.abs(old) + square, x)
+    e_v = (1 - cfg.beta2) * (x.e_sq + 2 * square) + np.abs(x.new["v"])
+    e_v = e_v + np.where(doubtful, 2 * (1 - cfg.beta2) * square / x.u, 0.0)
+    return {"m": e_m, "v": e_v, "update": _corrected_ratio(cfg, x.new["m"], e_m, x.new["v"], e_v, x.t, x.u)}
+
+
 OPTIMIZER_BOUNDS = {
     "sgd": _sgd,
     "momentum": _momentum,
@@ -168,6 +323,16 @@ OPTIMIZER_BOUNDS = {
     "adam": _adam,
     "adamw": _adamw,
     "amsgrad": _adam,
+    "nadam": _nadam,
+    "nadamw": _nadam,
+    "radam": _radam,
+    "adamax": _adamax,
+    "lion": _lion,
+    "rprop": _rprop,
+    "rmsprop_centered": _rmsprop_centered,
+    "rmsprop_momentum": _rmsprop_momentum,
+    "adabelief": _adabelief,
+    "yogi": _yogi,
 }
 
 

@@ -35,7 +35,7 @@ from harness.engine.faults import injected
 from harness.engine.fitting import fit
 from harness.engine.lockstep import K_LOCKSTEP, PHASES, States, phase_errors, row_phases
 from harness.engine.rows import ROWS, load_backend, their_failures
-from harness.engine.variants import HYPERPARAMETERS, candidates
+from harness.engine.variants import HYPERPARAMETERS, MAX_PARTS, candidates, compose, compositions
 from reference.optimizers import OPTIMIZER_PHASES
 from reference.spec import Config, initial_params
 
@@ -159,24 +159,73 @@ def explain_steps(name: str, cfg: Config, states: States, faults: dict, first_ep
 
 
 def recognize_step(row: str, cfg: Config, picked: States, values: dict) -> dict:
-    """The variant (or hyperparameters) whose step from ``picked`` gives ``values``."""
-    matches = []
-    for variant in candidates(cfg):
-        run = variant.config_for(cfg)
-        reference = variant.phases(cfg, picked)
-        extra = variant.extra_bound(reference, picked, run) if variant.extra_bound else None
-        worst = worst_ulp(reference, values, picked, run, extra=extra)
-        if worst <= K_LOCKSTEP:
-            matches.append((worst, variant))
+    """The variant (or hyperparameters) whose step from ``picked`` gives ``values``: one
+    variant of the catalogue, else the smallest composition of them (``composed_step``),
+    else a hyperparameter fit."""
+    scores = [(_step_ulp(variant, cfg, picked, values), variant) for variant in candidates(cfg)]
+    matches = [(worst, variant) for worst, variant in scores if worst <= K_LOCKSTEP]
     if matches:
         worst, variant = min(matches, key=lambda m: m[0])
         return explained(row, variant, picked.epochs, worst)
-    return _fit_step(row, cfg, picked, values)
+    found = composed_step(row, cfg, picked, values)
+    if found is None:
+        found = _fit_step(row, cfg, picked, values)
+    if found["verdict"] != "explained":
+        closest = [v for _, v in sorted(scores, key=lambda s: s[0])[: FITTED_ON_TOP["step"]]]
+        found = (
+            _smallest([f for v in closest if (f := _fit_step(row, cfg, picked, values, v))["verdict"] == "explained"])
+            or found
+        )
+    return found
 
 
-def _fit_step(row: str, cfg: Config, picked: States, values: dict) -> dict:
-    """Hyperparameters, when the network's phases match and only the optimizer's differ."""
-    spec = row_phases("numpy", cfg, picked)
+def _step_ulp(variant, cfg: Config, states: States, values: dict) -> float:
+    """How far ``values`` are from ``variant``'s step from ``states``, in lockstep's ULPs."""
+    run = variant.config_for(cfg)
+    reference = variant.phases(cfg, states)
+    extra = variant.extra_bound(reference, states, run) if variant.extra_bound else None
+    return worst_ulp(reference, values, states, run, extra=extra)
+
+
+def first_phase_apart(cfg: Config, states: States, values: dict) -> str | None:
+    """The first phase where ``values`` part from the spec's step (None: none does)."""
+    spec = row_phases("numpy", cfg, states)
+    for phase in PHASES:
+        if phase in values and worst_ulp(spec, values, states, cfg, (phase,)) > K_LOCKSTEP:
+            return phase
+    return None
+
+
+def composed_step(row: str, cfg: Config, picked: States, values: dict) -> dict | None:
+    """The smallest composition of variants whose step gives ``values`` (or None): only
+    compositions whose first changed phase is where the row parts from the spec are tried,
+    on the first differing step alone first, and the survivors on every picked step. The
+    explanation says what each part contributes (how far the rest alone stays) and which
+    other compositions of the same size match too (the same mathematics)."""
+    started = time.perf_counter()
+    first = _first_state(picked)
+    first_values = {p: {k: v[:1] for k, v in tree.items()} for p, tree in values.items()}
+    tried = compositions(cfg, first_phase_apart(cfg, first, first_values))
+    for size in range(2, MAX_PARTS + 1):
+        sized = [c for c in tried if len(c.parts) == size and _step_ulp(c, cfg, first, first_values) <= K_LOCKSTEP]
+        matches = sorted((m, c) for c in sized if (m := _step_ulp(c, cfg, picked, values)) <= K_LOCKSTEP)
+        if matches:
+            worst, best = matches[0]
+            contributions = {p.name: _step_ulp(_without(best, p), cfg, picked, values) for p in best.parts}
+            return explained(row, best, picked.epochs, worst) | _composition_report(
+                best, contributions, matches[1:], len(tried), time.perf_counter() - started
+            )
+    return None
+
+
+def _fit_step(row: str, cfg: Config, picked: States, values: dict, variant=None) -> dict:
+    """Hyperparameters (of the spec, or of ``variant`` on top), when the network's phases
+    match and only the optimizer's differ."""
+
+    def phases_of(trial: Config) -> dict:
+        return variant.phases(trial, picked) if variant else row_phases("numpy", trial, picked)
+
+    spec = phases_of(cfg)
     network = ("forward", "loss", "grads")
     if worst_ulp(spec, values, picked, cfg, network) > K_LOCKSTEP:
         return unexplained(
@@ -188,11 +237,11 @@ def _fit_step(row: str, cfg: Config, picked: States, values: dict) -> dict:
 
     def residual_of(shown):
         def residual(trial: Config) -> np.ndarray:
-            phases_of = row_phases("numpy", trial, picked)
+            computed = phases_of(trial)
             return np.concatenate(
                 [
                     (
-                        (np.asarray(phases_of[p][k], np.float64) - np.asarray(values[p][k], np.float64))
+                        (np.asarray(computed[p][k], np.float64) - np.asarray(values[p][k], np.float64))
                         / (u * scales[p][k])
                     ).ravel()
                     for p in shown
@@ -208,7 +257,29 @@ def _fit_step(row: str, cfg: Config, picked: States, values: dict) -> dict:
         return unexplained(
             row, "no variant of the catalogue and no choice of the optimizer's hyperparameters reproduces this step"
         )
-    return explained(row, None, picked.epochs, result["max_residual"], result["changed"], _report(result, "ULPs"))
+    found = explained(row, None, picked.epochs, result["max_residual"], result["changed"], _report(result, "ULPs"))
+    return found if variant is None else _on_top(found, variant)
+
+
+def _first_state(states: States) -> States:
+    return subset(states, int(states.epochs[0]), steps=0)
+
+
+def _without(composition, part):
+    rest = tuple(p for p in composition.parts if p is not part)
+    return rest[0] if len(rest) == 1 else compose(rest)
+
+
+def _composition_report(best, contributions: dict, others: list, tried: int, seconds: float) -> dict:
+    """What a composition's explanation adds: its parts, what each contributes (the error
+    left without it), the other compositions that match as well, and the search's cost."""
+    return {
+        "parts": [p.name for p in best.parts],
+        "contributions": contributions,
+        "equivalent": [c.name for _, c in others],
+        "compositions_tried": tried,
+        "search_seconds": seconds,
+    }
 
 
 def _report(result: dict, unit: str) -> dict:
@@ -238,13 +309,79 @@ def explain_trajectory(name: str, trajectory, cfg: Config, epochs: int = TRAJECT
         return explained(name, variant, range(1, k + 1), _ulps(worst, allowed, target, cfg)) | {
             "seconds": time.perf_counter() - started
         }
-    return _fit_trajectory(name, cfg, params0, target, allowed, k) | {"seconds": time.perf_counter() - started}
+    found = composed_trajectory(name, cfg, params0, target, allowed, k)
+    if found is None:
+        found = _fit_trajectory(name, cfg, params0, target, allowed, k)
+    if found["verdict"] != "explained":
+        closeness = lambda v: _short_margin(v, cfg, params0, target, allowed)  # noqa: E731
+        closest = sorted(candidates(cfg), key=closeness)[: FITTED_ON_TOP["trajectory"]]
+        fits = [_fit_trajectory(name, cfg, params0, target, allowed, k, v) for v in closest]
+        found = _smallest([f for f in fits if f["verdict"] == "explained"]) or found
+    return found | {"seconds": time.perf_counter() - started}
 
 
-def _fit_trajectory(name: str, cfg: Config, params0, target, allowed, k: int) -> dict:
+def _smallest(explanations: list) -> dict | None:
+    """Of several explanations, the one that changes least (fewest variants, then fewest
+    hyperparameters), with the others named as the same steps reached another way."""
+    if not explanations:
+        return None
+    size = lambda e: (len(e.get("parts") or [1]), len(e.get("hyperparameters") or {}), e["max_ulp"])  # noqa: E731
+    best, *others = sorted(explanations, key=size)
+    return best | {"equivalent": [f"{e['variant']} with {e['hyperparameters']}" for e in others]}
+
+
+# How many of the variants closest to a row a hyperparameter fit is tried on top of: a fit
+# over a trajectory's epochs costs seconds, over a few steps far less.
+FITTED_ON_TOP = {"trajectory": 1, "step": 3}
+
+
+def _short_margin(variant, cfg: Config, params0, target, allowed) -> float:
+    epochs = min(SCREEN_EPOCHS, target.loss.shape[0])
+    run = _first_records(variant.train(cfg, params0, epochs), epochs)
+    part = _first_records((target.loss, target.params), epochs)
+    with np.errstate(all="ignore"):
+        worst = float((gaps_per_record(run, part)[2] / allowed[: epochs + 1]).max())
+    return worst if np.isfinite(worst) else float("inf")
+
+
+SCREEN_EPOCHS = 5  # a composition's first epochs are checked before its whole stretch
+
+
+def composed_trajectory(name: str, cfg: Config, params0, target, allowed, k: int) -> dict | None:
+    """The smallest composition of variants that trains the target's first ``k`` epochs
+    (or None), each screened on its first SCREEN_EPOCHS first; with what each part
+    contributes (the rest's margin, in ULPs) and the others that match as well."""
+    started = time.perf_counter()
+
+    def margin(variant, epochs: int) -> float:
+        run = _first_records(variant.train(cfg, params0, epochs), epochs)
+        part = _first_records((target.loss, target.params), epochs)
+        return float((gaps_per_record(run, part)[2] / allowed[: epochs + 1]).max())
+
+    tried = compositions(cfg)
+    short = min(k, SCREEN_EPOCHS)
+    for size in range(2, MAX_PARTS + 1):
+        sized = [c for c in tried if len(c.parts) == size and margin(c, short) <= 1.0]
+        matches = sorted((m, c) for c in sized if (m := margin(c, k)) <= 1.0)
+        if matches:
+            worst, best = matches[0]
+            contributions = {p.name: _ulps(margin(_without(best, p), k), allowed, target, cfg) for p in best.parts}
+            return explained(name, best, range(1, k + 1), _ulps(worst, allowed, target, cfg)) | _composition_report(
+                best, contributions, matches[1:], len(tried), time.perf_counter() - started
+            )
+    return None
+
+
+def _fit_trajectory(name: str, cfg: Config, params0, target, allowed, k: int, variant=None) -> dict:
+    """The hyperparameters (of the spec, or of ``variant`` on top) that train the target's
+    first ``k`` epochs."""
+
+    def train(trial: Config, epochs: int):
+        return variant.train(trial, params0, epochs) if variant else _numpy_train(trial, params0, epochs)
+
     def residual_over(epochs: int):
         def residual(trial: Config) -> np.ndarray:
-            run = _first_records(_numpy_train(trial, params0, epochs), epochs)
+            run = _first_records(train(trial, epochs), epochs)
             gap = np.concatenate(
                 [
                     ((run.params - target.params[: epochs + 1]) / allowed[: epochs + 1, None]).ravel(),
@@ -263,7 +400,7 @@ def _fit_trajectory(name: str, cfg: Config, params0, target, allowed, k: int) ->
             f"no variant of the catalogue and no choice of the optimizer's hyperparameters "
             f"reproduces its first {k} epochs",
         )
-    return explained(
+    found = explained(
         name,
         None,
         range(1, k + 1),
@@ -271,6 +408,22 @@ def _fit_trajectory(name: str, cfg: Config, params0, target, allowed, k: int) ->
         result["changed"],
         _report(result, "× the allowed gap"),
     )
+    return found if variant is None else _on_top(found, variant)
+
+
+def _on_top(fitted: dict, variant) -> dict:
+    """A hyperparameter fit made on top of ``variant``: the variant named, with the
+    hyperparameters it needs besides."""
+    names = ", ".join(f"{k} {v:.6g}" for k, v in fitted["hyperparameters"].items())
+    return fitted | {
+        "variant": variant.name,
+        "phase": variant.phase,
+        "description": f"{variant.description}, with {names}",
+        "used_by": variant.used_by,
+        "parts": [p.name for p in variant.parts] or [variant.name],
+        "hint": variant.hint,
+        "same_as": variant.same_as,
+    }
 
 
 def _first_records(run: tuple, k: int) -> SimpleNamespace:

@@ -54,7 +54,10 @@ def _least_squares(r_of, x: np.ndarray):
     """Levenberg-Marquardt from ``x``: (x, residual there)."""
     r, damping = r_of(x), 1e-6
     for _ in range(ITERATIONS):
-        step = _damped_step(_jacobian(r_of, x, r), r, damping)
+        J = _jacobian(r_of, x, r)
+        if not (np.all(np.isfinite(J)) and np.all(np.isfinite(r))):
+            break  # a hyperparameter moved where the step overflows (or a slot underflows): no fit there
+        step = _damped_step(J, r, damping)
         r_new = r_of(x + step)
         if r_new @ r_new < r @ r:
             x, r, damping = x + step, r_new, damping / 10

@@ -73,6 +73,11 @@ class Row:
         return f"{self.implementation} + hand {title}{self.note}"
 
 
+def library_optimizers(library: str) -> tuple[str, ...]:
+    """The optimizers whose record names a call of ``library`` ("torch", "optax", "keras")."""
+    return tuple(name for name, record in OPTIMIZERS.items() if getattr(record, library) is not None)
+
+
 ROWS: dict[str, Row] = {
     row.name: row
     for row in (
@@ -118,6 +123,7 @@ ROWS: dict[str, Row] = {
             ("torch",),
             ("torch",),
             forms=("paper",),
+            optimizers=library_optimizers("torch"),
             library="torch",
             library_label="torch.optim",
             cost=16,
@@ -130,6 +136,7 @@ ROWS: dict[str, Row] = {
             ("jax", "optax"),
             ("jax", "jaxlib", "optax"),
             forms=("paper",),
+            optimizers=library_optimizers("optax"),
             library="optax",
             library_label="optax",
             cost=1,
@@ -143,7 +150,7 @@ ROWS: dict[str, Row] = {
             ("jax", "jaxlib", "keras"),
             forms=("epshat",),
             lockstep=False,
-            optimizers=("adam",),
+            optimizers=library_optimizers("keras"),
             library="keras",
             library_label="keras",
             cost=1,
@@ -290,7 +297,8 @@ def expected_gap(name: str, cfg: Config):
     ``name`` cannot compute ``cfg``'s spec (a library that cannot express it), or None;
     a row of another environment has the gaps of the row it runs."""
     twin = ROWS[name].twin if name in ROWS else None
-    return OPTIMIZERS[cfg.optimizer].gaps.get(twin[0] if twin else name)
+    gap = OPTIMIZERS[cfg.optimizer].gaps.get(twin[0] if twin else name)
+    return gap if gap is not None and gap.holds(cfg) else None
 
 
 @dataclass

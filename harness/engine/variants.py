@@ -20,6 +20,8 @@ import numpy as np
 
 from harness.engine.faults import FAULTS, patched
 from harness.engine.rows import load_backend
+from reference import adam as adam_spec
+from reference import optimizers
 from reference.spec import N_SAMPLES, Config
 
 
@@ -36,6 +38,7 @@ class Variant:
     hint: str = ""  # how to compare like with like, where the harness can
     same_as: str = ""  # another explanation that is the same mathematics
     extra_bound: Callable | None = None  # (its phases, states, cfg) -> {phase: {tensor: bound in u}} beyond the spec's
+    parts: tuple = ()  # a composition's variants (``compose``); () for one variant of the catalogue
 
     def applies_to(self, cfg: Config) -> bool:
         return (not self.optimizers or cfg.optimizer in self.optimizers) and self.applies(cfg)
@@ -89,6 +92,83 @@ def _adagrad_eps_inside_sqrt(module) -> dict:
         return step, {"sum": total}
 
     return {"UPDATES": dict(module.UPDATES, adagrad=rule)}
+
+
+def _rules(**rules) -> Callable:
+    """A patch that swaps optimizers' rules in the numpy backend's UPDATES."""
+    return lambda module: {"UPDATES": dict(module.UPDATES, **rules)}
+
+
+def _nadam_constant_mu(g, slots, theta, t, cfg):
+    # optax.nadam: scale_by_adam(nesterov=True), μ = β1 at every step
+    m, v = adam_spec.adam_moments(g, slots["m"], slots["v"], cfg.beta1, cfg.beta2)
+    bc1, bc2 = adam_spec.bias_corrections(t, cfg.beta1, cfg.beta2, g.dtype)
+    bc1_next, _ = adam_spec.bias_corrections(np.asarray(t) + 1, cfg.beta1, cfg.beta2, g.dtype)
+    m_hat = cfg.beta1 * (m / bc1_next) + (1.0 - cfg.beta1) * (g / bc1)
+    delta = cfg.lr * (m_hat / (np.sqrt(v / bc2) + cfg.eps))
+    if cfg.optimizer == "nadamw":
+        delta = delta + cfg.lr * cfg.weight_decay * theta
+    product = slots["mu_product"] * optimizers.in_dtype(optimizers.nadam_mu(t, cfg), g)
+    return delta, {"m": m, "v": v, "mu_product": product}
+
+
+def _radam_eps_on_vhat(g, slots, theta, t, cfg):
+    # optax.radam: r_t·m̂/(√v̂ + ε) where ρ_t >= 5
+    m, v = adam_spec.adam_moments(g, slots["m"], slots["v"], cfg.beta1, cfg.beta2)
+    bc1, bc2 = adam_spec.bias_corrections(t, cfg.beta1, cfg.beta2, g.dtype)
+    rho, rect = optimizers.radam_rectification(t, cfg)
+    m_hat = m / bc1
+    rectified = optimizers.in_dtype(rect, g) * m_hat / (np.sqrt(v / bc2) + cfg.eps)
+    return cfg.lr * np.where(rho >= 5.0, rectified, m_hat), {"m": m, "v": v}
+
+
+def _adamax_eps_outside_max(g, slots, theta, t, cfg):
+    # keras.optimizers.Adamax: u = max(β2·u, |g|), then m/((1 − β1^t)(u + ε))
+    m = cfg.beta1 * slots["m"] + (1.0 - cfg.beta1) * g
+    umax = np.maximum(cfg.beta2 * slots["umax"], np.abs(g))
+    bc1, _ = adam_spec.bias_corrections(t, cfg.beta1, cfg.beta2, g.dtype)
+    return cfg.lr * m / (bc1 * (umax + cfg.eps)), {"m": m, "umax": umax}
+
+
+def _rprop_one_step_late(g, slots, theta, t, cfg):
+    # optax.rprop: the slot holds the previous update Γ·sign(g), and that is what it returns
+    agreement = g * slots["prev"]
+    factor = np.where(agreement > 0, cfg.eta_plus, cfg.eta_minus).astype(g.dtype)
+    grown = np.clip(slots["step_size"] * factor, cfg.step_size_min, cfg.step_size_max)
+    step_size = np.where(agreement == 0, slots["step_size"], grown).astype(g.dtype)
+    prev = np.where(agreement < 0, 0.0, step_size * np.sign(g)).astype(g.dtype)
+    delta = np.where(agreement < 0, 0.0, slots["prev"]).astype(g.dtype)
+    return delta, {"step_size": step_size, "prev": prev}
+
+
+def _rmsprop_centered_eps_inside_sqrt(g, slots, theta, t, cfg):
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    gavg = cfg.rho * slots["gavg"] + (1.0 - cfg.rho) * g
+    return cfg.lr * g / np.sqrt(v - gavg * gavg + cfg.eps), {"v": v, "gavg": gavg}
+
+
+def _rmsprop_lr_in_buffer(g, slots, theta, t, cfg):
+    # optax: trace after scale_by_learning_rate, so the buffer holds the update itself, −lr·…
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    buf = cfg.momentum * slots["buf"] - cfg.lr * g / (np.sqrt(v) + cfg.eps)
+    return -buf, {"v": v, "buf": buf}
+
+
+def _rmsprop_lr_in_buffer_eps_inside(g, slots, theta, t, cfg):
+    v = cfg.rho * slots["v"] + (1.0 - cfg.rho) * (g * g)
+    buf = cfg.momentum * slots["buf"] + cfg.lr * g / np.sqrt(v + cfg.eps)
+    return buf, {"v": v, "buf": buf}
+
+
+def _nadam_product_in_float32(g, slots, theta, t, cfg):
+    # torch.optim.NAdam under torch's default dtype float32: the μ product kept in float32,
+    # multiplied by μ rounded to float32; the step's coefficients formed from it in double
+    product = slots["mu_product"].astype(np.float32) * optimizers.nadam_mu(t, cfg).astype(np.float32)
+    rule = optimizers.nadamw if cfg.optimizer == "nadamw" else optimizers.nadam
+    mu = optimizers.in_dtype(optimizers.nadam_mu(t, cfg), g)
+    # the spec's rule handed the product over μ, so that the product it forms is the float32 one
+    delta, new = rule(g, dict(slots, mu_product=product.astype(g.dtype) / mu), theta, t, cfg)
+    return delta, dict(new, mu_product=product)
 
 
 def _vhat_bound(reference: dict, states, cfg: Config) -> dict:
@@ -172,6 +252,90 @@ VARIANTS = {
             same_as="for Adam, the mean's gradient with ε/N",
         ),
         _fault("sigmoid-grad-at-activation", "a common slip: σ's derivative taken at its output"),
+        # the optimizers after Adam: each library's difference from the hand rows (docs/atlas.md)
+        Variant(
+            "nadam-constant-mu",
+            "update",
+            "NAdam with μ = β1 at every step (torch's schedule with ψ → ∞): "
+            "β1·m/(1 − β1^(t+1)) + (1 − β1)·g/(1 − β1^t)",
+            "optax.nadam and optax.nadamw (optax 0.2.8, optax/_src/transform.py scale_by_adam(nesterov=True))",
+            ("nadam", "nadamw"),
+            patch=_rules(nadam=_nadam_constant_mu, nadamw=_nadam_constant_mu),
+        ),
+        Variant(
+            "nadam-keras-schedule",
+            "update",
+            "NAdam's schedule μ_t = β1·(1 − ½·0.96^t): torch's with ψ = 1",
+            "keras.optimizers.Nadam (Keras 3, keras/src/optimizers/nadam.py; keras #15710)",
+            ("nadam",),
+            config=lambda cfg: replace(cfg, momentum_decay=1.0),
+            applies=lambda cfg: cfg.momentum_decay != 1.0,
+            hint="--momentum-decay 1",
+        ),
+        Variant(
+            "nadam-product-in-float32",
+            "mu_product",
+            "NAdam's running product of μ kept in float32 beside float64 parameters",
+            "torch.optim.NAdam under torch's default dtype float32 (torch/optim/nadam.py: _get_scalar_dtype)",
+            ("nadam", "nadamw"),
+            patch=_rules(nadam=_nadam_product_in_float32, nadamw=_nadam_product_in_float32),
+            applies=lambda cfg: cfg.dtype == "float64",
+            hint="torch.set_default_dtype(torch.float64) before the optimizer is made",
+        ),
+        Variant(
+            "radam-eps-on-vhat",
+            "update",
+            "RAdam with ε added to √v̂, r_t·m̂/(√v̂ + ε), and the switch at ρ_t >= 5",
+            "optax.radam (optax 0.2.8, optax/_src/transform.py scale_by_radam)",
+            ("radam",),
+            patch=_rules(radam=_radam_eps_on_vhat),
+            applies=lambda cfg: cfg.eps != 0,
+            hint="eps 0 in both",
+        ),
+        Variant(
+            "adamax-eps-outside-max",
+            "umax",
+            "Adamax with ε outside the maximum: u = max(β2·u, |g|), Δ = lr·m/((1 − β1^t)(u + ε))",
+            "keras.optimizers.Adamax (Keras 3, keras/src/optimizers/adamax.py)",
+            ("adamax",),
+            patch=_rules(adamax=_adamax_eps_outside_max),
+            applies=lambda cfg: cfg.eps != 0,
+            hint="eps 0 in both",
+        ),
+        Variant(
+            "rprop-one-step-late",
+            "prev",
+            "Rprop that returns the previous step's update Γ·sign(g) and keeps it as the previous value",
+            "optax.rprop (optax 0.2.8, optax/_src/transform.py scale_by_rprop; optax #1725)",
+            ("rprop",),
+            patch=_rules(rprop=_rprop_one_step_late),
+        ),
+        Variant(
+            "rmsprop-centered-eps-inside-sqrt",
+            "update",
+            "centered RMSprop with ε under the root: lr·g/√(v − ḡ² + ε)",
+            "keras.optimizers.RMSprop(centered=True) (Keras 3, keras/src/optimizers/rmsprop.py)",
+            ("rmsprop_centered",),
+            patch=_rules(rmsprop_centered=_rmsprop_centered_eps_inside_sqrt),
+            applies=lambda cfg: cfg.eps != 0,
+        ),
+        Variant(
+            "rmsprop-lr-in-buffer",
+            "buf",
+            "RMSprop's momentum buffer holding the update, lr inside and its sign: b = μ·b − lr·g/(√v + ε), Δ = −b",
+            "optax.rmsprop(momentum=μ) (optax 0.2.8, optax/_src/alias.py: trace after scale_by_learning_rate)",
+            ("rmsprop_momentum",),
+            patch=_rules(rmsprop_momentum=_rmsprop_lr_in_buffer),
+            same_as="the spec's trajectory for a constant lr (the buffer is −lr times the spec's)",
+        ),
+        Variant(
+            "rmsprop-lr-in-buffer-eps-inside-sqrt",
+            "buf",
+            "RMSprop's momentum buffer holding lr·g/√(v + ε)",
+            "keras.optimizers.RMSprop(momentum=μ) (Keras 3, keras/src/optimizers/rmsprop.py)",
+            ("rmsprop_momentum",),
+            patch=_rules(rmsprop_momentum=_rmsprop_lr_in_buffer_eps_inside),
+        ),
     )
 }
 HYPERPARAMETERS = "hyperparameters"  # the fitted family's name in an explanation
@@ -180,3 +344,88 @@ HYPERPARAMETERS = "hyperparameters"  # the fitted family's name in an explanatio
 def candidates(cfg: Config) -> list:
     """The variants that differ from ``cfg``'s spec."""
     return [v for v in VARIANTS.values() if v.applies_to(cfg)]
+
+
+MAX_PARTS = 3  # the most variants a composition stacks
+
+
+def compose(parts: tuple) -> Variant:
+    """Variants stacked (a program that drops the bias correction *and* differentiates
+    ½·Σ(ŷ − y)²): each part's config change and function swaps applied in turn, each swap
+    made on the module the earlier parts already changed."""
+    from harness.engine.lockstep import PHASES
+
+    def patch(module) -> dict:
+        merged: dict = {}
+        with contextlib.ExitStack() as stack:
+            for part in parts:
+                if part.patch:
+                    replacements = part.patch(module)
+                    merged |= replacements
+                    stack.enter_context(patched(module, replacements))
+        return merged
+
+    def config(cfg: Config) -> Config:
+        for part in parts:
+            cfg = part.config_for(cfg)
+        return cfg
+
+    def extra_bound(reference: dict, states, cfg: Config) -> dict:
+        total: dict = {}
+        for part in parts:
+            for phase, tree in (part.extra_bound(reference, states, cfg) if part.extra_bound else {}).items():
+                for k, bound in tree.items():
+                    total.setdefault(phase, {})[k] = total.get(phase, {}).get(k, 0.0) + bound
+        return total
+
+    return Variant(
+        " + ".join(p.name for p in parts),
+        min((p.phase for p in parts), key=PHASES.index),
+        "; ".join(p.description for p in parts),
+        "; ".join(dict.fromkeys(p.used_by for p in parts)),
+        patch=patch,
+        config=config,
+        hint=", ".join(p.hint for p in parts if p.hint),
+        same_as="; ".join(f"{p.name}: {p.same_as}" for p in parts if p.same_as),
+        extra_bound=extra_bound,
+        parts=tuple(parts),
+    )
+
+
+def compositions(cfg: Config, first_phase: str | None = None) -> list:
+    """Every composition of two or three of ``cfg``'s candidates that can stack (no two
+    change the same setting or swap the same function), smallest first; with
+    ``first_phase``, only those whose first changed phase it is (the first phase where the
+    row parts from the spec: nothing earlier may change)."""
+    import itertools
+
+    from harness.engine.lockstep import PHASES
+
+    singles = candidates(cfg)
+    touched = {v.name: _touches(v, cfg) for v in singles}
+    found = []
+    for size in range(2, MAX_PARTS + 1):
+        for parts in itertools.combinations(singles, size):
+            if first_phase and min((p.phase for p in parts), key=PHASES.index) != first_phase:
+                continue
+            marks = [touched[p.name] for p in parts]
+            if len(set().union(*marks)) == sum(len(m) for m in marks):
+                found.append(compose(parts))
+    return found
+
+
+def _touches(variant: Variant, cfg: Config) -> set:
+    """What a variant changes: the config fields it sets and the functions it swaps (a rule
+    as the optimizer's entry of UPDATES): two that change the same thing cannot stack."""
+    changed = variant.config_for(cfg)
+    marks = {
+        f"config.{name}" for name in cfg.to_dict() | changed.to_dict() if getattr(changed, name) != getattr(cfg, name)
+    }
+    if variant.patch:
+        module = load_backend("numpy")
+        for name, replacement in variant.patch(module).items():
+            if name == "UPDATES":
+                marks |= {f"rule.{o}" for o, rule in replacement.items() if rule is not module.UPDATES.get(o)}
+            else:
+                marks.add(name)
+    return marks

@@ -71,6 +71,11 @@ def explanation_sentence(explanation: dict | None) -> str:
             f"{explanation['residual']:.2g} {explanation['residual_unit']}): set the same hyperparameters."
         )
     text = f"{row} matches {explanation['variant']} ({explanation['description']}; {explanation['used_by']}) {measure}"
+    if explanation.get("contributions"):  # a composition: what each part adds
+        without = ", ".join(f"without {name} {ulps:.2g} ULP" for name, ulps in explanation["contributions"].items())
+        text += f", each part needed ({without})"
+    if explanation.get("equivalent"):
+        text += f"; as well: {', '.join(explanation['equivalent'])}"
     if explanation.get("same_as"):
         text += f"; the same steps as {explanation['same_as']}"
     if explanation.get("hint"):
