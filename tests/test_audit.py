@@ -185,7 +185,7 @@ def test_power_command_writes_thresholds_and_curves(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--optimizers", "adamax"], "unknown 'adamax'"),
+        (["--optimizers", "lamb"], "unknown 'lamb'"),
         (["--dtypes", "float16"], "unknown 'float16'"),
         (["--lr-factors", "0"], "must be a finite number > 0"),
         (["--hidden", "1,x"], "expected a whole number"),
@@ -206,6 +206,8 @@ def test_the_audits_rmsprop_case_is_inside_the_envelope_nudged_in_the_gradient()
     optax drifted 1.5, 1.0 and 2.5 × their allowance at seed 7 (harness/engine/agreement.py)."""
     result = audit_task(Cell("rmsprop", "float32", 1.0, 1, 2000), np.arange(16), 10)
     for name, pair in result["pairs"].items():
+        if pair["known_gap"]:  # Keras's ε under the root: counted apart by the audit
+            continue
         assert pair["drift"][7] < 0.5, name
         assert np.all(pair["drift"] < 1) and np.all(pair["lockstep"] < 1), name
 
@@ -300,7 +302,7 @@ def test_the_audits_rmsprop_float32_alarms_are_inside_the_probed_envelope():
     probes every pair of both cells is inside its allowance."""
     for factor, hidden, seed in ((1.0, 1, 48), (0.1, 4, 44)):
         result = audit_task(Cell("rmsprop", "float32", factor, hidden, 2000), np.arange(125), 10)
-        for name, pair in result["pairs"].items():
+        for name, pair in (p for p in result["pairs"].items() if not p[1]["known_gap"]):
             assert np.all(pair["drift"] < 1) and np.all(pair["lockstep"] < 1), (factor, name, pair["drift"].max())
             assert pair["drift"][seed] < 0.5, (factor, name)
 

@@ -254,8 +254,8 @@ def test_a_fault_planted_in_the_plug_in_is_caught_in_its_phase():
         (EXAMPLE.read_text().replace("def loss_and_grads(", "def loss_and_gradients("), "missing loss_and_grads"),
         ("raise RuntimeError('boom')\n", "importing it failed: RuntimeError: boom"),
         (
-            EXAMPLE.read_text().replace('UPDATES = {"sgd": sgd, "adam": adam}', 'UPDATES = {"adamax": adam}'),
-            "unknown optimizer 'adamax'",
+            EXAMPLE.read_text().replace('UPDATES = {"sgd": sgd, "adam": adam}', 'UPDATES = {"lamb": adam}'),
+            "unknown optimizer 'lamb'",
         ),
         (EXAMPLE.read_text().replace('NAME = "example"', 'NAME = "jax"'), "NAME 'jax' is taken"),
     ],

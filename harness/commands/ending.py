@@ -74,6 +74,9 @@ def refuse_if_too_large(
 
 def check_outputs(parser: argparse.ArgumentParser, args, files=("json", "save"), folders=("plot",)) -> dict:
     """Every output path checked before any work; returns them as Paths (or None)."""
+    for name in (*files, *folders):
+        if getattr(args, name, None) == "":  # given, but empty: not "not given"
+            parser.error(f"argument --{name}: expected a path, got ''")
     try:
         paths = {k: check_writable_file(getattr(args, k)) if getattr(args, k) else None for k in files}
         paths.update({k: check_writable_dir(getattr(args, k)) if getattr(args, k) else None for k in folders})

@@ -113,7 +113,7 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
             progress(f"  {name:<9} {row:<12} trained in {result.seconds:6.2f} s")
     table = {}
     for name, cfg in configs.items():
-        table[name] = summarize_optimizer(cfg, names, runs)
+        table[name] = summarize_optimizer(cfg, names, runs, device)
     data = {
         "config": {k: v for k, v in base.to_dict().items() if k in ("hidden", "epochs", "seed", "dtype", "grad")},
         "rows": [n for n in names if n not in skipped and n not in failed],
@@ -126,7 +126,7 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
     return LineageResult(data, {key: run for key, run in runs.items() if key[1] != "perturbed"})
 
 
-def summarize_optimizer(cfg: Config, names: list, runs: dict) -> dict:
+def summarize_optimizer(cfg: Config, names: list, runs: dict, device: str = "cpu") -> dict:
     name = cfg.optimizer
     trajectories = {row: runs[(name, row)] for row in names if (name, row) in runs}
     perturbed = runs.get((name, "perturbed"))
@@ -139,6 +139,8 @@ def summarize_optimizer(cfg: Config, names: list, runs: dict) -> dict:
         gap = expected_gap(agreement.b, cfg)
         if gap:
             pair |= explain_gap(gap, agreement.passed, None).to_json()
+        elif not agreement.passed and agreement.a == "numpy" and ROWS[agreement.b].lockstep:
+            pair |= lockstep_word(cfg, agreement.b, device)
         pairs.append(pair)
     judged = [p for p in pairs if not p.get("expected")]
     reference = next(iter(trajectories.values()))
@@ -156,6 +158,22 @@ def summarize_optimizer(cfg: Config, names: list, runs: dict) -> dict:
         "expected": {p["b"]: p["expected_reason"] for p in pairs if p.get("expected")},
         "us_per_epoch": {row: t.us_per_epoch for row, t in trajectories.items()},
         "passed": all(p["passed"] or p.get("explained", False) for p in pairs),
+    }
+
+
+def lockstep_word(cfg: Config, row: str, device: str) -> dict:
+    """A pair whose drift exceeds the envelope, judged again as the default run judges it,
+    with lockstep: every step at rounding level makes it rounding that training amplified
+    (Rprop's saturated gradients, flushed to zero by XLA, part the JAX row), a failing
+    step a difference."""
+    from harness.engine.pipeline import run_default
+
+    judged = run_default(cfg, ["numpy", row], device, 1, {}).pairs[0]
+    return {
+        "passed": judged.passed,
+        "rounding_amplified": judged.amplified,
+        "lockstep_max_ulp": judged.lockstep_max_ulp,
+        "diagnosis": judged.diagnosis,
     }
 
 
@@ -192,6 +210,10 @@ def render_lineage(result: LineageResult) -> str:
                 notes.append(
                     f"* {name}, {p['b']} ({seen}; max|Δθ| {p['max_abs_param_diff']:.2e}): {p['expected_reason']}"
                 )
+        for p in entry["pairs"]:
+            if p.get("rounding_amplified"):
+                verdict += "†"
+                notes.append(f"† {name}, {p['b']} (max|Δθ| {p['max_abs_param_diff']:.2e}): {p['diagnosis']}")
         speeds = " / ".join(f"{entry['us_per_epoch'][r]:.1f}" if r in entry["us_per_epoch"] else "-" for r in rows)
         lines.append(
             f"{name:<10} {hyper:<{width}} {entry['final_loss']:10.4e} {solved:>11} {entry['largest_gap']:11.2e} "
