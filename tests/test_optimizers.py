@@ -6,6 +6,7 @@ the same new parameters and state, except where a library cannot express the spe
 import numpy as np
 import pytest
 
+from harness.engine.rows import ROWS
 from reference import optimizers
 from reference.optimizers import LIBRARY_GAPS, OPTIMIZERS
 from reference.spec import PARAM_NAMES, Config, initial_params
@@ -158,7 +159,7 @@ SHIPPED = [  # each library with the optimizers it ships (torch.optim has no Lio
     (library, name)
     for library in LIBRARIES
     for name in OPTIMIZERS
-    if getattr(OPTIMIZERS[name], {"torch.optim": "torch", "optax": "optax"}[library]) is not None
+    if getattr(OPTIMIZERS[name], ROWS[library].library) is not None
 ]
 
 

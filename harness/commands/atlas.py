@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from harness.commands import arguments, ending
-from harness.engine.atlas import LIBRARY_ROWS, available_libraries, run_atlas, summarize
+from harness.commands import arguments, ending, row_choice
+from harness.engine.atlas import LIBRARY_ROWS, run_atlas, summarize
 from harness.engine.rows import ROWS
 from reference.optimizers import OPTIMIZERS
 from reference.spec import Config
@@ -49,7 +49,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     wrong = [n for n in args.backends or [] if n not in LIBRARY_ROWS]
     if wrong:
         parser.error(f"argument --backends: {wrong[0]} is not a library row (choose from {', '.join(LIBRARY_ROWS)})")
-    rows, skipped = available_libraries(args.backends)
+    rows, skipped = row_choice.requested_or_default(args.backends, LIBRARY_ROWS)
     if args.backends and skipped:
         parser.error(next(iter(skipped.values())))
     if not rows:

@@ -83,13 +83,6 @@ def agreeing(cfg: Config, gap) -> Config:
     return replace(cfg, **gap.agree)
 
 
-def available_libraries(requested=None) -> tuple[list, dict]:
-    """The library rows to run and why each other one cannot run here."""
-    names = list(requested or LIBRARY_ROWS)
-    skipped = {n: why for n in names if (why := unavailable_reason(n))}
-    return [n for n in names if n not in skipped], skipped
-
-
 def run_pairs(cfg: Config, rows: list, device: str, jobs: int) -> Results:
     """numpy, ``rows`` and their hand-written twins under ``cfg``, judged as the default run
     judges them."""

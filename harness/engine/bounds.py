@@ -214,9 +214,9 @@ def _nadam(cfg: Config, x: StepValues) -> dict:
     rel_p = rel_mu + 1
     rel_c1 = mu * rel_mu / (1 - mu) + product * rel_p / (1 - product) + 4
     rel_c2 = rel_mu + product * mu_next * (rel_p + rel_mu + 1) / (1 - product * mu_next) + 4
-    bc2 = 1 - cfg.beta2**x.t
+    _, bc2, _, rel_bc2 = _corrections(cfg, x.t)
     v_hat = x.new["v"] / bc2
-    e_vh = e["v"] / bc2 + v_hat * (2 + (x.t * cfg.beta2**x.t / 2 + 1) / bc2)
+    e_vh = e["v"] / bc2 + v_hat * (2 + rel_bc2)
     c1 = cfg.lr * (1 - mu) / (1 - product)
     c2 = cfg.lr * mu_next / (1 - product * mu_next)
     first = _ratio_scale(c1, x.g, x.e_g, v_hat, e_vh, cfg.eps, rel_c1, x.u)
@@ -249,8 +249,7 @@ def _radam(cfg: Config, x: StepValues) -> dict:
 def _adamax(cfg: Config, x: StepValues) -> dict:
     e_m = _ema_scale(cfg.beta1, x.old["m"], x.g, x.e_g, x.new["m"])
     e_u = np.maximum(cfg.beta2 * np.abs(x.old["umax"]), x.e_g + np.abs(x.g) + cfg.eps)  # max picks one, exactly
-    _, _, rel_bc1, _ = _corrections(cfg, x.t)
-    bc1 = 1 - cfg.beta1**x.t
+    bc1, _, rel_bc1, _ = _corrections(cfg, x.t)
     u_ = x.new["umax"]
     e_update = cfg.lr / bc1 * (e_m / u_ + np.abs(x.new["m"]) * e_u / u_**2) + np.abs(x.update) * (rel_bc1 + 3)
     return {"m": e_m, "umax": e_u, "update": e_update}
@@ -368,9 +367,7 @@ def _ratio_scale(pre, num, e_num, den_arg, e_den_arg, eps, rel_pre, u):
 
 
 def _adam_scales(cfg: Config, g, e_g, old: dict, new: dict, t, u) -> dict:
-    bc1, bc2 = 1 - cfg.beta1**t, 1 - cfg.beta2**t
-    # β^t formed in the dtype carries ~t·u/2 relative error from rounding β itself
-    e_bc1, e_bc2 = t * cfg.beta1**t / 2 + 1, t * cfg.beta2**t / 2 + 1
+    bc1, bc2, rel_bc1, rel_bc2 = _corrections(cfg, t)
     # Every form is  Δ = pre · (m/a1) / (√(v/a2) + ε)  (reference.adam), with
     # paper: a = the bias corrections; seed: the constants 1 − β; epshat: a2 = 1 and
     # pre = lr·√bc2. (relative errors of a1, a2 and pre, in units of u)
@@ -379,9 +376,9 @@ def _adam_scales(cfg: Config, g, e_g, old: dict, new: dict, t, u) -> dict:
         a1, a2, pre, rel_a1, rel_a2, rel_pre = 1 - cfg.beta1, 1 - cfg.beta2, cfg.lr, 1.0, 1.0, 0.0
     elif form == "epshat":
         a1, a2, pre = bc1, 1.0, cfg.lr * np.sqrt(bc2)
-        rel_a1, rel_a2, rel_pre = e_bc1 / bc1, 0.0, e_bc2 / (2 * bc2) + 1
+        rel_a1, rel_a2, rel_pre = rel_bc1, 0.0, rel_bc2 / 2 + 1
     else:
-        a1, a2, pre, rel_a1, rel_a2, rel_pre = bc1, bc2, cfg.lr, e_bc1 / bc1, e_bc2 / bc2, 0.0
+        a1, a2, pre, rel_a1, rel_a2, rel_pre = bc1, bc2, cfg.lr, rel_bc1, rel_bc2, 0.0
     e = {
         "m": _ema_scale(cfg.beta1, old["m"], g, e_g, new["m"]),
         "v": _ema_scale(cfg.beta2, old["v"], g * g, _square_scale(g, e_g, u), new["v"]),

@@ -206,16 +206,31 @@ def composed_step(row: str, cfg: Config, picked: States, values: dict) -> dict |
     first = _first_state(picked)
     first_values = {p: {k: v[:1] for k, v in tree.items()} for p, tree in values.items()}
     tried = compositions(cfg, first_phase_apart(cfg, first, first_values))
+    matches = _smallest_matching(
+        tried,
+        lambda c: _step_ulp(c, cfg, first, first_values),
+        lambda c: _step_ulp(c, cfg, picked, values),
+        K_LOCKSTEP,
+    )
+    if not matches:
+        return None
+    worst, best = matches[0]
+    contributions = {p.name: _step_ulp(_without(best, p), cfg, picked, values) for p in best.parts}
+    return explained(row, best, picked.epochs, worst) | _composition_report(
+        best, contributions, matches[1:], len(tried), time.perf_counter() - started
+    )
+
+
+def _smallest_matching(tried: list, screen, measure, limit: float) -> list:
+    """The matches of the smallest size of composition that has any, best first, as
+    (measure, composition): each screened cheaply first, then measured, a match within
+    ``limit``; [] when no size matches."""
     for size in range(2, MAX_PARTS + 1):
-        sized = [c for c in tried if len(c.parts) == size and _step_ulp(c, cfg, first, first_values) <= K_LOCKSTEP]
-        matches = sorted((m, c) for c in sized if (m := _step_ulp(c, cfg, picked, values)) <= K_LOCKSTEP)
+        sized = [c for c in tried if len(c.parts) == size and screen(c) <= limit]
+        matches = sorted(((m, c) for c in sized if (m := measure(c)) <= limit), key=lambda match: match[0])
         if matches:
-            worst, best = matches[0]
-            contributions = {p.name: _step_ulp(_without(best, p), cfg, picked, values) for p in best.parts}
-            return explained(row, best, picked.epochs, worst) | _composition_report(
-                best, contributions, matches[1:], len(tried), time.perf_counter() - started
-            )
-    return None
+            return matches
+    return []
 
 
 def _fit_step(row: str, cfg: Config, picked: States, values: dict, variant=None) -> dict:
@@ -297,13 +312,12 @@ def explain_trajectory(name: str, trajectory, cfg: Config, epochs: int = TRAJECT
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     target = _first_records((trajectory.loss, trajectory.params), k)
     spec, allowed = _spec_and_allowed(cfg, params0, k)
-    margin = lambda run: float((gaps_per_record(run, target)[2] / allowed).max())  # noqa: E731
-    spec_margin = margin(spec)
+    spec_margin = float((gaps_per_record(spec, target)[2] / allowed).max())
     if spec_margin <= 1.0:
         return unexplained(
             name, f"its first {k} epochs are the spec's: the rows part later", range(1, k + 1), spec_margin
         ) | {"seconds": time.perf_counter() - started}
-    matches = [(m, v) for v in candidates(cfg) if (m := margin(_first_records(v.train(cfg, params0, k), k))) <= 1.0]
+    matches = [(m, v) for v in candidates(cfg) if (m := _trajectory_margin(v, cfg, params0, target, allowed, k)) <= 1.0]
     if matches:
         worst, variant = min(matches, key=lambda m: m[0])
         return explained(name, variant, range(1, k + 1), _ulps(worst, allowed, target, cfg)) | {
@@ -313,7 +327,8 @@ def explain_trajectory(name: str, trajectory, cfg: Config, epochs: int = TRAJECT
     if found is None:
         found = _fit_trajectory(name, cfg, params0, target, allowed, k)
     if found["verdict"] != "explained":
-        closeness = lambda v: _short_margin(v, cfg, params0, target, allowed)  # noqa: E731
+        short = min(SCREEN_EPOCHS, k)
+        closeness = lambda v: _trajectory_margin(v, cfg, params0, target, allowed, short)  # noqa: E731
         closest = sorted(candidates(cfg), key=closeness)[: FITTED_ON_TOP["trajectory"]]
         fits = [_fit_trajectory(name, cfg, params0, target, allowed, k, v) for v in closest]
         found = _smallest([f for f in fits if f["verdict"] == "explained"]) or found
@@ -335,8 +350,9 @@ def _smallest(explanations: list) -> dict | None:
 FITTED_ON_TOP = {"trajectory": 1, "step": 3}
 
 
-def _short_margin(variant, cfg: Config, params0, target, allowed) -> float:
-    epochs = min(SCREEN_EPOCHS, target.loss.shape[0])
+def _trajectory_margin(variant, cfg: Config, params0, target, allowed, epochs: int) -> float:
+    """How far ``variant``, trained from ``params0``, stays from the target's first
+    ``epochs`` epochs, in units of the allowed gap (inf where it overflows)."""
     run = _first_records(variant.train(cfg, params0, epochs), epochs)
     part = _first_records((target.loss, target.params), epochs)
     with np.errstate(all="ignore"):
@@ -354,22 +370,17 @@ def composed_trajectory(name: str, cfg: Config, params0, target, allowed, k: int
     started = time.perf_counter()
 
     def margin(variant, epochs: int) -> float:
-        run = _first_records(variant.train(cfg, params0, epochs), epochs)
-        part = _first_records((target.loss, target.params), epochs)
-        return float((gaps_per_record(run, part)[2] / allowed[: epochs + 1]).max())
+        return _trajectory_margin(variant, cfg, params0, target, allowed, epochs)
 
     tried = compositions(cfg)
-    short = min(k, SCREEN_EPOCHS)
-    for size in range(2, MAX_PARTS + 1):
-        sized = [c for c in tried if len(c.parts) == size and margin(c, short) <= 1.0]
-        matches = sorted((m, c) for c in sized if (m := margin(c, k)) <= 1.0)
-        if matches:
-            worst, best = matches[0]
-            contributions = {p.name: _ulps(margin(_without(best, p), k), allowed, target, cfg) for p in best.parts}
-            return explained(name, best, range(1, k + 1), _ulps(worst, allowed, target, cfg)) | _composition_report(
-                best, contributions, matches[1:], len(tried), time.perf_counter() - started
-            )
-    return None
+    matches = _smallest_matching(tried, lambda c: margin(c, min(k, SCREEN_EPOCHS)), lambda c: margin(c, k), 1.0)
+    if not matches:
+        return None
+    worst, best = matches[0]
+    contributions = {p.name: _ulps(margin(_without(best, p), k), allowed, target, cfg) for p in best.parts}
+    return explained(name, best, range(1, k + 1), _ulps(worst, allowed, target, cfg)) | _composition_report(
+        best, contributions, matches[1:], len(tried), time.perf_counter() - started
+    )
 
 
 def _fit_trajectory(name: str, cfg: Config, params0, target, allowed, k: int, variant=None) -> dict:
