@@ -196,6 +196,18 @@ ADAM_TORCH_STATE = {"m": "exp_avg", "v": "exp_avg_sq"}
 ADAM_OPTAX_STATE = {"mu": "m", "nu": "v"}
 ADAM_MOMENTS = ("m = β1·m + (1 − β1)·g", "v = β2·v + (1 − β2)·g²")
 
+# NAdam's and NAdamW's torch.optim gap: one class, one difference
+NADAM_PRODUCT_IN_DEFAULT_DTYPE = Gap(
+    "mu_product",
+    "torch.optim.NAdam keeps the running product of μ in torch's default dtype, float32 unless "
+    "torch.set_default_dtype(torch.float64): in a float64 run each step's product is rounded to "
+    "float32 (torch/optim/nadam.py, _init_group: mu_product in _get_scalar_dtype())",
+    variant="nadam-product-in-float32",
+    source="torch/optim/nadam.py (_init_group, _get_scalar_dtype)",
+    environment={"XOR_TORCH_DEFAULT_DTYPE": "float64"},
+    dtypes=("float64",),
+)
+
 OPTIMIZERS = {
     o.name: o
     for o in (
@@ -495,16 +507,7 @@ OPTIMIZERS = {
             torch_scalars=("mu_product",),
             optax_state=ADAM_OPTAX_STATE,
             gaps={
-                "torch.optim": Gap(
-                    "mu_product",
-                    "torch.optim.NAdam keeps the running product of μ in torch's default dtype, float32 unless "
-                    "torch.set_default_dtype(torch.float64): in a float64 run each step's product is rounded to "
-                    "float32 (torch/optim/nadam.py, _init_group: mu_product in _get_scalar_dtype())",
-                    variant="nadam-product-in-float32",
-                    source="torch/optim/nadam.py (_init_group, _get_scalar_dtype)",
-                    environment={"XOR_TORCH_DEFAULT_DTYPE": "float64"},
-                    dtypes=("float64",),
-                ),
+                "torch.optim": NADAM_PRODUCT_IN_DEFAULT_DTYPE,
                 "optax": Gap(
                     "update",
                     "optax.nadam keeps μ = β1 constant (torch's schedule with ψ → ∞): m̂ = β1·m/(1 − β1^(t+1)) + "
@@ -553,16 +556,7 @@ OPTIMIZERS = {
             torch_scalars=("mu_product",),
             optax_state=ADAM_OPTAX_STATE,
             gaps={
-                "torch.optim": Gap(
-                    "mu_product",
-                    "torch.optim.NAdam keeps the running product of μ in torch's default dtype, float32 unless "
-                    "torch.set_default_dtype(torch.float64): in a float64 run each step's product is rounded to "
-                    "float32 (torch/optim/nadam.py, _init_group: mu_product in _get_scalar_dtype())",
-                    variant="nadam-product-in-float32",
-                    source="torch/optim/nadam.py (_init_group, _get_scalar_dtype)",
-                    environment={"XOR_TORCH_DEFAULT_DTYPE": "float64"},
-                    dtypes=("float64",),
-                ),
+                "torch.optim": NADAM_PRODUCT_IN_DEFAULT_DTYPE,
                 "optax": Gap(
                     "update",
                     "optax.nadamw keeps μ = β1 constant, as optax.nadam",
