@@ -75,6 +75,10 @@ def load(name: str) -> Any:
         from backends import env_row
 
         return env_row.load(name)
+    if name.startswith("compiled:"):  # an eager row under a compiler
+        from backends import compiled
+
+        return compiled.load(name)
     if name in sys.modules:
         return sys.modules[name]
     started = time.perf_counter()

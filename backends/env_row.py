@@ -23,6 +23,7 @@ A failure is :class:`backends.RowFailed` naming the row and what went wrong.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 import zipfile
@@ -55,8 +56,16 @@ class RemoteError(RuntimeError):
     """The other interpreter cannot serve a request; the message is one line."""
 
 
-def call(python, action: str, request: dict, arrays: dict | None = None, timeout: float = TIMEOUT_SECONDS):
-    """Run one request in ``python``: (result.json as a dict, result.npz's arrays or {})."""
+def call(
+    python,
+    action: str,
+    request: dict,
+    arrays: dict | None = None,
+    timeout: float = TIMEOUT_SECONDS,
+    variables: dict | None = None,
+):
+    """Run one request in ``python`` (with ``variables`` set in its environment): (result.json
+    as a dict, result.npz's arrays or {})."""
     with tempfile.TemporaryDirectory(prefix="xor-env-") as name:
         folder = Path(name)
         (folder / "request.json").write_text(json.dumps({"format": FORMAT, "action": action} | request))
@@ -70,6 +79,7 @@ def call(python, action: str, request: dict, arrays: dict | None = None, timeout
                 capture_output=True,
                 text=True,
                 timeout=timeout,
+                env=os.environ | (variables or {}),
             )
         except subprocess.TimeoutExpired:
             raise RemoteError(f"no answer in {timeout:g} s") from None
@@ -129,8 +139,8 @@ class EnvRow:
 
     REMOTE = True
 
-    def __init__(self, row: str, env: str, python: str):
-        self.row, self.env, self.python = row, env, python
+    def __init__(self, row: str, env: str, python: str, variables: dict | None = None):
+        self.row, self.env, self.python, self.variables = row, env, python, variables
         self.NAME = f"{row}@{env}"
         self.GRADIENT_SOURCE = f"the {row} row's, run by {python}"
         self.fault: str | None = None
@@ -153,7 +163,7 @@ class EnvRow:
 
         request = {"row": self.row, "config": cfg.to_dict(), "fault": self.fault} | request
         try:
-            return call(self.python, action, request, arrays)
+            return call(self.python, action, request, arrays, variables=self.variables)
         except RemoteError as exc:
             raise backends.RowFailed(f"{self.NAME} row failed in {self.python}: {exc}") from None
 

@@ -58,24 +58,34 @@ def as_float32(x):
     return x.float()
 
 
-def sigmoid_with_derivative_at_activation():
-    """σ whose derivative autograd takes at the activation, σ'(A) where σ'(Z) = A(1 − A)
-    is meant: a planted fault's building block (harness.engine.faults)."""
+def custom_sigmoid(forward, backward):
+    """σ as an autograd Function: ``a = forward(z)``, its derivative rule ``backward(grad,
+    a)`` (the building block of a planted fault, and of a compiler variant)."""
 
     class Sigmoid(torch.autograd.Function):
         @staticmethod
         def forward(ctx, z):
-            a = torch.sigmoid(z)
+            a = forward(z)
             ctx.save_for_backward(a)
             return a
 
         @staticmethod
         def backward(ctx, grad):
             (a,) = ctx.saved_tensors
-            s = torch.sigmoid(a)
-            return grad * s * (1 - s)
+            return backward(grad, a)
 
     return Sigmoid.apply
+
+
+def sigmoid_with_derivative_at_activation():
+    """σ whose derivative autograd takes at the activation, σ'(A) where σ'(Z) = A(1 − A)
+    is meant: a planted fault's building block (harness.engine.faults)."""
+
+    def backward(grad, a):
+        s = torch.sigmoid(a)
+        return grad * s * (1 - s)
+
+    return custom_sigmoid(torch.sigmoid, backward)
 
 
 def forward(params, X):

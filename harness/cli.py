@@ -32,6 +32,7 @@ COMMANDS = {
     "audit": "audit",
     "power": "power",
     "versions": "versions",
+    "compiled": "compiled",
 }
 SUBCOMMANDS = tuple(name for name in COMMANDS if name)
 # an old name -> the subcommand it is now: kept for one release, with a notice

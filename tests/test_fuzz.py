@@ -34,7 +34,7 @@ from harness.cli import COMMANDS, build_parser, main
 from tests.conftest import example_plugin_with
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK_EXAMPLES, SLOW_EXAMPLES = 50, 850  # per command: 13 commands, 650 and 11,050 in all
+QUICK_EXAMPLES, SLOW_EXAMPLES = 50, 850  # per command: 14 commands, 700 and 11,900 in all
 FILE_EXAMPLES = {"quick": 25, "slow": 300}  # per kind of file
 
 
@@ -47,6 +47,7 @@ SEAMS = {
     None: ["harness.commands.run.run_default"],
     "explain": ["harness.engine.pipeline.run_default"],
     "versions": ["harness.engine.pipeline.run_default"],
+    "compiled": ["harness.engine.pipeline.run_default"],
     "audit": ["harness.commands.ending.run_grid"],
     "power": ["harness.commands.ending.run_grid"],
     "sweep": ["harness.commands.sweep.train_seeds"],

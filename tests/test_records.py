@@ -178,6 +178,9 @@ def test_the_case_parser_sees_a_missing_case():
 @pytest.mark.parametrize("name", tuple(ROWS))
 def test_every_row_record_says_what_generic_code_reads(name):
     row = ROWS[name]
+    if row.compiled is not None:  # a compiled row is its eager row's record under a compiler (backends.compiled)
+        assert row.backend == f"compiled:{name}" and row.opt_in and row.kind == "compiled"
+        row = ROWS[row.runs]
     assert row.backend.startswith("backends.") and (ROOT / (row.backend.replace(".", "/") + ".py")).is_file()
     assert row.device in ("cpu", "any") and row.cost > 0
     assert set(row.optimizers) <= set(OPTIMIZERS)

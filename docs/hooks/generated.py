@@ -8,6 +8,9 @@ cannot drift from it. A page asks for one with a marker comment on a line of its
     <!-- generated: faults -->      every planted fault's record
     <!-- generated: variants -->    the catalogue of variants
     <!-- generated: atlas -->       the atlas: the records and one real run (docs/atlas-run.json)
+    <!-- generated: compiled -->    every compiled row's record and the decisions a bisection takes away
+    <!-- generated: compiler-variants -->  the catalogue of compiler variants
+    <!-- generated: compiled-run -->  one real compare.py compiled run (docs/compiled-run.json)
 """
 
 from __future__ import annotations
@@ -144,6 +147,60 @@ def variant_table() -> str:
     return "\n".join(lines)
 
 
+def compiled_table() -> str:
+    from backends.compiled import COMPILATIONS, decisions
+
+    lines = ["| row | compiles | how | decisions a bisection takes away |", "| --- | --- | --- | --- |"]
+    for name, c in COMPILATIONS.items():
+        taken = "; ".join(d.label for d in decisions(c))
+        lines.append(f"| `{name}` | {c.runs} | {c.what} | {taken} |")
+    return "\n".join(lines)
+
+
+def compiler_variant_table() -> str:
+    from backends.compiler_variants import VARIANTS
+
+    lines = ["| variant | eager row | optimizers | phase | what it computes |", "| --- | --- | --- | --- | --- |"]
+    for name, v in VARIANTS.items():
+        lines.append(f"| `{name}` | {v.runs} | {', '.join(v.optimizers) or 'all'} | {v.phase} | {v.description} |")
+    return "\n".join(lines)
+
+
+def _first(row: dict) -> str:
+    first = row["first_difference"]
+    if first is None:
+        return "none"
+    where = first["phase"] if first["tensor"] == first["phase"] else f"{first['phase']} {first['tensor']}"
+    return f"epoch {first['epoch']}, {where}, {first['ulps']:.2g} ULPs"
+
+
+def compiled_run_table() -> str:
+    import json
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "compiled-run.json").read_text())
+    cfg = data["config"]
+    lines = [
+        f"{cfg['optimizer']}, {cfg['epochs']} epochs, seed {cfg['seed']}, {cfg['dtype']}: "
+        "`python compare.py compiled --json docs/compiled-run.json`",
+        "",
+        "| row | vs its eager row | vs numpy | steps first differ | variant there | whole step | deciding "
+        "| compile s | µs/epoch (eager) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in data["rows"].items():
+        compile_s = f"{row['compile_seconds']:.1f}" if row["compile_seconds"] is not None else "-"
+        explained = row["explained_phase"]
+        variant = ", ".join(row["recognised"]) or ("none" if explained else "-")
+        if explained and row["first_difference"] and explained != row["first_difference"]["phase"]:
+            variant += f" (in {explained}, first alone)"
+        lines.append(
+            f"| `{name}` | {row['verdict']} | {row['against_numpy']} | {_first(row)} | {variant} | "
+            f"{', '.join(row['whole_step']) or '-'} | {row['deciding'] or '-'} | {compile_s} | "
+            f"{row['us_per_epoch']:.0f} ({row['eager_us_per_epoch']:.0f}) |"
+        )
+    return "\n".join(lines)
+
+
 GENERATORS = {
     "cli": cli_reference,
     "equations": equation_table,
@@ -152,6 +209,9 @@ GENERATORS = {
     "faults": fault_table,
     "variants": variant_table,
     "atlas": atlas_table,
+    "compiled": compiled_table,
+    "compiler-variants": compiler_variant_table,
+    "compiled-run": compiled_run_table,
 }
 
 

@@ -61,14 +61,26 @@ def positive_float(text: str) -> float:
     return value
 
 
+class RowList(list):
+    """Row names; ``with_defaults``: every name came as +NAME, added to the command's default rows."""
+
+    with_defaults = False
+
+
 def row_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
+    """``--backends``: ROW,ROW… (those rows), or +ROW,+ROW… (the default rows and those)."""
+    given = [n.strip() for n in text.split(",") if n.strip()]
+    if not given:
         raise argparse.ArgumentTypeError("expected at least one row name")
+    names = RowList(dict.fromkeys(n.removeprefix("+") for n in given))
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown row {unknown[0]!r} (choose from {', '.join(ROWS)})")
-    return list(dict.fromkeys(names))
+    added = [n.startswith("+") for n in given]
+    if any(added) and not all(added):
+        raise argparse.ArgumentTypeError("either name the rows (ROW,ROW) or add rows to the defaults (+ROW,+ROW)")
+    names.with_defaults = all(added)
+    return names
 
 
 def comma_list(item_type, choices=None):
@@ -277,6 +289,16 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=default_jobs(),
         help="rows run in this many processes at once (default: the cpu count, here %(default)s)",
+    )
+
+
+def add_jobs_option(parser: argparse.ArgumentParser) -> None:
+    """``--jobs N``: how many rows run at once, for the commands that take no --device."""
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=default_jobs(),
+        help="rows run in this many processes at once (default %(default)s)",
     )
 
 

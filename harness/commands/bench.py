@@ -62,6 +62,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     outputs = ending.check_outputs(parser, args, files=("json",), folders=())
     names, skipped = row_choice.select_rows(args.backends, parser)
     names = names if args.backends else [n for n in names if ROWS[n].bench]
+    names = list(dict.fromkeys(m for n in names for m in ((ROWS[n].runs, n) if ROWS[n].compiled else (n,))))
     ending.refuse_if_too_large(parser, "bench", cfg, 1)
     ending.notice_skipped(skipped.values())
 
@@ -236,11 +237,46 @@ def _imports_by_backend(costs) -> dict:
     return imports
 
 
+COMPILED_RUN = """
+import json, sys
+from harness.engine.execution import run_row
+from reference.spec import Config
+r = run_row(sys.argv[1], Config(**json.loads(sys.argv[2])))
+print(json.dumps({"compile_seconds": r.compile_seconds, "us_per_epoch": r.us_per_epoch}))
+"""
+
+
+def compile_seconds_cold_and_warm(name: str, cfg: Config) -> dict:
+    """A compiled row's compile time in a fresh interpreter with an empty compile cache
+    (cold), then in another with the cache the first one filled (warm)."""
+    with tempfile.TemporaryDirectory(prefix="xor-compile-cache-") as cache:
+        env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": cache}
+        runs = []
+        for _ in ("cold", "warm"):
+            done = subprocess.run(
+                [sys.executable, "-c", COMPILED_RUN, name, json.dumps(cfg.to_dict())],
+                check=False,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            if done.returncode != 0:
+                said = (done.stderr.strip().splitlines() or ["nothing said"])[-1]
+                return {"skipped": f"the {name} row failed: {said}"}
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    if runs[0]["compile_seconds"] is None:
+        return {"skipped": "it compiles nothing"}
+    return {"cold_compile_seconds": runs[0]["compile_seconds"], "warm_compile_seconds": runs[1]["compile_seconds"]}
+
+
 def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -> dict:
     result: dict = {"config": cfg.to_dict(), "repeat": repeat, "rows": {}}
     for name in rows:
         progress(f"timing {name}")
         result["rows"][name] = time_row(name, cfg, repeat)
+        if ROWS[name].compiled is not None:
+            progress(f"timing {name}'s compile, cold and warm, in fresh interpreters")
+            result["rows"][name] |= {"compiles": ROWS[name].runs} | compile_seconds_cold_and_warm(name, cfg)
     if "torch" in rows and cfg.epochs >= 1:
         progress("timing the torch row's loop under TorchScript")
         result["torchscript"] = time_torchscript(cfg, repeat)
@@ -303,6 +339,7 @@ def render_bench(result: dict) -> str:
         "",
         "import seconds (fresh interpreter): " + ", ".join(f"{m} {s:.2f}" for m, s in result["import_seconds"].items()),
     ]
+    lines += _compiled_lines(result["rows"])
     if "wall_seconds" in result:
         w = result["wall_seconds"]
         lines.append(
@@ -313,6 +350,22 @@ def render_bench(result: dict) -> str:
     if "default_run" in result:
         lines += [""] + render_breakdown(result["default_run"])
     return "\n".join(lines)
+
+
+def _compiled_lines(rows: dict) -> list:
+    """Each compiled row beside the eager row it compiles: compile seconds cold and warm, µs per epoch."""
+    lines = []
+    for name, entry in rows.items():
+        if "compiles" not in entry:
+            continue
+        us, eager = entry["us_per_epoch"]["median"], rows[entry["compiles"]]["us_per_epoch"]["median"]
+        compile_text = (
+            f"compile {entry['cold_compile_seconds']:.1f} s cold, {entry['warm_compile_seconds']:.1f} s warm"
+            if "cold_compile_seconds" in entry
+            else f"compile not timed: {entry.get('skipped', 'no compile step')}"
+        )
+        lines.append(f"  {name}: {compile_text}; {us:.1f} µs/epoch, {us / eager:.2f} × eager {entry['compiles']}")
+    return ["", "compiled rows beside their eager rows:", *lines] if lines else []
 
 
 def phase_seconds(run: dict, phase: str) -> float:

@@ -39,12 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=TRAJECTORY_EPOCHS,
         help="a trajectory is recognised from its first this many epochs (default %(default)s)",
     )
-    parser.add_argument(
-        "--jobs",
-        type=arguments.positive_int,
-        default=arguments.default_jobs(),
-        help="processes to run in (default %(default)s)",
-    )
+    arguments.add_jobs_option(parser)
     arguments.add_output_options(parser, json="the comparison and its explanation")
 
 

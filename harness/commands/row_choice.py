@@ -43,6 +43,8 @@ def select_rows(
                 f"row {wrong[0].name} implements Adam in the {'/'.join(wrong[0].forms)} form only, not {cfg.adam}"
             )
     names = requested or list(rows_for(cfg))
+    if getattr(requested, "with_defaults", False):  # +ROW: the defaults that can run, and ROW
+        names = [n for n in rows_for(cfg) if n not in requested and not unavailable_reason(n)] + list(requested)
     reasons = {n: unavailable_reason(n) for n in names}
     missing = {n: r for n, r in reasons.items() if r}
     if requested and missing:

@@ -49,12 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="plant a fault in one row (ROW@NAME: in its run in environment NAME) to see a change "
         "in the computation caught (repeatable, one per row)",
     )
-    parser.add_argument(
-        "--jobs",
-        type=arguments.positive_int,
-        default=arguments.default_jobs(),
-        help="rows run in this many processes at once (default %(default)s)",
-    )
+    arguments.add_jobs_option(parser)
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:

@@ -28,7 +28,7 @@ from harness.engine.rows import BUILT_IN, ROWS, unavailable_reason
 from reference.optimizers import OPTIMIZERS
 from reference.spec import Config
 
-LIBRARY_ROWS = tuple(name for name, row in ROWS.items() if row.library and name in BUILT_IN)
+LIBRARY_ROWS = tuple(name for name, row in ROWS.items() if row.library and name in BUILT_IN and not row.opt_in)
 # each library row's hand-written twin: the whole backend with the same gradients (torch.optim's
 # torch, optax's and Keras's JAX), against which a library step can be the same bits
 SAME_GRADIENTS = {

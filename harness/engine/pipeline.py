@@ -146,8 +146,11 @@ def _pair_lockstep(lockstep: dict, a: str, b: str, faults: dict) -> dict:
             return {"twin": env, "first_difference": None, "stepped": False}
         failing = not all(e.passed for e in step["twin_errors"].values())
         planted = [f"{row}:{faults[row]}" for row in (a, b) if faults.get(row)]
-        cause = f"the fault planted ({', '.join(planted)})" if planted else "the libraries"
-        why = f"the same code computes a step differently in {env} than here: {cause} changed the computation"
+        compiled = ROWS[b].compiled is not None
+        cause = "the compiler" if compiled else "the libraries"
+        cause = f"the fault planted ({', '.join(planted)})" if planted else cause
+        where = f"compiled ({env}) than eagerly" if compiled else f"in {env} than here"
+        why = f"the same code computes a step differently {where}: {cause} changed the computation"
         return {
             "errors": step["twin_errors"],
             "twin": env,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import backends
+from backends.compiled import COMPILATIONS, Compilation
 from reference.optimizers import OPTIMIZERS
 from reference.spec import ADAM_FORMS, DTYPES, Config
 
@@ -42,6 +43,8 @@ class Row:
     bench: bool = True  # whether bench times it by default
     gradcheck: bool = False  # whether the gradient check takes its gradient as a source
     note: str = ""  # appended to the table's description of a hand-written step (", jit")
+    opt_in: bool = False  # joins a run only when named (--backends +NAME): the compiled rows
+    compiled: Compilation | None = None  # a compiled row: its record (backends.compiled); twin names the eager row
 
     @property
     def runs(self) -> str:
@@ -62,6 +65,8 @@ class Row:
 
     def describe(self, cfg: Config) -> str:
         """What the row computes for ``cfg``, for the table."""
+        if self.compiled is not None:
+            return f"{ROWS[self.twin[0]].describe(cfg)}: {self.compiled.what}" if self.twin else self.compiled.what
         if self.twin is not None:
             return f"{ROWS[self.twin[0]].describe(cfg)}, in {self.twin[1]}"
         if self.kind in ("external", "plug-in"):
@@ -180,9 +185,41 @@ ROWS: dict[str, Row] = {
         ),
     )
 }
+
+
+# Fused kernels exist for these torch.optim classes only (torch/optim/*.py: "fused" argument).
+FUSED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adam", "adamw", "amsgrad")
+
+
+def compiled_row(c: Compilation) -> Row:
+    """The row of a compiled-row record: the eager row it compiles, opt-in, judged against
+    that row as a twin (the compiler in place of another environment)."""
+    eager = ROWS[c.runs]
+    fused = c.kind == "fused optimizer"
+    return replace(
+        eager,
+        name=c.name,
+        backend=f"compiled:{c.name}",
+        kind="compiled",
+        requires=("jax",) if c.kind == "xla flags" else ("torch",),
+        optimizers=tuple(o for o in eager.optimizers if o in FUSED_OPTIMIZERS) if fused else eager.optimizers,
+        batched=False,
+        twin=(c.runs, c.label),
+        injectable=False,
+        device="cpu" if c.kind == "xla flags" else eager.device,
+        cost=eager.cost + (2.0 if c.kind == "xla flags" else 30.0),
+        bench=False,
+        gradcheck=False,
+        opt_in=True,
+        compiled=c,
+    )
+
+
+ROWS.update({name: compiled_row(c) for name, c in COMPILATIONS.items()})
+COMPILED_ROWS = tuple(COMPILATIONS)
 BUILT_IN = frozenset(ROWS)
 # the paper form's Python rows: what a default Adam run compares
-DEFAULT_ROWS = tuple(name for name, row in ROWS.items() if not row.program and "paper" in row.forms)
+DEFAULT_ROWS = tuple(name for name, row in ROWS.items() if not row.program and not row.opt_in and "paper" in row.forms)
 LANGUAGE_ROWS = tuple(name for name, row in ROWS.items() if row.program)  # they join a default run where installed
 INJECTABLE_ROWS = tuple(name for name, row in ROWS.items() if row.injectable)  # the whole backends
 PERTURBED_COST = 5.0  # the envelope's nudged numpy runs, one task beside the rows'
@@ -249,6 +286,23 @@ def register_plugin(path) -> Row:
     return row
 
 
+def register_compiled_plugin(path) -> Row:
+    """A plug-in that stands for a compiled step of a built-in row (``compare.py compiled
+    --backend-file``): its module's ``COMPILES`` names that row; judged against it as a
+    compiled row is. :class:`backends.PluginError` when the file cannot be one."""
+    row = register_plugin(path)
+    eager = getattr(backends.load(row.backend), "COMPILES", None)
+    if eager not in BUILT_IN or ROWS[eager].compiled is not None or ROWS[eager].program:
+        del ROWS[row.name]
+        raise backends.PluginError(
+            f"{path}: COMPILES must name the eager Python row it stands for (one of "
+            f"{', '.join(n for n in DEFAULT_ROWS)}), not {eager!r}"
+        )
+    c = Compilation(row.name, eager, "plug-in", f"plug-in {Path(path).name}")
+    ROWS[row.name] = replace(row, twin=(eager, "plug-in"), compiled=c, opt_in=True)
+    return ROWS[row.name]
+
+
 def added_rows(names) -> list:
     """The rows among ``names`` that this process registered (plug-ins, rows of other
     environments): what a worker process must register too (``execution.with_rows``)."""
@@ -258,7 +312,7 @@ def added_rows(names) -> list:
 def twinnable(name: str) -> bool:
     """Whether row ``name`` can also run in another Python environment: the built-in rows
     that are Python code (a language row runs the same program in either)."""
-    return name in BUILT_IN and not ROWS[name].program
+    return name in BUILT_IN and not ROWS[name].program and not ROWS[name].opt_in
 
 
 def is_twin_pair(a: str, b: str) -> bool:
@@ -289,7 +343,7 @@ def register_external(name: str, path) -> Row:
 def rows_for(cfg: Config) -> tuple:
     """The built-in rows that implement ``cfg``'s optimizer (and Adam form), numpy first
     (plug-ins, files and other environments join a run only when named)."""
-    return tuple(name for name, row in ROWS.items() if name in BUILT_IN and row.implements(cfg))
+    return tuple(name for name, row in ROWS.items() if name in BUILT_IN and not row.opt_in and row.implements(cfg))
 
 
 def expected_gap(name: str, cfg: Config):
@@ -336,6 +390,11 @@ def unavailable_reason(name: str) -> str | None:
             found = False
         if not found:
             return f"{name} row unavailable: {module} is not installed"
+    compilation = ROWS[name].compiled
+    if compilation is not None:
+        from backends.compiled import unavailable as compiled_unavailable
+
+        return compiled_unavailable(compilation)
     if ROWS[name].program:
         from backends.program_row import unavailable
 
@@ -347,7 +406,7 @@ def device_for(name: str, device: str) -> str:
     """The device row ``name`` runs on when a run asks for ``device``: its record's rule;
     a row of another environment always runs on the CPU."""
     row = ROWS[name]
-    return "cpu" if row.device == "cpu" or row.twin else device
+    return "cpu" if row.device == "cpu" or (row.twin and row.compiled is None) else device
 
 
 def device_problem(name: str, device: str) -> str | None:
