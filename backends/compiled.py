@@ -44,12 +44,14 @@ class Compilation:
     knobs: tuple = ()  # (Inductor config name, value) pairs: torch.compile(options=dict(knobs))
     xla_flags: tuple = ()  # the XLA_FLAGS of an XLA row's process
     dynamo_knobs: tuple = ()  # (torch._dynamo.config name, value) pairs, set while a compiled optimizer steps
+    default_dtype: str = ""  # torch's default dtype while a compiled optimizer steps ("": torch's float32)
 
     @property
     def label(self) -> str:
         """How the row's environment column names the compiler."""
         parts = [self.kind if self.kind != "torch.compile" else f"torch.compile({self.compiler})"]
         parts += [f"{k}={v}" for k, v in (*self.knobs, *self.dynamo_knobs)] + list(self.xla_flags)
+        parts += [f"default dtype {self.default_dtype}"] if self.default_dtype else []
         return " ".join(parts)
 
     @property
@@ -130,6 +132,12 @@ def decisions(c: Compilation) -> list[Decision]:
             Decision(
                 "Dynamo's optimizer decompositions (enable_dynamo_decompositions=False)",
                 lambda c: replace(c, dynamo_knobs=(*c.dynamo_knobs, NO_DYNAMO_DECOMPOSITIONS)),
+            )
+        )
+        out.append(  # torch.optim keeps the step count in it: traced, what is formed from it is in its dtype
+            Decision(
+                "torch's float32 step tensor (torch.set_default_dtype(torch.float64))",
+                lambda c: replace(c, default_dtype="float64"),
             )
         )
     if c.kind in ("torch.compile", "compiled optimizer"):

@@ -184,6 +184,16 @@ class _HandAdam:
         p.addcdiv_(m, denom)
 
 
+def _lr_in_float32(module) -> dict:
+    """torch.optim's optimizer built with the learning rate rounded to float32: what a
+    step forms from torch's float32 step tensor when tracing makes ``_get_value(step)`` the
+    tensor (Adagrad's lr/(1 + (step − 1)·lr_decay), optim/adagrad.py)."""
+    from dataclasses import replace
+
+    original = module.make_optimizer
+    return {"make_optimizer": lambda cfg, params: original(replace(cfg, lr=float(np.float32(cfg.lr))), params)}
+
+
 # --- XLA: the mean's sum in another order -------------------------------------------------------
 
 
@@ -295,6 +305,12 @@ VARIANTS = {
             "the capturable algebra (foreach) with 1 − β^step formed from torch's float32 step tensor, "
             "with addcmul as fma",
             _traced_adam(TracedAdam(addcmul="fma", algebra="foreach", step_dtype="float32")), ("adam",),
+        ),
+        CompilerVariant(
+            "lr-in-float32", "params", "torch.optim",
+            "the learning rate rounded to float32, as a step formed from torch's float32 step tensor has it "
+            "(Adagrad's lr/(1 + (step − 1)·lr_decay))",
+            _lr_in_float32,
         ),
         CompilerVariant(
             "loss-sum-pairwise", "loss", "jax",

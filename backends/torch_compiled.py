@@ -162,11 +162,17 @@ class CompiledOptimizer:
 
     @contextmanager
     def _installed(self, make):
+        """Within the block, torch.optim's row builds its optimizer with ``make`` (and
+        torch's default dtype is the compilation's, where it names one)."""
         before, torch_optim_row.make_optimizer = torch_optim_row.make_optimizer, make
+        dtype = torch.get_default_dtype()
+        if self.compilation.default_dtype:
+            torch.set_default_dtype(getattr(torch, self.compilation.default_dtype))
         try:
             yield
         finally:
             torch_optim_row.make_optimizer = before
+            torch.set_default_dtype(dtype)
 
     def train(self, cfg: Config, params0, every: int = 1, device: str = "cpu", timings: dict | None = None):
         self.timing.clear()

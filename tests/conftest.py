@@ -37,9 +37,18 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     )
 
 
+# Inductor's cache likewise (the compiled rows, tests/test_compiled.py): one for the session,
+# not the user's ~/.cache/xor-crosscheck/inductor; a test that needs a cold compile sets its own.
+_INDUCTOR_CACHE = None
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    _INDUCTOR_CACHE = tempfile.mkdtemp(prefix="xor-tests-inductor-cache-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
+
+
 def pytest_unconfigure(config):
-    if _JAX_CACHE is not None:  # the process that made it (under xdist: the controller)
-        shutil.rmtree(_JAX_CACHE, ignore_errors=True)
+    for made in (_JAX_CACHE, _INDUCTOR_CACHE):  # by the process that made it (under xdist: the controller)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def load_backend(name):

@@ -130,6 +130,7 @@ def test_a_signal_ends_the_default_run_and_everything_it_started(tmp_path, signu
 
 AUDIT = ["audit", "--optimizers", "adam", "--seeds", "64", "--seeds-per-task", "8", "--jobs", "2"]
 SWEEP = ["sweep", "--seeds", "64", "--seeds-per-task", "8", "--epochs", "20000", "--jobs", "2"]
+COMPILED = ["compiled", "--backends", "torch.compile,torch.optim+compile", "--epochs", "20000", "--jobs", "2"]
 VERSIONS = ["versions", "--env", f"other={sys.executable}", "--epochs", "20000", "--jobs", "2"]
 
 
@@ -145,9 +146,11 @@ VERSIONS = ["versions", "--env", f"other={sys.executable}", "--epochs", "20000",
         (["forms", "--epochs", "20000", "--jobs", "2"], 2, signal.SIGTERM, False, 143),
         (VERSIONS, 2, signal.SIGINT, True, 130),
         (["bench", "--repeat", "3"], 0, signal.SIGINT, True, 130),
+        (COMPILED, 2, signal.SIGINT, True, 130),
+        (COMPILED, 2, signal.SIGTERM, False, 143),
     ],
     ids=["audit ctrl-c", "audit sigterm", "sweep sigint", "power ctrl-c", "lineage ctrl-c", "forms sigterm",
-         "versions ctrl-c", "bench ctrl-c"],
+         "versions ctrl-c", "bench ctrl-c", "compiled ctrl-c", "compiled sigterm"],
 )  # fmt: skip
 def test_a_signal_ends_a_subcommand_its_cluster_and_its_pools(tmp_path, command, least, signum, group, status):
     """``least``: the processes it has started when it is well under way (its workers)."""
