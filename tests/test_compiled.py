@@ -191,13 +191,24 @@ def test_an_fma_differs_from_two_roundings_somewhere():  # the variants are not 
 # --- planted by hand in a plug-in: the phase and the variant named ------------------------------
 
 
-def test_an_fma_planted_in_m_is_named_with_its_phase(tmp_path):
-    plugin = _plugin(tmp_path, FMA_IN_M, "fma_by_hand.py")
-    result, data = _compiled(tmp_path, "--backend-file", str(plugin), "--epochs", "300")
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """One compiled run of three plug-ins standing for compiled torch steps: an FMA in
+    Adam's m, σ's backward reassociated, and the torch row's step unchanged."""
+    folder = tmp_path_factory.mktemp("planted")
+    same = FMA_IN_M.replace('NAME = "fma-by-hand"', 'NAME = "unchanged"') + "\nUPDATES = tb.UPDATES\n"
+    plugins = [_plugin(folder, FMA_IN_M, "fma_by_hand.py"), _plugin(folder, SIGMOID_BACKWARD, "sigmoid_by_hand.py"),
+               _plugin(folder, same, "same.py")]  # fmt: skip
+    return _compiled(folder, *(x for p in plugins for x in ("--backend-file", str(p))), "--epochs", "300")
+
+
+@pytest.mark.xdist_group("compiled-planted")
+def test_an_fma_planted_in_m_is_named_with_its_phase(planted):
+    result, data = planted
     assert result.returncode == 0, result.stderr
     row = data["rows"]["fma-by-hand"]
     assert row["compiles"] == "torch" and row["verdict"] == "rounding level" and row["passed"]
-    assert row["first_difference"]["phase"] == "m"
+    assert row["first_difference"]["phase"] == "m" and row["explained_phase"] == "m"
     assert row["first_difference"]["ulps"] > 0
     assert row["recognised"] == ["fma-in-m"], row["variants"]
     assert row["whole_step"] == ["fma-in-m"]
@@ -206,20 +217,18 @@ def test_an_fma_planted_in_m_is_named_with_its_phase(tmp_path):
     assert "variant: fma-in-m" in result.stdout and "m W" in result.stdout
 
 
-def test_sigmoids_backward_reassociated_by_hand_is_named_in_grads(tmp_path):
-    plugin = _plugin(tmp_path, SIGMOID_BACKWARD, "sigmoid_by_hand.py")
-    result, data = _compiled(tmp_path, "--backend-file", str(plugin), "--epochs", "300")
-    assert result.returncode == 0, result.stderr
+@pytest.mark.xdist_group("compiled-planted")
+def test_sigmoids_backward_reassociated_by_hand_is_named_in_grads(planted):
+    _, data = planted
     row = data["rows"]["sigmoid-by-hand"]
     assert row["first_difference"]["phase"] == "grads"
     assert row["recognised"] == ["sigmoid-backward-reassociated"]
     assert row["variants"]["sigmoid-by-libm-exp"]["reproduces"] is False
 
 
-def test_the_unchanged_step_is_bit_identical_and_needs_no_variant(tmp_path):
-    source = FMA_IN_M.replace('NAME = "fma-by-hand"', 'NAME = "unchanged"') + "\nUPDATES = tb.UPDATES\n"
-    result, data = _compiled(tmp_path, "--backend-file", str(_plugin(tmp_path, source, "same.py")), "--epochs", "200")
-    assert result.returncode == 0, result.stderr
+@pytest.mark.xdist_group("compiled-planted")
+def test_the_unchanged_step_is_bit_identical_and_needs_no_variant(planted):
+    _, data = planted
     row = data["rows"]["unchanged"]
     assert row["verdict"] == "bit-identical" and row["first_difference"] is None and row["variants"] == {}
 
