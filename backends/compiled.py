@@ -212,9 +212,9 @@ def load(key: str):
 
 
 def forget_compiled() -> None:
-    """Forget what this process compiled (Dynamo's cache, which keys on the code and not
-    on the config), so that the next compiled call traces afresh with the config it runs
-    under; Inductor's on-disk cache still spares the C++ compile where the code is the same."""
+    """Forget what this process compiled (Dynamo's cache), so that the next compiled call
+    is traced under the config it runs with, not served from a trace made under another;
+    Inductor's on-disk cache still spares the C++ compile where the code is the same."""
     if "torch._dynamo" in sys.modules:
         sys.modules["torch._dynamo"].reset()
     _LOADED.clear()
