@@ -187,11 +187,13 @@ def unavailable(c: Compilation) -> str | None:
     import importlib.util
 
     framework = "jax" if c.kind == "xla flags" else "torch"
-    if importlib.util.find_spec(framework) is None:
+    spec = importlib.util.find_spec(framework)
+    if spec is None:
         return f"{c.name} row unavailable: {framework} is not installed"
     if framework == "jax":
         return None
-    if importlib.util.find_spec("torch._inductor") is None and c.compiler != "eager":
+    torch_folder = Path(spec.origin or "").parent  # not imported: only looked up
+    if not (torch_folder / "_inductor").is_dir() and c.compiler != "eager":
         return f"{c.name} row unavailable: this torch has no Inductor (torch._inductor)"
     if c.needs_compiler:
         cxx = os.environ.get("CXX") or "g++"

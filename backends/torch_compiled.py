@@ -60,7 +60,7 @@ def _network_step(cfg: Config, params: dict, X, y):
 class CompiledTorch:
     """The torch row's step under torch.compile (``c``: its ``backends.compiled.Compilation``)."""
 
-    def __init__(self, c):
+    def __init__(self, c) -> None:
         self.compilation = c
         self.NAME = c.name
         self.GRADIENT_SOURCE = GRADIENT_SOURCE
@@ -142,7 +142,7 @@ class CompiledOptimizer:
     """The torch.optim row with its optimizer compiled (``torch.compile(optimizer.step)``)
     or fused (``fused=True``); ``c``: its ``backends.compiled.Compilation``."""
 
-    def __init__(self, c):
+    def __init__(self, c) -> None:
         self.compilation = c
         self.NAME = c.name
         self.GRADIENT_SOURCE = torch_optim_row.GRADIENT_SOURCE
