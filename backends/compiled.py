@@ -45,6 +45,12 @@ class Compilation:
     xla_flags: tuple = ()  # the XLA_FLAGS of an XLA row's process
     dynamo_knobs: tuple = ()  # (torch._dynamo.config name, value) pairs, set while a compiled optimizer steps
     default_dtype: str = ""  # torch's default dtype while a compiled optimizer steps ("": torch's float32)
+    optimizers: tuple = ()  # the optimizers it can run, where fewer than its eager row's (() all of them)
+
+    @property
+    def framework(self) -> str:
+        """The framework it needs: "jax" for XLA's flags, "torch" for the rest."""
+        return "jax" if self.kind == "xla flags" else "torch"
 
     @property
     def label(self) -> str:
@@ -80,7 +86,9 @@ COMPILATIONS = {
                "aot_eager_decomp_partition"),
         Compilation("torch.optim+compile", "torch.optim", "compiled optimizer",
                     "step compiled by torch.compile, Inductor"),
-        Compilation("torch.optim+fused", "torch.optim", "fused optimizer", "fused=True (one C++ kernel)"),
+        # fused kernels exist for these torch.optim classes only (torch/optim/*.py: their "fused" argument)
+        Compilation("torch.optim+fused", "torch.optim", "fused optimizer", "fused=True (one C++ kernel)",
+                    optimizers=("sgd", "momentum", "nesterov", "adagrad", "adam", "adamw", "amsgrad")),
         Compilation("jax+fast-math", "jax", "xla flags", "XLA_FLAGS=--xla_cpu_enable_fast_math=true",
                     xla_flags=("--xla_cpu_enable_fast_math=true",)),
         Compilation("jax+O0", "jax", "xla flags", "XLA_FLAGS=--xla_backend_optimization_level=0",
@@ -186,7 +194,7 @@ def unavailable(c: Compilation) -> str | None:
     C++ compiler for Inductor. Looks without importing torch where it can."""
     import importlib.util
 
-    framework = "jax" if c.kind == "xla flags" else "torch"
+    framework = c.framework
     spec = importlib.util.find_spec(framework)
     if spec is None:
         return f"{c.name} row unavailable: {framework} is not installed"

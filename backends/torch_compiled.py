@@ -41,9 +41,13 @@ def compile_failures(name: str):
         raise backends.RowFailed(f"{name} row: the compile failed: {said[0] if said else type(exc).__name__}") from None
 
 
+def _options(c) -> dict | None:
+    """The Inductor config entries of compilation ``c`` (the other backends take none)."""
+    return dict(c.knobs) if c.compiler == "inductor" and c.knobs else None
+
+
 def _compile(function, c):
-    options = dict(c.knobs) if c.compiler == "inductor" and c.knobs else None
-    return torch.compile(function, fullgraph=True, dynamic=False, backend=c.compiler, options=options)
+    return torch.compile(function, fullgraph=True, dynamic=False, backend=c.compiler, options=_options(c))
 
 
 def _network_step(cfg: Config, params: dict, X, y):
@@ -211,8 +215,7 @@ _EAGER_MAKE = torch_optim_row.make_optimizer
 
 
 def _compiled_step(optimizer, c):
-    options = dict(c.knobs) if c.compiler == "inductor" and c.knobs else None
-    step = torch.compile(optimizer.step, fullgraph=False, backend=c.compiler, options=options)
+    step = torch.compile(optimizer.step, fullgraph=False, backend=c.compiler, options=_options(c))
     if not c.dynamo_knobs:
         return step
 

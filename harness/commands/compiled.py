@@ -66,7 +66,8 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     for name in (n for n in names if n in results.trajectories and ROWS[n].runs in results.trajectories):
         twin = _pair(results, ROWS[name].runs, name)
         stderr_progress(f"{name}: the variant and the deciding compiler decision")
-        findings[name] = investigate(name, cfg, twin.twin.first_difference if twin.twin else None, not args.no_bisect)
+        first = twin.twin.first_difference if twin.twin else None
+        findings[name] = investigate(name, cfg, first, results.trajectories["numpy"], not args.no_bisect)
     data = summary(results, names, findings)
     print(render(results, data))
     return ending.finish(parser, outputs, ending.Result(data))

@@ -23,9 +23,8 @@ import numpy as np
 import backends
 from backends.compiled import backend_for, decisions, forget_compiled, pairs
 from harness.engine.agreement import elementwise_gap
-from harness.engine.execution import run_row
 from harness.engine.faults import patched
-from harness.engine.lockstep import PHASES, States, states_from_history
+from harness.engine.lockstep import PHASES, States, raw_ulps, states_from_history
 from harness.engine.rows import ROWS, load_backend
 
 
@@ -68,22 +67,13 @@ class Finding:
         }
 
 
-def state_at(cfg, epoch: int) -> States:
-    """The numpy row's state before ``epoch`` (the state every row stepped from there)."""
-    reference = run_row("numpy", cfg, record_states=True)
-    return states_from_history(cfg, reference.params, reference.states, [epoch])
-
-
 def phase_gap(a: dict, b: dict, phase: str, dtype: str) -> float:
     """The largest gap, in ULPs of the first's values, between two steps' ``phase``
     (0 only when every tensor of it is the same bits)."""
     worst = 0.0
     for k, want in a[phase].items():
-        want64, got64 = np.asarray(want, np.float64), np.asarray(b[phase][k], np.float64)
-        gap = elementwise_gap(want64, got64)
-        spacing = np.spacing(np.abs(want64).astype(dtype)).astype(np.float64)
-        ulps = np.where(gap > 0, gap / np.where(spacing > 0, spacing, 1.0), 0.0)
-        worst = max(worst, float(np.max(ulps)) if ulps.size else 0.0)
+        gap = elementwise_gap(np.asarray(want, np.float64), np.asarray(b[phase][k], np.float64))
+        worst = max(worst, float(np.max(raw_ulps(want, gap, dtype))) if gap.size else 0.0)
     return worst
 
 
@@ -127,22 +117,24 @@ def bisect(name: str, cfg, state: States, phase: str, eager: dict) -> list:
     return tried
 
 
-def investigate(name: str, cfg, first: dict | None, bisection: bool = True) -> Finding:
-    """Recognise and bisect row ``name``'s first difference from its eager row; a compile
-    that fails on the way is said in the finding, the rest of the run goes on."""
+def investigate(name: str, cfg, first: dict | None, reference, bisection: bool = True) -> Finding:
+    """Recognise and bisect row ``name``'s first difference from its eager row, stepping
+    from the state ``reference`` (the run's numpy trajectory, its states recorded) had
+    there; a compile that fails on the way is said in the finding, the rest of the run
+    goes on."""
     started = time.perf_counter()
     finding = Finding(name, first)
     if first is not None:
+        state = states_from_history(cfg, reference.params, reference.states, [first["epoch"]])
         try:
-            _investigate(finding, name, cfg, first, bisection)
+            _investigate(finding, name, cfg, first, state, bisection)
         except backends.RowFailed as exc:
             finding.failed = str(exc)
     finding.seconds = time.perf_counter() - started
     return finding
 
 
-def _investigate(finding: Finding, name: str, cfg, first: dict, bisection: bool) -> None:
-    state = state_at(cfg, first["epoch"])
+def _investigate(finding: Finding, name: str, cfg, first: dict, state: States, bisection: bool) -> None:
     eager = _steps(load_backend(ROWS[name].runs), cfg, state)
     compiled = _steps(load_backend(name), cfg, state)
     phase = next((p for p in PHASES if p in eager and p in compiled and phase_gap(eager, compiled, p, cfg.dtype)), None)

@@ -107,6 +107,13 @@ def worst_per_state(ref: dict, other: dict, scales: dict, dtype: str) -> np.ndar
     return worst
 
 
+def raw_ulps(want, gap: np.ndarray, dtype: str) -> np.ndarray:
+    """``gap`` in ULPs of ``want``'s values in ``dtype``, element by element."""
+    spacing = np.spacing(np.abs(np.asarray(want, dtype))).astype(np.float64)
+    with np.errstate(over="ignore"):  # a gap from exactly 0 is infinitely many ULPs of 0
+        return gap / np.where(spacing > 0, spacing, np.finfo(dtype).smallest_subnormal)
+
+
 def phase_errors(ref: dict, other: dict, scales: dict, states: States, dtype: str) -> dict:
     """Per phase: the worst error at the scale of its terms and where, and the earliest
     epoch where it exceeds K_LOCKSTEP."""
@@ -121,9 +128,7 @@ def phase_errors(ref: dict, other: dict, scales: dict, states: States, dtype: st
             want64, got64 = np.asarray(want, np.float64), np.asarray(other[phase][k], np.float64)
             gap = elementwise_gap(want64, got64)
             scaled = scaled_gap(gap, u * scales[phase][k])
-            spacing = np.spacing(np.abs(np.asarray(want, dtype))).astype(np.float64)
-            with np.errstate(over="ignore"):  # a gap from exactly 0 is infinitely many ULPs of 0
-                raw = gap / np.where(spacing > 0, spacing, np.finfo(dtype).smallest_subnormal)
+            raw = raw_ulps(want, gap, dtype)
             position = np.unravel_index(int(np.argmax(scaled)), scaled.shape)
             candidate = (
                 float(scaled.max()),

@@ -13,6 +13,7 @@ import numpy as np
 
 import backends
 from backends.compiled import COMPILATIONS, Compilation
+from backends.compiled import unavailable as compiled_unavailable
 from reference.optimizers import OPTIMIZERS
 from reference.spec import ADAM_FORMS, DTYPES, Config
 
@@ -187,22 +188,17 @@ ROWS: dict[str, Row] = {
 }
 
 
-# Fused kernels exist for these torch.optim classes only (torch/optim/*.py: "fused" argument).
-FUSED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adam", "adamw", "amsgrad")
-
-
 def compiled_row(c: Compilation) -> Row:
     """The row of a compiled-row record: the eager row it compiles, opt-in, judged against
     that row as a twin (the compiler in place of another environment)."""
     eager = ROWS[c.runs]
-    fused = c.kind == "fused optimizer"
     return replace(
         eager,
         name=c.name,
         backend=f"compiled:{c.name}",
         kind="compiled",
-        requires=("jax",) if c.kind == "xla flags" else ("torch",),
-        optimizers=tuple(o for o in eager.optimizers if o in FUSED_OPTIMIZERS) if fused else eager.optimizers,
+        requires=(c.framework,),
+        optimizers=tuple(o for o in eager.optimizers if o in c.optimizers) if c.optimizers else eager.optimizers,
         batched=False,
         twin=(c.runs, c.label),
         injectable=False,
@@ -392,8 +388,6 @@ def unavailable_reason(name: str) -> str | None:
             return f"{name} row unavailable: {module} is not installed"
     compilation = ROWS[name].compiled
     if compilation is not None:
-        from backends.compiled import unavailable as compiled_unavailable
-
         return compiled_unavailable(compilation)
     if ROWS[name].program:
         from backends.program_row import unavailable
