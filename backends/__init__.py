@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,13 @@ __all__ = ["INTERFACE", "REQUIRED", "BackendUnavailable", "PluginError", "load",
 # Seconds each backend's first import took in this process (its framework's import,
 # mostly): the default run's timeline reports them (harness.engine.execution.timed).
 IMPORT_SECONDS: dict = {}
+
+
+def user_cache_folder(what: str) -> Path:
+    """Where this tool keeps what ``what`` (a compiler) compiled, across runs:
+    $XDG_CACHE_HOME/xor-crosscheck/WHAT (~/.cache/… where XDG_CACHE_HOME is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "xor-crosscheck" / what
 
 
 class BackendUnavailable(ImportError):

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import backends
+
 LADDER = ("eager", "aot_eager", "aot_eager_decomp_partition", "inductor")  # torch.compile's backends, in order
 CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -180,8 +182,7 @@ def cache_folder() -> Path:
     $XDG_CACHE_HOME/xor-crosscheck/inductor (~/.cache/… where XDG_CACHE_HOME is unset)."""
     if os.environ.get(CACHE_VARIABLE):
         return Path(os.environ[CACHE_VARIABLE])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "xor-crosscheck" / "inductor"
+    return backends.user_cache_folder("inductor")
 
 
 def use_cache_folder() -> None:

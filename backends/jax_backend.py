@@ -15,11 +15,27 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+
+def _use_compilation_cache() -> None:
+    """JAX's persistent compilation cache in $JAX_COMPILATION_CACHE_DIR, else the user's
+    cache folder (backends.user_cache_folder("jax")), every compile kept (JAX keeps only
+    those over 1 s by default; the rows' take 0.1-1 s each, every run): a second run
+    loads what the first compiled. The key holds the program, the jax and jaxlib
+    versions, the backend and XLA_FLAGS, so another version or flag compiles anew."""
+    import os
+
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", str(backends.user_cache_folder("jax")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import backends  # noqa: E402
 from reference.spec import GRAD_SCALE, PARAM_NAMES, Config, xor_data  # noqa: E402
+
+_use_compilation_cache()
 
 NAME = "jax"
 GRADIENT_SOURCE = "jax.value_and_grad"

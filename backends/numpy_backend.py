@@ -236,35 +236,44 @@ def _flat(tree: dict, like):
 
 
 def _nudges(theta, streams):
-    """Nudges for ``theta`` from ``streams``, a sequence of (seed, runs): consecutive blocks
-    of runs (the first axis), each with a ``_nudge_stream`` of its own, so a block draws
-    the same nudges whatever other blocks share its batch."""
+    """Nudges for ``theta`` (a batch of runs along the first axis) from ``streams``, a
+    sequence of (seeds, directions) groups (``agreement.nudge_streams``): each group holds
+    ``directions`` × len(seeds) consecutive runs, direction-major (run d·N + j is seed j's
+    direction d), and each seed draws its directions' nudges from a stream of its own, so
+    a seed draws the same nudges whatever other seeds and groups share its batch."""
     draws, start = [], 0
-    for block_seed, runs in streams:
-        draws.append(_nudge_stream(theta[start : start + runs], int(block_seed)))
+    for seeds, directions in streams:
+        runs = directions * len(seeds)
+        draws.append(_seeded_nudges(theta[start : start + runs], seeds, directions))
         start += runs
+    if start != len(theta):
+        raise ValueError(f"nudge streams for {start} runs, a batch of {len(theta)}")
     return lambda: np.concatenate([draw() for draw in draws])
 
 
-def _nudge_stream(theta, seed: int):
-    """A function giving, per call, ±u for every element of ``theta``, the signs fresh
-    random bits. The bits come from ``rng.bytes`` in blocks of many calls' worth: its
-    32-bit words run on across calls, so call i of a block gets exactly the bytes the
-    i-th call of ``rng.bytes(⌈n/8⌉)`` would have (the same nudges as drawing one call at a
-    time, at a fraction of the cost for a few runs)."""
-    rng = np.random.default_rng(seed)
+def _seeded_nudges(theta, seeds, directions: int):
+    """A function giving, per call, ±u for every element of ``theta`` (``directions`` ×
+    len(seeds) runs, direction-major), the signs fresh random bits: seed j's from
+    ``default_rng(seeds[j])``, n = directions × (elements per run) of them per call. The
+    bits come from ``rng.bytes`` in blocks of many calls' worth: its 32-bit words run on
+    across calls, so call i of a block gets exactly the bytes the i-th call of
+    ``rng.bytes(⌈n/8⌉)`` would have (the same nudges as drawing one call at a time, at a
+    fraction of the cost, whatever the block's length)."""
+    rngs = [np.random.default_rng(int(seed)) for seed in seeds]
     u = np.finfo(theta.dtype).eps
     signs = np.array([-u, u], dtype=theta.dtype)
-    n = theta.size
+    per_run = theta.shape[-1]
+    n = directions * per_run
     used, words = (n + 7) // 8, ((n + 7) // 8 + 3) // 4
-    block = max(1, 2**18 // n)  # calls per block: at most ~2 MiB of signs at once
+    block = max(1, min(2**14, 2**24 // (n * len(rngs))))  # calls per block: at most ~16 MiB of bits at once
     drawn: list = []
 
     def draw():
         if not drawn:
-            raw = np.frombuffer(rng.bytes(4 * words * block), dtype=np.uint8).reshape(block, 4 * words)[:, :used]
-            drawn.extend(reversed(signs[np.unpackbits(raw, axis=1, count=n)]))
-        return drawn.pop().reshape(theta.shape)
+            raw = np.stack([np.frombuffer(rng.bytes(4 * words * block), dtype=np.uint8) for rng in rngs])
+            bits = np.unpackbits(raw.reshape(len(rngs), block, 4 * words)[:, :, :used], axis=-1, count=n)
+            drawn.extend(reversed(bits.reshape(len(rngs), block, directions, per_run).transpose(1, 2, 0, 3)))
+        return signs[drawn.pop()].reshape(theta.shape)
 
     return draw
 

@@ -121,18 +121,18 @@ def step_phases(cfg: Config, params, slots, t) -> dict:
 
     theta, g = flat(tensors).clone(), flat(grads)
     flat_slots = {s: flat(tree).clone() for s, tree in state.slots.items()}
-    counts, starts = np.unique(steps[order], return_index=True)
-    bounds = list(zip(starts, list(starts[1:]) + [len(order)], strict=True))
-    leaves = [theta[a:b] for a, b in bounds]  # views of theta: the optimizer's in-place steps land there
+    counts, sizes = np.unique(steps[order], return_counts=True)
+    leaves = theta.split(sizes.tolist())  # views of theta: the optimizer's in-place steps land there
+    parts = {s: x.split(sizes.tolist()) for s, x in flat_slots.items()}  # views likewise
     optimizer = make_optimizer(cfg, leaves)
     with default_dtype():
-        for leaf, (a, b), count in zip(leaves, bounds, counts, strict=True):
-            leaf.grad = g[a:b]
-            optimizer.state[leaf] = state_entry(cfg, {s: x[a:b] for s, x in flat_slots.items()}, count)
+        for i, (leaf, grad, count) in enumerate(zip(leaves, g.split(sizes.tolist()), counts, strict=True)):
+            leaf.grad = grad
+            optimizer.state[leaf] = state_entry(cfg, {s: views[i] for s, views in parts.items()}, count)
         optimizer.step()
     for s in OPTIMIZERS[cfg.optimizer].torch_scalars:  # kept apart from the batch: copied back
-        for leaf, (a, b) in zip(leaves, bounds, strict=True):
-            flat_slots[s][a:b] = optimizer.state[leaf][OPTIMIZERS[cfg.optimizer].torch_state[s]]
+        for leaf, part in zip(leaves, parts[s], strict=True):
+            part.copy_(optimizer.state[leaf][OPTIMIZERS[cfg.optimizer].torch_state[s]])
     tree = backends.numpy_tree(module, {"forward": forward, "loss": {"loss": loss}, "grads": grads})
     inverse = np.argsort(order)
     unflat = lambda x: unflatten_params(x.numpy()[inverse], cfg.hidden)  # noqa: E731

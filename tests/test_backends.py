@@ -153,23 +153,26 @@ def test_asking_for_cuda_without_one_is_a_clear_error(name):
         module.check_device("cuda")
 
 
-@pytest.mark.parametrize("elements", [51, 51000])
-def test_nudges_drawn_in_blocks_are_the_one_call_at_a_time_draws(elements):
+@pytest.mark.parametrize(("seeds", "per_run"), [((7,), 17), ((7, 8, 2**32 + 7), 17), ((5,), 17000)])
+def test_nudges_drawn_in_blocks_are_the_one_call_at_a_time_draws(seeds, per_run):
     """The envelope's nudges come from rng.bytes in blocks: the same signs, in the same
-    order, as drawing ⌈n/8⌉ bytes per call (as the envelope's figures were made)."""
-    from backends.numpy_backend import _nudge_stream
+    order, as each seed drawing ⌈n/8⌉ bytes per call (as the envelope's figures were made)."""
+    from backends.numpy_backend import _seeded_nudges
 
-    calls = 2 * max(1, 2**18 // elements) + 3  # across block boundaries
-    draw, rng = _nudge_stream(np.zeros(elements), 7), np.random.default_rng(7)
+    directions, n = 3, 3 * per_run
+    calls = 2 * max(1, min(2**14, 2**24 // (n * len(seeds)))) + 3  # across block boundaries
+    draw = _seeded_nudges(np.zeros((directions * len(seeds), per_run)), seeds, directions)
     got = np.array([draw() for _ in range(calls)])
+    rngs = [np.random.default_rng(s) for s in seeds]
     bits = np.array(
         [
-            np.unpackbits(np.frombuffer(rng.bytes((elements + 7) // 8), dtype=np.uint8), count=elements)
+            [np.unpackbits(np.frombuffer(rng.bytes((n + 7) // 8), dtype=np.uint8), count=n) for rng in rngs]
             for _ in range(calls)
         ]
-    )
+    )  # (calls, seeds, n): seed j's n bits are its directions' runs, one after another
+    direction_major = bits.reshape(calls, len(seeds), directions, per_run).transpose(0, 2, 1, 3)
     u = np.finfo(np.float64).eps
-    np.testing.assert_array_equal(got, np.where(bits == 1, u, -u))
+    np.testing.assert_array_equal(got, np.where(direction_major == 1, u, -u).reshape(got.shape))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -206,14 +209,24 @@ def test_the_torchscript_yardstick_trains_as_the_torch_row_does():
     assert np.abs(params[-1] - params[0]).max() > 1e-3  # it trained
 
 
-def test_a_block_of_runs_draws_the_nudges_it_would_alone():
-    """The envelope's runs are nudged as a batch of their own directions alone would be,
-    whatever probes share the batch (agreement.nudge_streams): power's thresholds stand."""
-    from backends.numpy_backend import _nudge_stream, _nudges
+def test_a_seed_draws_the_nudges_and_starts_it_would_alone():
+    """A seed's envelope runs are nudged and started as they would be alone, whatever seeds
+    and probes share the batch (agreement.nudge_streams): power's thresholds stand, and
+    the sweep may split its envelope into tasks of any size."""
+    from backends.numpy_backend import _nudges
+    from harness.engine.agreement import NUDGED_RUNS, nudge_streams, perturbed_starts
+    from harness.engine.execution import batch_params
 
-    theta = np.zeros((8, 5))
-    together, alone, probes = _nudges(theta, ((3, 3), (9, 5))), _nudge_stream(theta[:3], 3), _nudge_stream(theta[3:], 9)
+    seeds = np.array([4, 11, 12])
+    batch = perturbed_starts(batch_params(seeds, 4, "float64"), seeds)
+    together = _nudges(np.zeros((NUDGED_RUNS * 3, 17)), nudge_streams(seeds))
+    alone = [_nudges(np.zeros((NUDGED_RUNS, 17)), nudge_streams(int(s))) for s in seeds]
+    for j, seed in enumerate(seeds):
+        single = perturbed_starts(initial_params(int(seed), 4, "float64"), int(seed))
+        for k in PARAM_NAMES:
+            np.testing.assert_array_equal(batch[k][j::3], single[k])
     for _ in range(4):
-        both = together()
-        np.testing.assert_array_equal(both[:3], alone())
-        np.testing.assert_array_equal(both[3:], probes())
+        both, each = together(), [draw() for draw in alone]
+        for j in range(3):
+            np.testing.assert_array_equal(both[j::3], each[j])
+        assert not np.array_equal(each[0], each[1])

@@ -124,13 +124,16 @@ def test_plot_writes_png_figures(full_run):
 @pytest.mark.slow
 def test_chaotic_training_is_told_apart_from_a_real_difference(tmp_path):
     # lr 0.05, seed 3: training is chaotic, so rounding differences between two correct
-    # rows grow until the trajectories part by ~0.5. The envelope of one-ULP perturbations
-    # grows with them, and lockstep stays at rounding level: the rows agree.
+    # rows grow until the trajectories part by ~0.5 (here). The envelope of one-ULP
+    # perturbations grows with them, and lockstep stays at rounding level: the rows agree.
+    # Whether numpy and JAX round apart at all is the platform's business; that the
+    # numpy row's own one-ULP nudges part by O(1) is the case's mechanism, and is asserted.
     pytest.importorskip("jax")
     result = run_cli("--backends", "numpy,jax", "--lr", "0.05", "--seed", "3", "--json", str(tmp_path / "c.json"))
     assert result.returncode == 0, result.stdout + result.stderr
     (pair,) = json.loads((tmp_path / "c.json").read_text())["agreement"]
-    assert pair["max_abs_param_diff"] > 1e-3 and pair["passed"] and pair["lockstep_max_ulp"] < 8
+    assert pair["chaotic"] and pair["tolerance"] > 1e-2
+    assert pair["passed"] and pair["lockstep_max_ulp"] < 8
 
 
 @pytest.mark.slow
@@ -327,6 +330,7 @@ def test_the_json_times_every_task_and_bench_breaks_the_run_down(full_run):
         <= timings["tasks"]["train numpy"]["end"] - timings["tasks"]["train numpy"]["start"]
     )
     assert 0 < run["workers_busy"] <= 1
+    assert phases["train numpy"]["cpu_seconds"] > 0 and phases["verdicts"]["cpu_seconds"] is None
     text = "\n".join(render_breakdown(run))
     assert "lockstep torch" in text and "envelope runs" in text and "plots" in text
 
@@ -343,13 +347,19 @@ def test_bench_prints_its_figures(tmp_path):
         "--no-wall",
         "--backends",
         "numpy,torch,jax",
+        "--sweep",
+        "3",
         "--json",
         str(tmp_path / "b.json"),
     )
     assert result.returncode == 0, result.stderr
-    for label in ("numpy", "torch", "jax", "TorchScript", "article numpy loop", "import seconds"):
+    for label in ("numpy", "torch", "jax", "TorchScript", "article numpy loop", "import seconds", "a sweep of 3"):
         assert label in result.stdout
     data = json.loads((tmp_path / "b.json").read_text())
+    sweep = data["sweep"]  # every task of the sweep, timed in the worker that ran it
+    assert {t["task"] for t in sweep["tasks"]} == {"numpy 0", "torch 0", "jax 0", "perturbed 0"}
+    assert all(t["seconds"] > 0 and t["cpu_seconds"] > 0 and t["start"] >= 0 for t in sweep["tasks"])
+    assert sweep["wall_seconds"] > max(t["seconds"] for t in sweep["tasks"]) and sweep["peak_memory_mib"]["main"] > 0
     for name in ("numpy", "torch", "jax"):
         us = data["rows"][name]["us_per_epoch"]
         assert 0 < us["min"] <= us["median"] <= us["max"] and us["runs"] == 2

@@ -192,12 +192,14 @@ def test_envelope_is_non_decreasing_and_sets_the_tolerance():
 @pytest.mark.slow
 def test_chaotic_seed_at_the_default_config_now_agrees():
     """Seed 101 stalls on the 0.125 plateau, where rows part by ~1e-3 from rounding
-    alone (the fixed rule fails it): the envelope grows with it, lockstep stays clean."""
+    alone (the fixed rule fails it): the envelope grows with it, lockstep stays clean.
+    The envelope's own one-ULP nudges part (the mechanism, asserted), whether or not
+    numpy and JAX round apart on this platform."""
     if "jax" not in AVAILABLE:
         pytest.skip("needs jax")
     results = run_default(Config(seed=101), ["numpy", "jax"], "cpu", 1, {})
     (pair,) = results.pairs
-    assert pair.agreement.max_abs_param_diff > 1e-5
+    assert pair.agreement.chaotic and pair.agreement.tolerance > 1e-4
     assert pair.passed and pair.lockstep_max_ulp < K_LOCKSTEP
 
 

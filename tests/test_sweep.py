@@ -142,3 +142,23 @@ def test_a_sweep_split_into_tasks_keeps_every_seed_in_its_place():
             start = perturbed.params[0, d * 5 + i]
             assert np.all(np.abs(start - alone.params[0]) <= np.spacing(np.abs(alone.params[0])))
             assert np.any(start != alone.params[0])
+
+
+@pytest.mark.slow
+def test_seeds_per_task_changes_no_figure():
+    """Every seed's envelope is drawn from streams of its own: one task or one per seed
+    (the envelope's tasks then hold one seed each), the same bits and the same summary."""
+    from harness.commands.sweep import summarize, train_seeds
+
+    cfg, seeds = Config(epochs=300, lr=0.05), np.arange(20, 26)
+    one = train_seeds(cfg, ["numpy", "jax"], seeds, 30, "cpu", 2, per_task=1000)
+    many = train_seeds(cfg, ["numpy", "jax"], seeds, 30, "cpu", 2, per_task=3)
+    for name in ("numpy", "jax"):
+        np.testing.assert_array_equal(one[0][name].params, many[0][name].params)
+    np.testing.assert_array_equal(one[1].params, many[1].params)
+    np.testing.assert_array_equal(one[1].loss, many[1].loss)
+    figures = [summarize(cfg, seeds, 30, trajectories, perturbed).data for trajectories, perturbed, _ in (one, many)]
+    for data in figures:
+        for row in data["rows"].values():
+            del row["seconds"], row["us_per_epoch"], row["seed_epochs_per_second"]
+    assert figures[0] == figures[1] and figures[0]["pairs"][0]["margin"]["max"] > 0

@@ -41,12 +41,14 @@ def test_float64_rows_agree_over_20000_epochs(float64_rows):
 
 
 @pytest.mark.slow
-def test_float32_rows_agree_within_their_tolerance(float32_rows):
-    for t in float32_rows.values():
+def test_float32_rows_agree_within_their_tolerance(float32_rows, float64_rows):
+    for name, t in float32_rows.items():
+        # float32 really rounds in float32: apart from the float64 run by far more than
+        # its rounding (whether two float32 rows round alike is the platform's business)
         assert t.params.dtype == np.float32
+        assert np.abs(t.params - float64_rows["numpy"].params).max() > 1e-6, name
     for a in compare_all(float32_rows, "float32"):
         assert a.passed, a
-        assert a.max_abs_param_diff > 1e-9  # float32 really rounds in float32
 
 
 @pytest.mark.slow

@@ -53,6 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the whole runs: the default run (and its breakdown by phase) and the article's script",
     )
+    parser.add_argument(
+        "--sweep",
+        type=arguments.positive_int,
+        metavar="SEEDS",
+        default=None,
+        help="also time a whole sweep of SEEDS seeds (python -m harness.cli sweep --seeds SEEDS, every row, "
+        "--epochs): its wall time, peak memory, and each task's seconds and CPU",
+    )
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
@@ -70,6 +78,10 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         print(f"  {text} ...", file=sys.stderr, flush=True)
 
     result = ending.Result(run_bench(cfg, names, args.repeat, wall=not args.no_wall, progress=progress))
+    if args.sweep:
+        progress(f"timing a sweep of {args.sweep} seeds (python -m harness.cli sweep)")
+        batched = [n for n in names if ROWS[n].batched] if args.backends else None
+        result.data["sweep"] = sweep_breakdown(cfg, args.sweep, batched)
     result.data["environment"] = environment()
     print(render_bench(result.data))
     return ending.finish(parser, outputs, result)
@@ -197,29 +209,71 @@ def default_run_breakdown(cfg: Config) -> dict:
     return breakdown(data["timings"], launched, finished, sorted(data["backends"]))
 
 
+def sweep_breakdown(cfg: Config, seeds: int, rows: list | None = None) -> dict:
+    """A whole sweep (``python -m harness.cli sweep``, of ``rows`` or every row) in a fresh
+    interpreter, timed from outside: its wall time, its peak memory, and each task's
+    (from the sweep's JSON)."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "sweep.json"
+        argv = ["-m", "harness.cli", "sweep", "--seeds", str(seeds), "--epochs", str(cfg.epochs), "--json", str(report)]
+        argv += ["--backends", ",".join(rows)] if rows else []
+        start = time.perf_counter()
+        run = subprocess.run([sys.executable, *argv], check=False, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if run.returncode not in (0, 1):  # 1: some seed parts, still a whole sweep
+            raise RuntimeError(f"the sweep failed: {run.stderr.strip().splitlines()[-1:]}")
+        data = json.loads(report.read_text())
+    return {
+        "seeds": seeds,
+        "epochs": cfg.epochs,
+        "wall_seconds": wall,
+        "tasks_seconds": data["seconds"],
+        "peak_memory_mib": data["peak_memory_mib"],
+        "workers": len(data["workers"]),
+        "tasks": data["task_timings"],
+    }
+
+
+def render_sweep(sweep: dict) -> list:
+    mem = sweep["peak_memory_mib"]
+    workers = {address: n for n, address in enumerate(sorted({t["worker"] for t in sweep["tasks"]}), 1)}
+    lines = [
+        f"a sweep of {sweep['seeds']} seeds × {sweep['epochs']} epochs: {sweep['wall_seconds']:.1f} s of wall time, "
+        f"peak memory {mem['main']:.0f} MiB in the main process, {mem['largest_worker']:.0f} MiB in the largest "
+        f"worker; {len(sweep['tasks'])} tasks on {sweep['workers']} workers",
+        f"{'task':<20} {'starts at s':>11} {'seconds':>8} {'CPU s':>7}  worker",
+    ]
+    lines += [
+        f"{t['task']:<20} {t['start']:11.1f} {t['seconds']:8.1f} {t['cpu_seconds']:7.1f}  {workers[t['worker']]}"
+        for t in sweep["tasks"]
+    ]
+    cpu = sum(t["cpu_seconds"] for t in sweep["tasks"])
+    lines.append(f"the tasks' CPU together: {cpu:.1f} s")
+    return lines
+
+
 def breakdown(timings: dict, launched: float, finished: float, rows: list) -> dict:
     """Phases of a default run, each with its seconds and process ("main", or "worker N"
     for the tasks, which run in parallel): the main process's start-up and imports, each
     task (its imports apart), the main process's steps, and the rest (JSON, exit)."""
     tasks, main = timings["tasks"], timings["main"]
     workers = {pid: n for n, pid in enumerate(sorted({c["pid"] for c in tasks.values()}), 1)}
-    phases = [("start-up and imports", timings["started"] - launched, "main")]
+    phases: list[tuple] = [("start-up and imports", timings["started"] - launched, "main", None)]
     for label, cost in sorted(tasks.items(), key=lambda kv: kv[1]["start"]):
         where, imports = f"worker {workers[cost['pid']]}", sum(cost["imports"].values())
         if imports >= 0.01:
-            phases.append((f"imports: {', '.join(cost['imports'])}", imports, where))
-        phases.append((label, cost["end"] - cost["start"] - imports, where))
-    phases += [(step, seconds, "main") for step, seconds in main.items() if step != "training and lockstep"]
+            phases.append((f"imports: {', '.join(cost['imports'])}", imports, where, None))
+        phases.append((label, cost["end"] - cost["start"] - imports, where, cost["cpu"] + cost.get("child_cpu", 0.0)))
+    phases += [(step, seconds, "main", None) for step, seconds in main.items() if step != "training and lockstep"]
     wall = finished - launched
-    phases.append(
-        ("the rest (replay files, JSON, exit)", wall - (timings["started"] - launched) - sum(main.values()), "main")
-    )
+    rest = wall - (timings["started"] - launched) - sum(main.values())
+    phases.append(("the rest (replay files, JSON, exit)", rest, "main", None))
     span = main["training and lockstep"]
     busy = sum(c["end"] - c["start"] for c in tasks.values())
     return {
         "rows": rows,
         "wall_seconds": wall,
-        "phases": [{"phase": p, "seconds": s, "process": w} for p, s, w in phases],
+        "phases": [{"phase": p, "seconds": s, "process": w, "cpu_seconds": c} for p, s, w, c in phases],
         "imports": _imports_by_backend(tasks.values()),
         "task_cpu_seconds": sum(c["cpu"] + c.get("child_cpu", 0.0) for c in tasks.values()),
         "workers": len(workers),
@@ -349,6 +403,8 @@ def render_bench(result: dict) -> str:
         )
     if "default_run" in result:
         lines += [""] + render_breakdown(result["default_run"])
+    if "sweep" in result:
+        lines += [""] + render_sweep(result["sweep"])
     return "\n".join(lines)
 
 
@@ -378,9 +434,11 @@ def render_breakdown(run: dict) -> list:
     lines = [
         f"where a default run's time goes ({len(run['rows'])} rows, with --plot: {run['wall_seconds']:.2f} s "
         f"of wall time, of which the plots {plots:.2f} s; the workers' tasks run in parallel)",
-        f"{'phase':<44} {'seconds':>8}  process",
+        f"{'phase':<44} {'seconds':>8} {'CPU s':>7}  process   (a task's CPU: its imports included)",
     ]
-    lines += [f"{p['phase']:<44} {p['seconds']:8.2f}  {p['process']}" for p in run["phases"]]
+    for p in run["phases"]:
+        cpu = f"{p['cpu_seconds']:7.2f}" if p.get("cpu_seconds") is not None else f"{'':>7}"
+        lines.append(f"{p['phase']:<44} {p['seconds']:8.2f} {cpu}  {p['process']}")
     if run["workers_busy"] is not None:
         lines.append(
             f"training and lockstep: {run['training_and_lockstep_seconds']:.2f} s of wall time, "

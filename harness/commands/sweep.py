@@ -150,15 +150,13 @@ def train_seeds(
     from harness.engine.rows import expected_cost
     from harness.report.progress import Progress
 
-    batches = [seeds[i : i + per_task] for i in range(0, len(seeds), per_task)]
-    tasks: list[tuple] = []
+    batches = split(seeds, per_task)
+    # each seed's perturbation envelope: NUDGED_RUNS numpy runs per seed, in tasks of about
+    # per_task runs like the rows' (a seed's nudges are its own, so the split moves no figure)
+    envelope_batches = split(seeds, max(1, per_task // NUDGED_RUNS)) if names[0] == "numpy" else []
+    tasks = [(("perturbed", b), guarded, envelope_task(cfg, batch, every)) for b, batch in enumerate(envelope_batches)]
     for b, batch in enumerate(batches):
         params0 = batch_params(batch, cfg.hidden, cfg.dtype)
-        if names[0] == "numpy":  # each seed's perturbation envelope: one more numpy batch, the largest task: first
-            starts = perturbed_starts(params0, int(batch[0]))
-            tasks.append(
-                (("perturbed", b), guarded, (run_row, "numpy", cfg, starts, every, "cpu", None, False, int(batch[0])))
-            )
         tasks += [
             ((n, b), guarded, (run_row, n, cfg, params0, every, device))
             for n in sorted(names, key=lambda n: -expected_cost(n))
@@ -175,8 +173,21 @@ def train_seeds(
     }
     perturbed = None
     if names[0] == "numpy" and "numpy" in trajectories:
-        perturbed = joined([results[("perturbed", b)] for b in range(len(batches))], NUDGED_RUNS)
+        perturbed = joined([results[("perturbed", b)] for b in range(len(envelope_batches))], NUDGED_RUNS)
     return trajectories, perturbed, report
+
+
+def envelope_task(cfg: Config, seeds: np.ndarray, every: int) -> tuple:
+    """run_row's arguments for the numpy runs of ``seeds``' perturbation envelopes."""
+    from harness.engine.execution import run_row
+
+    starts = perturbed_starts(batch_params(seeds, cfg.hidden, cfg.dtype), seeds)
+    return (run_row, "numpy", cfg, starts, every, "cpu", None, False, seeds)
+
+
+def split(seeds: np.ndarray, size: int) -> list:
+    """``seeds`` in consecutive batches of at most ``size``."""
+    return [seeds[i : i + size] for i in range(0, len(seeds), size)]
 
 
 def joined(parts: list, directions: int = 1):

@@ -211,25 +211,29 @@ def one_ulp_perturbations(params0: dict, seed: int, directions: int = NUDGED_RUN
     return out
 
 
-def perturbed_starts(params0: dict, seed: int) -> dict:
+def perturbed_starts(params0: dict, seeds) -> dict:
     """Every run's initial weights (one run, or a batch along the first axis) moved by one
     ULP in NUDGED_RUNS random directions, as one batch to train with ``nudge_streams``:
     direction d holds runs [d·N, (d + 1)·N), N the runs in ``params0``; the first
-    ENVELOPE_DIRECTIONS are the envelope's, the rest its probes."""
+    ENVELOPE_DIRECTIONS are the envelope's, the rest its probes. ``seeds``: the seed of
+    each run (or of the one run): run j's directions are drawn from its own, so a seed's
+    starts are the same whatever batch it is in, alone included."""
     batch = {k: np.asarray(v)[None] if np.ndim(v) == 2 else np.asarray(v) for k, v in params0.items()}
-    starts = one_ulp_perturbations(batch, seed)
-    return {k: np.concatenate([s[k] for s in starts]) for k in params0}
+    seeds = np.atleast_1d(seeds)
+    if len(seeds) != len(batch["W1"]):
+        raise ValueError(f"{len(seeds)} seeds for a batch of {len(batch['W1'])} runs")
+    per_run = [one_ulp_perturbations({k: v[j : j + 1] for k, v in batch.items()}, int(s)) for j, s in enumerate(seeds)]
+    return {k: np.concatenate([run[d][k] for d in range(NUDGED_RUNS) for run in per_run]) for k in params0}
 
 
-def nudge_streams(seed: int, runs: int) -> tuple:
-    """The nudges of a batch of ``perturbed_starts`` (``runs`` runs in all): the envelope's
-    directions from ``seed``, the probes' from a stream of their own, so the envelope's
-    runs are those a batch of its directions alone would train (numpy_backend._nudges)."""
-    per_direction = runs // NUDGED_RUNS
-    return (
-        (seed, ENVELOPE_DIRECTIONS * per_direction),
-        (seed + PROBE_SEED_OFFSET, PROBE_DIRECTIONS * per_direction),
-    )
+def nudge_streams(seeds) -> tuple:
+    """The nudges of a batch of ``perturbed_starts`` of runs with ``seeds`` (one seed, or
+    one per run): (seeds, directions) groups for ``numpy_backend.train(nudge_seed=...)``.
+    Each seed nudges its envelope's directions from a stream of its own, and its probes
+    from another, so a seed's envelope runs are those a batch of its envelope directions
+    alone would train, whatever seeds and probes share the batch."""
+    seeds = tuple(int(s) for s in np.atleast_1d(seeds))
+    return ((seeds, ENVELOPE_DIRECTIONS), (tuple(s + PROBE_SEED_OFFSET for s in seeds), PROBE_DIRECTIONS))
 
 
 def envelope_of(reference, perturbed) -> np.ndarray:

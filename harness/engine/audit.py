@@ -91,7 +91,7 @@ def audit_task(cell: Cell, seeds, every: int) -> dict:
     params0 = batch_params(seeds, cfg.hidden, cfg.dtype)
     names = audit_rows(cfg)
     reference = run_row("numpy", cfg, params0, every, record_states=True)
-    nudged = run_row("numpy", cfg, perturbed_starts(params0, int(seeds[0])), every, nudge_seed=int(seeds[0]))
+    nudged = run_row("numpy", cfg, perturbed_starts(params0, seeds), every, nudge_seed=seeds)
     envelope, scale = envelope_of(reference, nudged), trajectory_scale(reference.params, axis=1)
     allowed = envelope_tolerance(envelope, cfg.dtype, scale)[0]
     states = checkpoint_states(cfg, reference, every)

@@ -39,13 +39,21 @@ class TaskReport:
     retried: list = field(default_factory=list)  # keys of tasks rerun after a worker died holding them
     failed_twice: list = field(default_factory=list)  # of those, the ones that lost two workers or more
     peak_worker_mib: float = 0.0  # the largest peak resident memory a worker reported
+    timings: dict = field(default_factory=dict)  # task key -> where and when it ran, its CPU (_on_worker)
 
     def to_json(self) -> dict:
+        first = min((t["start"] for t in self.timings.values()), default=0.0)
         return {
             "workers": sorted(self.workers),
             "retried_tasks": len(self.retried),
             "tasks_failed_twice": sorted(self.failed_twice),
             "peak_worker_memory_mib": self.peak_worker_mib,
+            "task_timings": [
+                {"task": " ".join(map(str, key)) if isinstance(key, tuple) else str(key)}
+                | {"start": t["start"] - first, "seconds": t["end"] - t["start"], "cpu_seconds": t["cpu"]}
+                | {"worker": t["worker"], "peak_worker_memory_mib": t["peak_mib"]}
+                for key, t in sorted(self.timings.items(), key=lambda kv: kv[1]["start"])
+            ],
         }
 
 
@@ -56,11 +64,20 @@ def peak_memory_mib() -> float:
 
 
 def _on_worker(function, args):
-    """A task as a worker runs it: its result, the worker's address and its peak memory."""
+    """A task as a worker runs it: its result, the worker's address, and when it ran, its
+    CPU seconds (this process's, and its children's: a language row's program) and the
+    worker's peak memory after it."""
     from distributed import get_worker
 
+    start, cpu = time.time(), _cpu_seconds()
     result = function(*args)
-    return result, get_worker().address, peak_memory_mib()
+    timing = {"start": start, "end": time.time(), "cpu": _cpu_seconds() - cpu, "peak_mib": peak_memory_mib()}
+    return result, get_worker().address, timing
+
+
+def _cpu_seconds() -> float:
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _suspicious_counts(dask_scheduler=None, keys=()) -> dict:
@@ -120,9 +137,10 @@ class Cluster:
             if future.status != "finished":
                 self._count_retries(keys, report)
                 raise ClusterError(f"task {futures[future]} could not be finished: {future.exception()}")
-            result, address, peak = future.result()
+            result, address, timing = future.result()
             report.workers.add(address)
-            report.peak_worker_mib = max(report.peak_worker_mib, peak)
+            report.peak_worker_mib = max(report.peak_worker_mib, timing["peak_mib"])
+            report.timings[futures[future]] = timing | {"worker": address}
             if progress is not None:
                 progress.advance()
             yield futures[future], result

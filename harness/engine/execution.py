@@ -55,13 +55,14 @@ def run_row(
     device: str = "cpu",
     fault: str | None = None,
     record_states: bool = False,
-    nudge_seed: int | None = None,
+    nudge_seed=None,
 ) -> Trajectory:
     """Train row ``name`` from ``params0`` (default: the config's initial weights),
     recording every ``every`` epochs (the last always), with ``fault`` planted if given.
     numpy only: ``record_states`` also keeps the optimizer's state for lockstep and
-    replay; ``nudge_seed`` moves θ by ~one ULP at random after every step, ``params0``
-    being a batch of ``perturbed_starts`` (``agreement.nudge_streams``: the envelope)."""
+    replay; ``nudge_seed`` (the seed of each run ``perturbed_starts`` made ``params0``
+    from, or of the one run) moves θ by ~one ULP at random after every step
+    (``agreement.nudge_streams``: the envelope)."""
     row = ROWS[name]
     if params0 is None:
         params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
@@ -70,7 +71,7 @@ def run_row(
     if record_states:
         extra["states"] = {}
     if nudge_seed is not None:
-        extra["nudge_seed"] = nudge_streams(nudge_seed, np.shape(params0["W1"])[0])
+        extra["nudge_seed"] = nudge_streams(nudge_seed)
     if row.program:
         extra["timeout"] = program_timeout(name, cfg)
     with their_failures(name), injected(name, fault):

@@ -452,7 +452,7 @@ def _spec_and_allowed(cfg: Config, params0, k: int):
     """The spec's first ``k`` epochs, and the derived tolerance per record over them."""
     spec = _first_records(_numpy_train(cfg, params0, k), k)
     starts = perturbed_starts(params0, cfg.seed)
-    loss, params = _numpy_train(cfg, starts, k, nudge_seed=nudge_streams(cfg.seed, len(starts["W1"])))
+    loss, params = _numpy_train(cfg, starts, k, nudge_seed=nudge_streams(cfg.seed))
     envelope = envelope_of(spec, SimpleNamespace(loss=loss, params=params))
     return spec, envelope_tolerance(envelope, cfg.dtype, trajectory_scale(spec.params))[0]
 
