@@ -275,9 +275,9 @@ needs_cxx = pytest.mark.skipif(shutil.which(os.environ.get("CXX") or "g++") is N
 @pytest.fixture(scope="module")
 def compiled_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("compiled")
-    env = {"TORCHINDUCTOR_CACHE_DIR": str(folder / "cache")}
     rows = "torch.compile,torch.optim+compile,torch.optim+fused,jax+fast-math"
-    return _compiled(folder, "--backends", rows, "--epochs", "200", env_extra=env)
+    # the session's Inductor cache (conftest): what other tests compiled is not compiled again
+    return _compiled(folder, "--backends", rows, "--epochs", "200")
 
 
 @pytest.mark.slow
