@@ -104,7 +104,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         parser,
         outputs,
         Reported(results),
-        plots=lambda folder: results.timed_call("plots", run_report.write_plots, results, folder),
+        plots=lambda folder: results.timed_call("plots", run_report.write_plots, results, folder, args.jobs),
         npz=lambda: {
             f"{name}/{key}": getattr(traj, key)
             for name, traj in results.trajectories.items()

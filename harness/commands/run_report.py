@@ -277,11 +277,15 @@ def paragraph(a: str, b: str, div: dict, replay_path, explanation: dict | None =
     return text
 
 
-def write_plots(results, folder) -> None:
-    """The rows' figures, and per pair the drift figure (gap, allowed, lockstep error)."""
-    from harness.report.plots import drift_figure, write_all
+def write_plots(results, folder, jobs: int = 1) -> None:
+    """The rows' figures, and per pair the drift figure (gap, allowed, lockstep error),
+    drawn in ``jobs`` worker processes (matplotlib draws one figure at a time in a
+    process; docs/speed.md has what it saves)."""
+    from harness.engine.execution import CouldNotRun, Workers
+    from harness.report.plots import drift_figure, row_figures
 
-    write_all(results.trajectories, results.cfg.hidden, folder)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    figures = row_figures(results.trajectories, results.cfg.hidden, folder)
     reference = next(iter(results.trajectories.values()))
     allowed = (
         envelope_tolerance(results.envelope, results.cfg.dtype, trajectory_scale(reference.params))[0]
@@ -290,4 +294,11 @@ def write_plots(results, folder) -> None:
     )
     for p in results.pairs:
         lock = results.lockstep.get(p.b, {}).get("params_gap") if p.a == "numpy" else None
-        drift_figure(Path(folder) / f"drift_{p.a}_vs_{p.b}.png", p.a, p.b, results.gaps[p.a, p.b], allowed, lock)
+        path = Path(folder) / f"drift_{p.a}_vs_{p.b}.png"
+        figures.append((drift_figure, (path, p.a, p.b, results.gaps[p.a, p.b], allowed, lock)))
+    with Workers(min(jobs, len(figures))) as workers:  # in this process when jobs is 1
+        for i, (function, args) in enumerate(figures):
+            workers.submit(i, function, *args)
+        for _, drawn in workers.results():  # a figure that fails raises here
+            if isinstance(drawn, CouldNotRun):  # its worker died: the figure is not there
+                raise OSError(f"drawing the figures: {drawn.reason}")

@@ -38,15 +38,14 @@ def save_figure(fig, path):
 
 
 def log_scale(ax) -> None:
-    """A log y axis labelled 1e-14, not in mathtext: typesetting $10^{-14}$ took a
-    quarter of a drift figure's time."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    """A log y axis labelled in plain text (1e-14), not in mathtext: typesetting
+    $10^{-14}$ took a quarter of a drift figure's time. Minor ticks are labelled where
+    the axis spans too few decades for the major ones alone, as matplotlib's default does."""
+    from matplotlib.ticker import LogFormatter
 
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(
-        FuncFormatter(lambda value, _: f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e"))
-    )
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(LogFormatter())
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
 def thinned(x, y, points: int = MAX_POINTS) -> tuple:
@@ -120,18 +119,17 @@ def overlay_figure(trajectories: dict, path) -> None:
     plt.close(fig)
 
 
-def write_all(trajectories: dict, hidden: int, folder) -> list:
-    """Every figure into ``folder``; returns the paths written."""
+def row_figures(trajectories: dict, hidden: int, folder) -> list:
+    """The rows' figures for ``folder``, not yet drawn: (function, its arguments), the
+    path written last among them (``draw``)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    figures: list[tuple] = []
     for name, traj in trajectories.items():
-        written += [folder / f"{name}_decision.png", folder / f"{name}_loss.png"]
-        decision_figure(traj, hidden, written[-2])
-        loss_figure(traj, written[-1])
-    written.append(folder / "loss_all_rows.png")
-    overlay_figure(trajectories, written[-1])
-    return written
+        figures += [
+            (decision_figure, (traj, hidden, folder / f"{name}_decision.png")),
+            (loss_figure, (traj, folder / f"{name}_loss.png")),
+        ]
+    return figures + [(overlay_figure, (trajectories, folder / "loss_all_rows.png"))]
 
 
 def drift_figure(path, a: str, b: str, gap: np.ndarray, allowed: np.ndarray, lockstep_gap) -> None:
