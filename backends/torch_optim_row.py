@@ -84,8 +84,9 @@ def state_entry(cfg: Config, slots: dict, t) -> dict:
     record = OPTIMIZERS[cfg.optimizer]
     entry = {record.torch_state[s]: value for s, value in slots.items()}
     for s in record.torch_scalars:  # one number per tensor (every state of one step count has the same),
-        # in the dtype torch.optim keeps it in: the default dtype's (float32 unless set to float64)
-        entry[record.torch_state[s]] = slots[s].reshape(-1)[0].to(_scalar_dtype())
+        # in the dtype torch.optim keeps it in: the default dtype's (float32 unless set to float64), a copy:
+        # torch.optim updates it in place, and must not write into the batch it was read from
+        entry[record.torch_state[s]] = slots[s].reshape(-1)[0].to(_scalar_dtype(), copy=True)
     if record.counts_steps:
         entry["step"] = torch.tensor(float(t))
     return entry

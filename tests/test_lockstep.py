@@ -256,3 +256,29 @@ def test_damaged_replay_files_are_refused(tmp_path, changes, message):
         read_replay(_damaged(tmp_path, **changes))
     result = run_cli("replay", str(_damaged(tmp_path, **changes)))
     assert result.returncode == 2 and "Traceback" not in result.stderr and message.split()[0] in result.stderr
+
+
+@pytest.mark.parametrize(("dtype", "default_dtype"), [("float32", None), ("float64", "float64")])
+def test_torch_optim_steps_a_batch_of_states_as_it_steps_each_alone(dtype, default_dtype, monkeypatch):
+    """Lockstep hands torch.optim a batch, the states of one step count as one leaf. NAdam
+    keeps its μ product as one number per leaf, in the default dtype, updated in place:
+    it must come back to every state of its leaf and leave the others alone, whether or
+    not the default dtype is the run's (a copy back from a tensor that aliased the batch
+    once failed there)."""
+    from harness.engine.rows import load_backend
+
+    if default_dtype:
+        monkeypatch.setenv("XOR_TORCH_DEFAULT_DTYPE", default_dtype)
+    module = load_backend("torch.optim")
+    cfg = Config(optimizer="nadam", dtype=dtype, epochs=5)
+    reference = run_row("numpy", cfg, record_states=True)
+    states = states_from_history(cfg, reference.params, reference.states, epochs=[1, 3, 3, 2, 3, 5])
+    batch = module.step_phases(cfg, states.params, states.slots, states.t)
+    for i, epoch in enumerate(states.epochs):
+        alone = states_from_history(cfg, reference.params, reference.states, epochs=[epoch])
+        one = module.step_phases(cfg, alone.params, alone.slots, alone.t)
+        for phase in ("mu_product", "m", "v", "params"):
+            got, want = (
+                np.concatenate([np.ravel(x[k][j]) for k in sorted(x)]) for x, j in ((batch[phase], i), (one[phase], 0))
+            )
+            np.testing.assert_array_equal(got, want, err_msg=f"{phase}, state {i} (epoch {epoch})")
