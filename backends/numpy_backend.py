@@ -240,15 +240,23 @@ def _nudges(theta, streams):
     sequence of (seeds, directions) groups (``agreement.nudge_streams``): each group holds
     ``directions`` × len(seeds) consecutive runs, direction-major (run d·N + j is seed j's
     direction d), and each seed draws its directions' nudges from a stream of its own, so
-    a seed draws the same nudges whatever other seeds and groups share its batch."""
+    a seed draws the same nudges whatever other seeds and groups share its batch. Each
+    call fills and returns the same array: use it before the next call."""
     draws, start = [], 0
     for seeds, directions in streams:
         runs = directions * len(seeds)
-        draws.append(_seeded_nudges(theta[start : start + runs], seeds, directions))
+        draws.append((slice(start, start + runs), _seeded_nudges(theta[start : start + runs], seeds, directions)))
         start += runs
     if start != len(theta):
         raise ValueError(f"nudge streams for {start} runs, a batch of {len(theta)}")
-    return lambda: np.concatenate([draw() for draw in draws])
+    out = np.empty_like(theta)
+
+    def nudge():
+        for runs, draw in draws:
+            out[runs] = draw()
+        return out
+
+    return nudge
 
 
 def _seeded_nudges(theta, seeds, directions: int):
@@ -265,15 +273,16 @@ def _seeded_nudges(theta, seeds, directions: int):
     per_run = theta.shape[-1]
     n = directions * per_run
     used, words = (n + 7) // 8, ((n + 7) // 8 + 3) // 4
-    block = max(1, min(2**14, 2**24 // (n * len(rngs))))  # calls per block: at most ~16 MiB of bits at once
+    block = max(1, min(2**14, 2**21 // (n * len(rngs))))  # calls per block: at most ~16 MiB of nudges at once
     drawn: list = []
 
     def draw():
         if not drawn:
             raw = np.stack([np.frombuffer(rng.bytes(4 * words * block), dtype=np.uint8) for rng in rngs])
             bits = np.unpackbits(raw.reshape(len(rngs), block, 4 * words)[:, :, :used], axis=-1, count=n)
-            drawn.extend(reversed(bits.reshape(len(rngs), block, directions, per_run).transpose(1, 2, 0, 3)))
-        return signs[drawn.pop()].reshape(theta.shape)
+            values = signs[bits.reshape(len(rngs), block, directions, per_run).transpose(1, 2, 0, 3)]
+            drawn.extend(reversed(values.reshape(block, *theta.shape)))
+        return drawn.pop()
 
     return draw
 
