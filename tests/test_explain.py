@@ -238,7 +238,8 @@ def test_two_conventions_stacked_in_a_trajectory_are_named_together_with_what_ea
     # each part is needed: without it the rest is far off
     assert set(explanation["contributions"]) == set(STACKED)
     assert all(ulps > 1e3 for ulps in explanation["contributions"].values()), explanation["contributions"]
-    assert explanation["compositions_tried"] > 10 and 0 < explanation["search_seconds"] < 30
+    # bounded by what it tries; how long it takes is a benchmark's business (benchmarks/explain.py)
+    assert explanation["compositions_tried"] > 10 and explanation["search_seconds"] > 0
 
 
 def test_two_faults_planted_in_one_step_are_named_as_their_composition():

@@ -23,9 +23,10 @@ import pytest
 from tests.conftest import example_plugin_with
 
 ROOT = Path(__file__).resolve().parents[1]
-# seconds from the signal to the exit that the test accepts: the target is 2 s
-# (benchmarks/interrupt.py measures it); a loaded CI machine gets some slack
-EXIT_SECONDS = 5.0
+# seconds from the signal to the exit that the test accepts: what it catches is a run that
+# does not end; how soon it ends (the target is 2 s) is benchmarks/interrupt.py's to measure,
+# since a test that times it fails on a loaded machine, not on slow code
+EXIT_SECONDS = 15.0
 
 
 class Run:
