@@ -301,10 +301,12 @@ print(json.dumps({"compile_seconds": r.compile_seconds, "us_per_epoch": r.us_per
 
 
 def compile_seconds_cold_and_warm(name: str, cfg: Config) -> dict:
-    """A compiled row's compile time in a fresh interpreter with an empty compile cache
-    (cold), then in another with the cache the first one filled (warm)."""
+    """A compiled row's compile time in a fresh interpreter with empty compile caches
+    (Inductor's and JAX's: cold), then in another with the caches the first one filled
+    (warm)."""
     with tempfile.TemporaryDirectory(prefix="xor-compile-cache-") as cache:
-        env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": cache}
+        caches = {"TORCHINDUCTOR_CACHE_DIR": "inductor", "JAX_COMPILATION_CACHE_DIR": "jax"}
+        env = os.environ | {variable: os.path.join(cache, folder) for variable, folder in caches.items()}
         runs = []
         for _ in ("cold", "warm"):
             done = subprocess.run(
