@@ -8,6 +8,7 @@ float64 must really be float64: x64 is switched on before any array is made, and
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -22,8 +23,6 @@ def _use_compilation_cache() -> None:
     those over 1 s by default; the rows' take 0.1-1 s each, every run): a second run
     loads what the first compiled. The key holds the program, the jax and jaxlib
     versions, the backend and XLA_FLAGS, so another version or flag compiles anew."""
-    import os
-
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         jax.config.update("jax_compilation_cache_dir", str(backends.user_cache_folder("jax")))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

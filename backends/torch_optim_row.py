@@ -123,11 +123,12 @@ def step_phases(cfg: Config, params, slots, t) -> dict:
     theta, g = flat(tensors).clone(), flat(grads)
     flat_slots = {s: flat(tree).clone() for s, tree in state.slots.items()}
     counts, sizes = np.unique(steps[order], return_counts=True)
-    leaves = theta.split(sizes.tolist())  # views of theta: the optimizer's in-place steps land there
-    parts = {s: x.split(sizes.tolist()) for s, x in flat_slots.items()}  # views likewise
+    sizes = sizes.tolist()
+    leaves = theta.split(sizes)  # views of theta: the optimizer's in-place steps land there
+    parts = {s: x.split(sizes) for s, x in flat_slots.items()}  # views likewise
     optimizer = make_optimizer(cfg, leaves)
     with default_dtype():
-        for i, (leaf, grad, count) in enumerate(zip(leaves, g.split(sizes.tolist()), counts, strict=True)):
+        for i, (leaf, grad, count) in enumerate(zip(leaves, g.split(sizes), counts, strict=True)):
             leaf.grad = grad
             optimizer.state[leaf] = state_entry(cfg, {s: views[i] for s, views in parts.items()}, count)
         optimizer.step()

@@ -63,21 +63,22 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 1024
 
 
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children (the language rows' programs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _on_worker(function, args):
     """A task as a worker runs it: its result, the worker's address, and when it ran, its
     CPU seconds (this process's, and its children's: a language row's program) and the
     worker's peak memory after it."""
     from distributed import get_worker
 
-    start, cpu = time.time(), _cpu_seconds()
+    start, cpu = time.time(), time.process_time() + children_cpu_seconds()
     result = function(*args)
-    timing = {"start": start, "end": time.time(), "cpu": _cpu_seconds() - cpu, "peak_mib": peak_memory_mib()}
-    return result, get_worker().address, timing
-
-
-def _cpu_seconds() -> float:
-    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    cpu = time.process_time() + children_cpu_seconds() - cpu
+    return result, get_worker().address, {"start": start, "end": time.time(), "cpu": cpu, "peak_mib": peak_memory_mib()}
 
 
 def _suspicious_counts(dask_scheduler=None, keys=()) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import resource
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -14,6 +13,7 @@ import numpy as np
 
 import backends
 from harness.engine.agreement import nudge_streams, perturbed_starts
+from harness.engine.cluster import children_cpu_seconds
 from harness.engine.faults import injected
 from harness.engine.lifetime import ignore_interrupts
 from harness.engine.rows import ROWS, Trajectory, device_for, program_timeout, their_failures
@@ -150,7 +150,7 @@ def timed(function, *args):
     process (every thread), of the calling thread alone and of the programs it ran (the
     language rows), and the backends' first imports it paid for."""
     imported = set(backends.IMPORT_SECONDS)
-    start, cpu, thread, children = time.time(), time.process_time(), time.thread_time(), _children_cpu()
+    start, cpu, thread, children = time.time(), time.process_time(), time.thread_time(), children_cpu_seconds()
     result = guarded(function, *args)
     cost = {
         "pid": os.getpid(),
@@ -158,7 +158,7 @@ def timed(function, *args):
         "end": time.time(),
         "cpu": time.process_time() - cpu,
         "thread_cpu": time.thread_time() - thread,
-        "child_cpu": _children_cpu() - children,
+        "child_cpu": children_cpu_seconds() - children,
         "imports": {_import_label(k): s for k, s in backends.IMPORT_SECONDS.items() if k not in imported},
     }
     return result, cost
@@ -167,11 +167,6 @@ def timed(function, *args):
 def _import_label(backend: str) -> str:
     """A backend's import as the timeline names it: the first row it trains."""
     return next((name for name, row in ROWS.items() if row.backend == backend), backend)
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Workers:

@@ -30,7 +30,7 @@ def save_figure(fig, path):
     # fixed margins wide enough for the labels: fitting them (bbox_inches="tight", or a
     # layout engine) measures every tick label's text first, most of a figure's time
     width, height = fig.get_size_inches()
-    if fig.get_layout_engine() is None:  # a figure of several panels lays itself out
+    if fig.get_layout_engine() is None:  # one made with layout="constrained" lays itself out
         fig.subplots_adjust(
             left=0.9 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.4 / height, wspace=0.3
         )
@@ -120,8 +120,8 @@ def overlay_figure(trajectories: dict, path) -> None:
 
 
 def row_figures(trajectories: dict, hidden: int, folder) -> list:
-    """The rows' figures for ``folder``, not yet drawn: (function, its arguments), the
-    path written last among them (``draw``)."""
+    """The rows' figures for ``folder``, not yet drawn: (function, its arguments), each
+    function writing its figure to the path its arguments end with."""
     folder = Path(folder)
     figures: list[tuple] = []
     for name, traj in trajectories.items():
