@@ -385,16 +385,23 @@ def add_env_option(parser: argparse.ArgumentParser, required: bool = False) -> N
     )
 
 
-OUTPUTS = {"json": ("--json", "FILE"), "save": ("--save", "FILE.npz"), "plot": ("--plot", "DIR")}
+OUTPUTS = {
+    "json": ("--json", "FILE"),
+    "save": ("--save", "FILE.npz"),
+    "plot": ("--plot", "DIR"),
+    "report": ("--report", "FILE.html"),
+}
 
 
 def add_output_options(parser: argparse.ArgumentParser, **written: str) -> None:
     """The output options a command offers, each with what it writes there: ``json="the
     figures"`` gives ``--json FILE`` "write the figures as JSON"; ``save=``, ``plot=``
-    likewise (help text as given)."""
+    likewise (help text as given); ``report=True`` gives ``--report FILE.html``."""
     for key, what in written.items():
         flag, metavar = OUTPUTS[key]
         text = f"write {what} as JSON" if key == "json" else what
+        if key == "report":
+            text = "write one self-contained HTML report: the verdict, tables and figures (no network, no script)"
         parser.add_argument(flag, metavar=metavar, help=text)
 
 

@@ -37,12 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arguments.add_rows_option(
         parser, f"library rows to compare with numpy (default: {','.join(LIBRARY_ROWS)}, those installed)"
     )
-    arguments.add_output_options(parser, json="the atlas", plot="the atlas as a grid of verdicts")
+    arguments.add_output_options(parser, json="the atlas", plot="the atlas as a grid of verdicts", report="html")
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.files.environment import environment, package_version
-    from harness.report.progress import stderr_progress
+    from harness.report.progress import Board
 
     base = Config(hidden=args.hidden, epochs=args.epochs, seed=args.seed, dtype=args.dtype)
     outputs = ending.check_outputs(parser, args, files=("json",), folders=("plot",))
@@ -56,14 +56,16 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         parser.error("no library row can run: none of torch, optax and keras is installed")
     ending.refuse_if_too_large(parser, "atlas", base, 2, runs=len(args.optimizers))
     ending.notice_skipped(skipped.values())
-    found = run_atlas(base, args.optimizers, rows, args.device, args.jobs, progress=stderr_progress)
+    with Board() as board:
+        found = run_atlas(base, args.optimizers, rows, args.device, args.jobs, progress=board)
     versions = {row: {p: package_version(p) for p in ROWS[row].packages} for row in rows}
     data: dict = {"config": base.to_dict(), "libraries": rows, "skipped": skipped, "versions": versions}
     data |= found | summarize(found["cells"])
     result = ending.Result(data)
-    print("\n".join([render_atlas(data), *ending.could_not_run_lines(data["could_not_run"])]))
+    text = "\n".join([render_atlas(data), *ending.could_not_run_lines(data["could_not_run"])])
+    print(text)
     return ending.finish(
-        parser, outputs, result, {"environment": environment()}, plots=lambda folder: plot_atlas(data, folder)
+        parser, outputs, result, {"environment": environment()}, plots=lambda f: plot_atlas(data, f), text=text
     )
 
 

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seeds trained as one batch in one task (default %(default)s)",
     )
     arguments.add_output_options(
-        parser, json="the figures", plot="write the heatmap of the worst margin per lr and optimizer"
+        parser, json="the figures", plot="write the heatmap of the worst margin per lr and optimizer", report="html"
     )
 
 

@@ -181,8 +181,9 @@ def wall_seconds(argv: list[str]) -> float:
 
 
 def default_run_breakdown(cfg: Config) -> dict:
-    """A whole default run (``python -m harness.cli --json --plot``) in a fresh interpreter,
-    timed from outside, and where its time went, from the timings its JSON carries."""
+    """A whole default run (``python -m harness.cli --json --plot --report``) in a fresh
+    interpreter, timed from outside, and where its time went, from the timings its JSON
+    carries; with the HTML report's size."""
     with tempfile.TemporaryDirectory() as folder:
         report, figures = Path(folder) / "run.json", Path(folder) / "figures"
         launched = time.time()
@@ -197,6 +198,8 @@ def default_run_breakdown(cfg: Config) -> dict:
                 str(report),
                 "--plot",
                 str(figures),
+                "--report",
+                str(Path(folder) / "run.html"),
             ],
             check=False,
             capture_output=True,
@@ -206,7 +209,8 @@ def default_run_breakdown(cfg: Config) -> dict:
         if run.returncode not in (0, 1):  # 1: some pair disagrees, still a whole run
             raise RuntimeError(f"the default run failed: {run.stderr.strip().splitlines()[-1:]}")
         data = json.loads(report.read_text())
-    return breakdown(data["timings"], launched, finished, sorted(data["backends"]))
+        page_bytes = (Path(folder) / "run.html").stat().st_size
+    return breakdown(data["timings"], launched, finished, sorted(data["backends"])) | {"report_bytes": page_bytes}
 
 
 def sweep_breakdown(cfg: Config, seeds: int, rows: list | None = None) -> dict:
@@ -355,7 +359,9 @@ def run_bench(cfg: Config, rows: list[str], repeat: int, wall: bool, progress) -
         )
         run = result["default_run"] = default_run_breakdown(cfg)
         result["wall_seconds"] = {
-            "compare_default_run": run["wall_seconds"] - phase_seconds(run, "plots"),
+            "compare_default_run": run["wall_seconds"]
+            - phase_seconds(run, "plots")
+            - phase_seconds(run, "html report"),
             "seed_loop_script": wall_seconds(["-m", "harness.yardsticks.article_loop"]),
         }
     return result
@@ -432,10 +438,11 @@ def phase_seconds(run: dict, phase: str) -> float:
 
 
 def render_breakdown(run: dict) -> list:
-    plots = phase_seconds(run, "plots")
+    plots, page = phase_seconds(run, "plots"), phase_seconds(run, "html report")
     lines = [
-        f"where a default run's time goes ({len(run['rows'])} rows, with --plot: {run['wall_seconds']:.2f} s "
-        f"of wall time, of which the plots {plots:.2f} s; the workers' tasks run in parallel)",
+        f"where a default run's time goes ({len(run['rows'])} rows, with --plot and --report: "
+        f"{run['wall_seconds']:.2f} s of wall time, of which the plots {plots:.2f} s and the HTML report "
+        f"{page:.2f} s, {run.get('report_bytes', 0) / 1e6:.2f} MB; the workers' tasks run in parallel)",
         f"{'phase':<44} {'seconds':>8} {'CPU s':>7}  process   (a task's CPU: its imports included)",
     ]
     for p in run["phases"]:

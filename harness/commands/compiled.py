@@ -44,13 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-bisect", action="store_true", help="name the variant only; do not rerun each row per compiler decision"
     )
     arguments.add_jobs_option(parser)
-    arguments.add_output_options(parser, json="the results")
+    arguments.add_output_options(parser, json="the results", report="html")
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.engine.compiled import investigate
     from harness.engine.pipeline import run_default
-    from harness.report.progress import stderr_progress
+    from harness.report.progress import Board
 
     cfg = arguments.config_from(args, parser)
     outputs = ending.check_outputs(parser, args, files=("json",), folders=())
@@ -61,16 +61,19 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     order = ["numpy", *dict.fromkeys(e for e in eager if e != "numpy"), *names]
     ending.refuse_if_too_large(parser, "default", cfg, len(order))
     ending.notice_skipped(skipped.values())
-    results = run_default(cfg, order, "cpu", args.jobs, {}, progress=stderr_progress)
-    findings = {}
-    for name in (n for n in names if n in results.trajectories and ROWS[n].runs in results.trajectories):
-        twin = _pair(results, ROWS[name].runs, name)
-        stderr_progress(f"{name}: the variant and the deciding compiler decision")
-        first = twin.twin.first_difference if twin.twin else None
-        findings[name] = investigate(name, cfg, first, results.trajectories["numpy"], not args.no_bisect)
+    with Board() as board:
+        results = run_default(cfg, order, "cpu", args.jobs, {}, progress=board)
+        findings = {}
+        for name in (n for n in names if n in results.trajectories and ROWS[n].runs in results.trajectories):
+            twin = _pair(results, ROWS[name].runs, name)
+            board.add(("bisect", name), f"{name}: variant, decision")
+            first = twin.twin.first_difference if twin.twin else None
+            findings[name] = investigate(name, cfg, first, results.trajectories["numpy"], not args.no_bisect)
+            board.finish(("bisect", name), "found")
     data = summary(results, names, findings)
-    print(render(results, data))
-    return ending.finish(parser, outputs, ending.Result(data))
+    text = render(results, data)
+    print(text)
+    return ending.finish(parser, outputs, ending.Result(data), text=text)
 
 
 def _plugins(paths, parser: argparse.ArgumentParser, cfg) -> list:

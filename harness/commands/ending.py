@@ -73,7 +73,10 @@ def refuse_if_too_large(
 
 
 def check_outputs(parser: argparse.ArgumentParser, args, files=("json", "save"), folders=("plot",)) -> dict:
-    """Every output path checked before any work; returns them as Paths (or None)."""
+    """Every output path checked before any work (--report's too, where the command has
+    it); returns them as Paths (or None)."""
+    if hasattr(args, "report"):
+        files = (*files, "report")
     for name in (*files, *folders):
         if getattr(args, name, None) == "":  # given, but empty: not "not given"
             parser.error(f"argument --{name}: expected a path, got ''")
@@ -86,17 +89,28 @@ def check_outputs(parser: argparse.ArgumentParser, args, files=("json", "save"),
 
 
 def finish(
-    parser: argparse.ArgumentParser, outputs: dict, result, json_extra: dict | None = None, npz=None, plots=None
+    parser: argparse.ArgumentParser,
+    outputs: dict,
+    result,
+    json_extra: dict | None = None,
+    npz=None,
+    plots=None,
+    text: str | None = None,
+    page=None,
 ) -> int:
-    """Write what was asked for (``npz()`` to --save, ``plots(folder)`` into --plot, then
-    ``result.to_json()`` with ``json_extra`` to --json), then the exit status: 0 when
-    ``result.passed``, 1 when not, 2 when a write failed (a one-line error), 3 when every
-    pair judged passed but a row could not run (``result.could_not_run``)."""
+    """Write what was asked for (``npz()`` to --save, ``plots(folder)`` into --plot, the
+    HTML report to --report: ``page()``, or the command's generic page of ``text``, its
+    figures and its JSON; then ``result.to_json()`` with ``json_extra`` to --json), then
+    the exit status: 0 when ``result.passed``, 1 when not, 2 when a write failed (a
+    one-line error), 3 when every pair judged passed but a row could not run
+    (``result.could_not_run``)."""
     try:  # the JSON last: it may report what writing the rest cost
         if outputs.get("save") and npz is not None:
             write_npz(outputs["save"], npz())
         if outputs.get("plot") and plots is not None:
             plots(outputs["plot"])
+        if outputs.get("report"):
+            _write_page(parser, outputs["report"], result.to_json() | (json_extra or {}), text, plots, page)
         if outputs.get("json"):
             write_json(outputs["json"], result.to_json() | (json_extra or {}))
     except OSError as exc:
@@ -104,6 +118,12 @@ def finish(
     if not result.passed:
         return EXIT_DISAGREE
     return EXIT_COULD_NOT_RUN if getattr(result, "could_not_run", None) else EXIT_AGREE
+
+
+def _write_page(parser, path, data: dict, text, plots, page) -> None:
+    from harness.commands.command_page import command_report
+
+    (page() if page is not None else command_report(parser.prog, data, text, plots)).write(path)
 
 
 def run_grid(parser: argparse.ArgumentParser, args, tasks: list, label: str, summarize) -> dict | int:
@@ -132,5 +152,7 @@ def grid_command(parser: argparse.ArgumentParser, args, tasks: list, label: str,
     data = run_grid(parser, args, tasks, label, summarize)
     if isinstance(data, int):  # the cluster failed: the usage exit status
         return data
-    print(render(data))
-    return finish(parser, outputs, Result(data), {"environment": environment("cpu")}, plots=lambda f: plot(data, f))
+    text = render(data)
+    print(text)
+    extra = {"environment": environment("cpu")}
+    return finish(parser, outputs, Result(data), extra, plots=lambda f: plot(data, f), text=text)

@@ -17,6 +17,7 @@ import numpy as np
 from harness.commands import arguments, ending, row_choice
 from harness.engine.agreement import K_ENVELOPE, compare_all, envelope_of
 from harness.engine.execution import CouldNotRun, Workers, config_tasks
+from harness.engine.pipeline import Untold
 from harness.engine.rows import DEFAULT_ROWS, LANGUAGE_ROWS, ROWS, expected_cost, expected_gap
 from harness.engine.verdict import explain_gap
 from harness.report.text import solved_from
@@ -46,12 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arguments.add_rows_option(
         parser, f"rows to run, the first is the reference (default: {','.join(LINEAGE_ROWS)}, those installed)"
     )
-    arguments.add_output_options(parser, json="the table", plot="loss curves overlaid and a grid of decision regions")
+    arguments.add_output_options(
+        parser, json="the table", plot="loss curves overlaid and a grid of decision regions", report="html"
+    )
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.files.environment import environment
-    from harness.report.progress import stderr_progress
+    from harness.report.progress import Board
 
     base = Config(hidden=args.hidden, epochs=args.epochs, seed=args.seed, dtype=args.dtype, grad=args.grad)
     outputs = ending.check_outputs(parser, args, files=("json",), folders=("plot",))
@@ -66,11 +69,13 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         parser.error("no row can run: none of the frameworks is installed")
     ending.refuse_if_too_large(parser, "lineage", base, len(names), runs=len(OPTIMIZERS))
     ending.notice_skipped(skipped.values())
-    result = run_lineage(base, names, args.jobs, args.device, progress=stderr_progress)
+    with Board() as board:
+        result = run_lineage(base, names, args.jobs, args.device, progress=board)
     ending.notice_skipped(result["skipped"].values())
-    print("\n".join([render_lineage(result), *ending.could_not_run_lines(result.could_not_run)]))
+    text = "\n".join([render_lineage(result), *ending.could_not_run_lines(result.could_not_run)])
+    print(text)
     return ending.finish(
-        parser, outputs, result, {"environment": environment()}, plots=lambda folder: plot_lineage(result, folder)
+        parser, outputs, result, {"environment": environment()}, plots=lambda f: plot_lineage(result, f), text=text
     )
 
 
@@ -90,7 +95,7 @@ def lineage_config(base: Config, optimizer: str) -> Config:
 def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progress=None) -> LineageResult:
     """Train every optimizer in every row of ``names`` that implements it (numpy first,
     with its perturbed starts for the envelope), all in one pool of ``jobs`` processes."""
-    progress = progress or (lambda text: None)
+    progress = progress or Untold()
     params0 = initial_params(base.seed, base.hidden, base.dtype)
     configs = {name: lineage_config(base, name) for name in OPTIMIZERS}
     tasks = []
@@ -100,17 +105,21 @@ def run_lineage(base: Config, names: list, jobs: int, device: str = "cpu", progr
     runs: dict = {}
     skipped: dict = {}
     failed: dict = {}
+    for row in [*names, "perturbed"]:
+        label = "numpy's nudged runs" if row == "perturbed" else row
+        progress.add(row, label, total=sum(1 for key, _, _ in tasks if key[-1] == row), status="running")
     with Workers(min(jobs, len(tasks))) as workers:
         for (name, row), result in workers.run(tasks):
+            progress.advance(row)
             if isinstance(result, str):
                 skipped[row] = result
                 continue
             if isinstance(result, CouldNotRun):
                 failed.setdefault(row, result.reason)
-                progress(f"  {name:<9} {row:<12} could not run: {result.reason}")
+                progress.notice(f"  {name:<9} {row:<12} could not run: {result.reason}")
                 continue
             runs[(name, row)] = result
-            progress(f"  {name:<9} {row:<12} trained in {result.seconds:6.2f} s")
+
     table = {}
     for name, cfg in configs.items():
         table[name] = summarize_optimizer(cfg, names, runs, device)

@@ -13,7 +13,7 @@ from harness.commands import arguments, ending, row_choice
 from harness.engine.faults import FAULTS
 from harness.engine.pipeline import Results, run_default
 from harness.engine.rows import DEFAULT_ROWS, ROWS
-from harness.report.progress import stderr_progress
+from harness.report.progress import Board
 
 DESCRIPTION = (
     "Train the 2-H-1 sigmoid XOR network with Adam (or --optimizer) in every row (numpy, jax, torch, "
@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         json="the results",
         save="write every row's loss and parameter trajectory",
         plot="write PNG figures into DIR",
+        report="html",
     )
     parser.add_argument(
         "--inject",
@@ -79,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
-    from harness.commands import run_report
+    from harness.commands import run_page, run_report
     from harness.files.environment import environment
 
     cfg = arguments.config_from(args, parser)
@@ -92,7 +93,9 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     externals = row_choice.load_externals(args.external, names, cfg, parser)
     ending.refuse_if_too_large(parser, "default", cfg, len(names) + len(externals))
     ending.notice_skipped([*skipped.values(), *not_there.values()])
-    results = run_default(cfg, names, args.device, args.jobs, faults, progress=stderr_progress, externals=externals)
+    with Board() as board:
+        results = run_default(cfg, names, args.device, args.jobs, faults, progress=board, externals=externals)
+        board.verdict(run_page.verdict_text(results))
     if args.backends and results.skipped:
         return ending.usage_error(parser, next(iter(results.skipped.values())))
     results.environment = environment(args.device)
@@ -105,6 +108,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         outputs,
         Reported(results),
         plots=lambda folder: results.timed_call("plots", run_report.write_plots, results, folder, args.jobs),
+        page=lambda: results.timed_call("html report", run_page.report, results, args.jobs),
         npz=lambda: {
             f"{name}/{key}": getattr(traj, key)
             for name, traj in results.trajectories.items()

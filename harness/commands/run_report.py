@@ -41,6 +41,26 @@ def row_versions(name: str, env: dict) -> dict:
     return {"python": env.get("python")} | {p: env.get(p) for p in packages}
 
 
+# What each key of the default run's JSON holds (docs/json.md is made from this; a test
+# holds that results_dict writes exactly these keys).
+JSON_KEYS = {
+    "config": "the problem and optimizer: epochs, seed, hidden units, dtype, gradient convention, hyperparameters",
+    "environment": "this machine: Python and library versions, platform, cpu count, device",
+    "environments": "every environment rows ran in (--env), by name, this one as 'here'",
+    "injected": "planted faults, row: fault (--inject)",
+    "backends": "per row: its implementation, final loss, parameters and predictions, solved, seconds, µs/epoch",
+    "skipped": "rows that could not run here (a framework not installed), row: why",
+    "could_not_run": "rows that started and failed (worker died, program failed or hung), row: why",
+    "reference_row": "the row every other row is compared with (the first)",
+    "tolerance_rule": "how the free-running tolerance was derived",
+    "lockstep_seconds": "lockstep's time, summed over rows",
+    "agreement": "per pair: drift figures, margin, lockstep errors per phase, verdict, first divergence, explanation",
+    "passed": "true when every pair agrees or differs only as a known library gap explains",
+    "replay_files": "row: the replay file written for its failing pair",
+    "timings": "where the time went: each task's cost in its process and each step in the main one",
+}
+
+
 def results_dict(results) -> dict:
     cfg = results.cfg
     environments = {"here": results.environment} | results.environments
@@ -277,28 +297,58 @@ def paragraph(a: str, b: str, div: dict, replay_path, explanation: dict | None =
     return text
 
 
-def write_plots(results, folder, jobs: int = 1) -> None:
-    """The rows' figures, and per pair the drift figure (gap, allowed, lockstep error),
-    drawn in ``jobs`` worker processes (matplotlib draws one figure at a time in a
-    process; docs/speed.md has what it saves)."""
-    from harness.engine.execution import CouldNotRun, Workers
-    from harness.report.plots import drift_figure, row_figures
-
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    figures = row_figures(results.trajectories, results.cfg.hidden, folder)
+def allowed_per_epoch(results) -> np.ndarray:
+    """The free-running gap allowed at each record: the envelope's derived tolerance, or
+    the one tolerance when there is no envelope."""
     reference = next(iter(results.trajectories.values()))
-    allowed = (
-        envelope_tolerance(results.envelope, results.cfg.dtype, trajectory_scale(reference.params))[0]
-        if results.envelope is not None
-        else np.full(reference.params.shape[0], results.agreements[0].tolerance)
-    )
+    if results.envelope is not None:
+        return envelope_tolerance(results.envelope, results.cfg.dtype, trajectory_scale(reference.params))[0]
+    return np.full(reference.params.shape[0], results.agreements[0].tolerance)
+
+
+def pair_figures(results) -> list:
+    """Per pair its drift figure (gap, allowed, lockstep error, first excess), not yet
+    drawn: (file name, draw function, its arguments)."""
+    from harness.report.plots import drift_figure
+
+    allowed = allowed_per_epoch(results)
+    figures = []
     for p in results.pairs:
         lock = results.lockstep.get(p.b, {}).get("params_gap") if p.a == "numpy" else None
-        path = Path(folder) / f"drift_{p.a}_vs_{p.b}.png"
-        figures.append((drift_figure, (path, p.a, p.b, results.gaps[p.a, p.b], allowed, lock)))
-    with Workers(min(jobs, len(figures))) as workers:  # in this process when jobs is 1
-        for i, (function, args) in enumerate(figures):
-            workers.submit(i, function, *args)
-        for _, drawn in workers.results():  # a figure that fails raises here
-            if isinstance(drawn, CouldNotRun):  # its worker died: the figure is not there
-                raise OSError(f"drawing the figures: {drawn.reason}")
+        first = p.agreement.first_epoch_over_tolerance
+        figures.append(
+            (f"drift_{p.a}_vs_{p.b}.png", drift_figure, (p.a, p.b, results.gaps[p.a, p.b], allowed, lock, first))
+        )
+    return figures
+
+
+def drawn(figures: list, jobs: int, into) -> list:
+    """Each (name, draw, args) of ``figures`` drawn by ``into(draw, args, name)`` in
+    ``jobs`` worker processes (in this one when jobs is 1; matplotlib draws one figure at
+    a time in a process, docs/speed.md has what workers save): what each returned, in order."""
+    from harness.engine.execution import CouldNotRun, Workers
+
+    out: list = [None] * len(figures)
+    with Workers(min(jobs, len(figures))) as workers:
+        for i, (name, draw, args) in enumerate(figures):
+            workers.submit(i, into, draw, args, name)
+        for i, value in workers.results():  # a figure that fails raises here
+            if isinstance(value, CouldNotRun):  # its worker died: the figure is not there
+                raise OSError(f"drawing the figures: {value.reason}")
+            out[i] = value
+    return out
+
+
+def write_plots(results, folder, jobs: int = 1) -> None:
+    """The rows' figures, and per pair the drift figure, as PNG files in ``folder``."""
+    from harness.report.plots import row_figures
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    figures = row_figures(results.trajectories, results.cfg.hidden) + pair_figures(results)
+    drawn([(Path(folder) / name, draw, args) for name, draw, args in figures], jobs, _to_file)
+
+
+def _to_file(draw, args, path) -> None:
+    from harness.report.plots import drawn_to_file
+
+    drawn_to_file(draw, args, path)

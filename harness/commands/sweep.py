@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     arguments.add_rows_option(parser, "rows to run, the first is the reference (default: all installed)")
     arguments.add_output_options(
-        parser, json="the summary", plot="write the gap histogram and final-loss distributions"
+        parser, json="the summary", plot="write the gap histogram and final-loss distributions", report="html"
     )
 
 
@@ -120,13 +120,15 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     result = summarize(cfg, seeds, every, trajectories, perturbed)
     result.data |= report.to_json() | {"seconds": time.perf_counter() - started}
     result.data["peak_memory_mib"] = {"main": peak_memory_mib(), "largest_worker": report.peak_worker_mib}
-    print(render_sweep(result.data))
+    text = render_sweep(result.data)
+    print(text)
     return ending.finish(
         parser,
         outputs,
         result,
         {"environment": environment(args.device), "skipped": skipped},
         plots=lambda folder: plot_sweep(result, trajectories, folder),
+        text=text,
     )
 
 

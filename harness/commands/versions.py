@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "comma-separated Python rows to compare (default: every Python row of the optimizer "
         "that can run in both environments; numpy runs here as the reference either way)",
     )
-    arguments.add_output_options(parser, json="the results")
+    arguments.add_output_options(parser, json="the results", report="html")
     parser.add_argument(
         "--inject",
         action="append",
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args, parser: argparse.ArgumentParser) -> int:
     from harness.engine.pipeline import run_default
     from harness.files.environment import environment
-    from harness.report.progress import stderr_progress
+    from harness.report.progress import Board
 
     cfg = arguments.config_from(args, parser)
     outputs = ending.check_outputs(parser, args, files=("json",), folders=())
@@ -67,13 +67,13 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     faults = row_choice.parse_faults(args.inject, names + twins, cfg, parser)
     ending.refuse_if_too_large(parser, "default", cfg, len(reference + names + twins))
     ending.notice_skipped([*skipped.values(), *not_there.values()])
-    results = run_default(
-        cfg, reference + names + twins, "cpu", args.jobs, faults, progress=stderr_progress, twins_only=True
-    )
+    with Board() as board:
+        results = run_default(cfg, reference + names + twins, "cpu", args.jobs, faults, progress=board, twins_only=True)
     results.environment, results.environments = environment(), environments
     data = summary(results) | {"could_not_run": dict(results.failed)}
-    print(render(results, data))
-    return ending.finish(parser, outputs, ending.Result(data))
+    text = render(results, data)
+    print(text)
+    return ending.finish(parser, outputs, ending.Result(data), text=text)
 
 
 def _rows(requested, parser: argparse.ArgumentParser, cfg) -> list:

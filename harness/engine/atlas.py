@@ -160,14 +160,16 @@ def trajectory_pair(numpy_results: Results, agreed: Results, pairing: Pairing) -
 def run_atlas(base: Config, optimizers, rows: list, device: str, jobs: int, progress=None) -> dict:
     """The atlas's cells (``entry_for``), each with the check of its gap's settings, and
     the rows that could not run."""
-    progress = progress or (lambda text: None)
+    from harness.engine.pipeline import Untold
+
+    progress = progress or Untold()
     found = pairings(base, optimizers, rows)
     cells: list = []
     failed: dict = {}
     for optimizer in dict.fromkeys(p.optimizer for p in found):
         mine = [p for p in found if p.optimizer == optimizer]
         cfg = atlas_config(base, optimizer)
-        progress(f"  {optimizer:<17} {', '.join(p.row for p in mine)}")
+        progress.add(optimizer, optimizer, status=", ".join(p.row for p in mine))
         direct = run_pairs(cfg, [p.row for p in mine if not p.from_trajectory], device, jobs)
         agreed = _agreeing_runs(cfg, mine, device, jobs)
         failed |= direct.failed | {row: why for run in agreed.values() for row, why in run.failed.items()}
@@ -175,6 +177,7 @@ def run_atlas(base: Config, optimizers, rows: list, device: str, jobs: int, prog
             cell = _cell(pairing, direct, agreed)
             if cell is not None:
                 cells.append(cell)
+        progress.finish(optimizer, ", ".join(p.row for p in mine) + ": done")
     return {"cells": cells, "could_not_run": failed}
 
 

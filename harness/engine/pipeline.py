@@ -60,6 +60,23 @@ class Results:
         return all(p.accepted for p in self.pairs)
 
 
+class Untold:
+    """The progress of a run nobody watches: the interface of
+    ``harness.report.progress.Board`` (a line per task, notices), doing nothing."""
+
+    def add(self, key, label: str, total=None, status: str = "running") -> None:
+        pass
+
+    def advance(self, key, status=None) -> None:
+        pass
+
+    def finish(self, key, status: str) -> None:
+        pass
+
+    def notice(self, text: str) -> None:
+        pass
+
+
 def run_default(
     cfg: Config,
     names: list,
@@ -79,7 +96,7 @@ def run_default(
     other environments with the rows they run here (``compare.py versions``)."""
     started = time.time()
     stepped = [n for n in names if ROWS[n].twin] if twins_only else None
-    trained = _train_and_step(cfg, names, device, jobs, faults, progress or (lambda text: None), stepped)
+    trained = _train_and_step(cfg, names, device, jobs, faults, progress or Untold(), stepped)
     trajectories, perturbed, skipped, failed, lockstep, lockstep_seconds, costs = trained
     trajectories = {n: trajectories[n] for n in names if n in trajectories} | dict(externals or {})
     trained_at = time.time()
@@ -178,11 +195,17 @@ def _explain_free_running(agreement, step: dict, traj, cfg: Config, match_epochs
     return unexplained(traj.name, "no lockstep, and its trajectory is not compared with the spec's")
 
 
+def _task_label(key) -> str:
+    """A task as the progress display names it."""
+    if key == ("perturbed",):
+        return "numpy's nudged runs"
+    return f"{key[1]} lockstep" if isinstance(key, tuple) else key
+
+
 def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress, stepped=None):
-    """Every row trained in ``jobs`` processes, numpy first with its states and the
-    perturbed runs of the envelope; as soon as numpy's states are in, every other row's
-    lockstep (or only ``stepped``'s) is submitted too. (trajectories, perturbed run,
-    skipped, lockstep, seconds, each task's cost by its label)"""
+    """Every row trained in ``jobs`` processes, numpy first with its states and the envelope's
+    perturbed runs; once numpy's states are in, every other row's lockstep (or ``stepped``'s)
+    too. (trajectories, perturbed run, skipped, lockstep, seconds, each task's cost by label)"""
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     ordered = sorted(names, key=lambda n: (n != "numpy", -expected_cost(n)))
     added = added_rows(names)
@@ -191,6 +214,7 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
         if added:  # worker processes must register the plug-ins and other environments' rows first
             function, args = with_rows, (added, function, *args)
         workers.submit(key, function, *args)
+        progress.add(key, _task_label(key))
 
     tasks: list[tuple] = [(n, (run_row, n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
     if "numpy" in names:  # the perturbed runs train as one batch: one task
@@ -207,21 +231,25 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
                 row = "numpy" if key == ("perturbed",) else _task_row(key)
                 if row not in failed:
                     failed[row] = result.reason
-                    progress(f"  {row:<12} could not run: {result.reason}")
+                    progress.notice(f"  {row:<12} could not run: {result.reason}")
+                    progress.finish(row, "could not run")
             elif isinstance(result, str):
                 if not isinstance(key, tuple):
                     skipped[key] = result
-                    progress(skip_notice(result))
+                    progress.notice(skip_notice(result))
+                    progress.finish(key, "skipped")
                 elif key[-1] in trajectories:  # (else its training failed the same way: said once)
-                    progress(f"notice: no lockstep for {key[-1]}: {result}")
+                    progress.notice(f"notice: no lockstep for {key[-1]}: {result}")
+                    progress.finish(key, "no lockstep")
             elif key == ("perturbed",):
                 perturbed = result
+                progress.finish(key, f"trained in {result.seconds:.2f} s")
             elif isinstance(key, tuple):  # ("lockstep", row)
                 lockstep[key[1]], seconds = result, seconds + result["seconds"]
-                progress(f"  {key[1]:<12} lockstep in {result['seconds']:6.2f} s")
+                progress.finish(key, f"lockstep done in {result['seconds']:.2f} s")
             else:
                 trajectories[key] = result
-                progress(f"  {key:<12} trained in {result.seconds:6.2f} s")
+                progress.finish(key, f"trained in {result.seconds:.2f} s, {result.us_per_epoch:.1f} µs/epoch")
                 if key == "numpy":  # its states are in: every other row's lockstep can start
                     states = states_from_history(cfg, result.params, result.states)
                     for other in (
