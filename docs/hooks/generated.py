@@ -11,6 +11,9 @@ cannot drift from it. A page asks for one with a marker comment on a line of its
     <!-- generated: compiled -->    every compiled row's record and the decisions a bisection takes away
     <!-- generated: compiler-variants -->  the catalogue of compiler variants
     <!-- generated: compiled-run -->  one real compare.py compiled run (docs/compiled-run.json)
+    <!-- generated: json-keys -->   the default run's JSON keys (harness.commands.run_report.JSON_KEYS)
+
+The explanations' figures and the equations are docs/hooks/figures.py's.
 """
 
 from __future__ import annotations
@@ -201,7 +204,15 @@ def compiled_run_table() -> str:
     return "\n".join(lines)
 
 
+def json_keys_table() -> str:
+    from harness.commands.run_report import JSON_KEYS
+
+    lines = ["| key | what it holds |", "| --- | --- |"]
+    return "\n".join(lines + [f"| `{key}` | {what} |" for key, what in JSON_KEYS.items()])
+
+
 GENERATORS = {
+    "json-keys": json_keys_table,
     "cli": cli_reference,
     "equations": equation_table,
     "optimizers": optimizer_table,
