@@ -45,6 +45,24 @@ if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
 
 
+# Screenshots the browser tests take (tests/test_report.py), in one folder every xdist
+# worker shares, emptied when the session starts and listed at its end.
+SCREENSHOTS = Path(os.environ.get("XOR_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "xorcheck-screenshots")
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    shots = sorted(SCREENSHOTS.glob("*.png")) if SCREENSHOTS.is_dir() else []
+    if shots:
+        terminalreporter.section("screenshots")
+        for shot in shots:
+            terminalreporter.write_line(f"{shot} ({shot.stat().st_size} bytes)")
+
+
 def pytest_unconfigure(config):
     for made in (_JAX_CACHE, _INDUCTOR_CACHE):  # by the process that made it (under xdist: the controller)
         if made is not None:

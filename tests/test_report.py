@@ -67,9 +67,22 @@ def test_the_report_shows_the_verdict_every_section_and_every_figure(browser, re
     assert page["scripts"] == 0
     assert browser.console_errors() == []
     assert outside_requests(browser) == []
+    screenshot(browser, "report_top.png")
 
 
-def test_a_planted_fault_shows_where_the_pair_parts(browser, reports, tmp_path_factory):
+def screenshot(browser, name: str, selector: str | None = None) -> Path:
+    """A PNG of the page (or of ``selector``'s element) in the session's screenshot folder,
+    listed at the end of the test output (tests/conftest.py)."""
+    from tests.conftest import SCREENSHOTS
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / name
+    browser.screenshot(shot, selector)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return shot
+
+
+def test_a_planted_fault_shows_where_the_pair_parts(browser, reports):
     path, data = reports["planted"]
     page = shown(browser, path)
     assert page["passed"] == "false"
@@ -79,10 +92,8 @@ def test_a_planted_fault_shows_where_the_pair_parts(browser, reports, tmp_path_f
     assert f"phase {div['phase']}" in section and f"epoch {div['epoch']}" in section
     assert "python compare.py replay " in section
     assert browser.console_errors() == [] and outside_requests(browser) == []
-    shot = tmp_path_factory.mktemp("screenshots") / "failing_pair.png"
-    browser.screenshot(shot, "section.failing")
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
-    print(f"screenshot of the failing pair's section: {shot}")
+    shot = screenshot(browser, "report_failing_pair.png", "section.failing")
+    assert shot.stat().st_size > 5000
 
 
 def test_a_subcommand_report_shows_its_verdict_report_and_figures(browser, tmp_path):
