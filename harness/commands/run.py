@@ -93,6 +93,8 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     externals = row_choice.load_externals(args.external, names, cfg, parser)
     ending.refuse_if_too_large(parser, "default", cfg, len(names) + len(externals))
     ending.notice_skipped([*skipped.values(), *not_there.values()])
+    if outputs["plot"] or outputs["report"]:
+        preload_matplotlib()
     with Board() as board:
         results = run_default(cfg, names, args.device, args.jobs, faults, progress=board, externals=externals)
         board.verdict(run_page.verdict_text(results))
@@ -107,8 +109,8 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         parser,
         outputs,
         Reported(results),
-        plots=lambda folder: results.timed_call("plots", run_report.write_plots, results, folder, args.jobs),
-        page=lambda: results.timed_call("html report", run_page.report, results, args.jobs),
+        plots=lambda folder: results.timed_call("plots", run_report.write_plots, results, folder),
+        page=lambda: results.timed_call("html report", run_page.report, results),
         npz=lambda: {
             f"{name}/{key}": getattr(traj, key)
             for name, traj in results.trajectories.items()
@@ -136,6 +138,17 @@ class Reported:
         from harness.commands.run_report import results_dict
 
         return results_dict(self.results)
+
+
+def preload_matplotlib() -> None:
+    """Import matplotlib while the rows train, in a thread of this process (which only
+    waits on its workers then), so that the figures are drawn here at once afterwards: a
+    worker pool for them spent about 1 s starting and importing it (docs/speed.md)."""
+    import threading
+
+    from harness.report.plots import pyplot
+
+    threading.Thread(target=pyplot, name="import matplotlib", daemon=True).start()
 
 
 def write_replays(results: Results, folder, parser: argparse.ArgumentParser) -> dict:
