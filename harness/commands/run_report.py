@@ -329,6 +329,8 @@ def drawn(figures: list, jobs: int, into) -> list:
     from harness.engine.execution import CouldNotRun, Workers
 
     out: list = [None] * len(figures)
+    if not figures:
+        return out
     with Workers(min(jobs, len(figures))) as workers:
         for i, (name, draw, args) in enumerate(figures):
             workers.submit(i, into, draw, args, name)

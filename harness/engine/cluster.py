@@ -168,11 +168,11 @@ def run_tasks(tasks: list, jobs: int, address: str | None, progress=None) -> tup
     """Every task on a cluster (module doc), ``progress.advance()`` after each: ({key:
     result}, the report, the seconds the tasks took from the first submission)."""
     report = TaskReport()
-    with Cluster(jobs, address) as cluster:
-        started = time.perf_counter()
-        try:
+    try:  # the progress display ends however the cluster does, a cluster that never started too
+        with Cluster(jobs, address) as cluster:
+            started = time.perf_counter()
             results = dict(cluster.run(tasks, report, progress))
-        finally:
-            if progress is not None:
-                progress.close()
+    finally:
+        if progress is not None:
+            progress.close()
     return results, report, time.perf_counter() - started

@@ -7,6 +7,7 @@ either way."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 
 def _console(stream=None):
@@ -20,11 +21,11 @@ class Board:
     status; ``verdict`` ends the display. A context manager: the display lives inside
     the block. On a stream that is not a terminal it shows nothing but the notices."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None) -> None:
         self.console = _console(stream)
         self.enabled = self.console.is_terminal
         self.lines: dict = {}
-        self.display = None
+        self.display: Any = None
         if self.enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
