@@ -15,16 +15,17 @@ from harness.report.text import element, explanation_sentence, fmt, optimizer_li
 from reference.spec import solves_xor
 
 
-def report(results, jobs: int = 1) -> Report:
-    """The page, its figures drawn in ``jobs`` processes."""
-    from harness.report.plots import row_figures
+def report(results) -> Report:
+    """The page, its figures drawn in this process."""
+    from harness.report.plots import drawn_to_data, row_figures
 
     figures = row_figures(results.trajectories, results.cfg.hidden) if results.trajectories else []
     pair_figures = run_report.pair_figures(results) if results.pairs else []
     heatmap = lockstep_heatmap_figure(results)
-    every = [*heatmap, *pair_figures, *figures]
-    data = run_report.drawn(every, jobs, _to_data)
-    drawn = {name: Figure(_caption(name), *payload) for (name, _, _), payload in zip(every, data, strict=True)}
+    drawn = {
+        name: Figure(_caption(name), *drawn_to_data(draw, args))
+        for name, draw, args in heatmap + pair_figures + figures
+    }
     sections = [
         rows_section(results),
         pairs_section(results),
@@ -50,12 +51,6 @@ _GAP_TEXT = (
     "derived from the reference row's own nudged runs, the lockstep error of one step from the same state, and "
     "a red line at the first epoch whose gap exceeds its allowance."
 )
-
-
-def _to_data(draw, args, name) -> tuple:
-    from harness.report.plots import drawn_to_data
-
-    return drawn_to_data(draw, args)
 
 
 def _caption(name: str) -> str:

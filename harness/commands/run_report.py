@@ -322,35 +322,11 @@ def pair_figures(results) -> list:
     return figures
 
 
-def drawn(figures: list, jobs: int, into) -> list:
-    """Each (name, draw, args) of ``figures`` drawn by ``into(draw, args, name)`` in
-    ``jobs`` worker processes (in this one when jobs is 1; matplotlib draws one figure at
-    a time in a process, docs/speed.md has what workers save): what each returned, in order."""
-    from harness.engine.execution import CouldNotRun, Workers
-
-    out: list = [None] * len(figures)
-    if not figures:
-        return out
-    with Workers(min(jobs, len(figures))) as workers:
-        for i, (name, draw, args) in enumerate(figures):
-            workers.submit(i, into, draw, args, name)
-        for i, value in workers.results():  # a figure that fails raises here
-            if isinstance(value, CouldNotRun):  # its worker died: the figure is not there
-                raise OSError(f"drawing the figures: {value.reason}")
-            out[i] = value
-    return out
-
-
-def write_plots(results, folder, jobs: int = 1) -> None:
-    """The rows' figures, and per pair the drift figure, as PNG files in ``folder``."""
-    from harness.report.plots import row_figures
+def write_plots(results, folder) -> None:
+    """The rows' figures, and per pair the drift figure, as PNG files in ``folder``
+    (drawn in this process: docs/speed.md has why)."""
+    from harness.report.plots import drawn_to_file, row_figures
 
     Path(folder).mkdir(parents=True, exist_ok=True)
-    figures = row_figures(results.trajectories, results.cfg.hidden) + pair_figures(results)
-    drawn([(Path(folder) / name, draw, args) for name, draw, args in figures], jobs, _to_file)
-
-
-def _to_file(draw, args, path) -> None:
-    from harness.report.plots import drawn_to_file
-
-    drawn_to_file(draw, args, path)
+    for name, draw, args in row_figures(results.trajectories, results.cfg.hidden) + pair_figures(results):
+        drawn_to_file(draw, args, Path(folder) / name)

@@ -68,8 +68,6 @@ class Board:
         else:
             print(text, file=sys.stderr, flush=True)
 
-    __call__ = notice  # the progress(text) of the commands that only tell
-
     def verdict(self, text: str) -> None:
         if self.display is not None:
             self.display.stop()
@@ -92,8 +90,3 @@ class Progress:
 
     def close(self) -> None:
         self.board.__exit__(None, None, None)
-
-
-def stderr_progress(text: str) -> None:
-    """A line of progress on stderr, at once."""
-    print(text, file=sys.stderr, flush=True)
