@@ -67,20 +67,13 @@ def _image(key: str, alt: str, page) -> str:
 
 
 def planted_fault_markdown(page) -> str:
-    from harness.report.text import element, explanation_sentence
+    from harness.commands.run_page import divergence_items
+    from harness.report.text import explanation_sentence
 
     pair = runs()["planted"].pairs[0]
-    div = pair.first_divergence
-    rows = [
-        ("planted", f"`--inject {FAULT[0]}:{FAULT[1]}`, {EPOCHS} epochs"),
-        ("first parts at", f"epoch {div['epoch']}, phase **{div['phase']}**, {element(div['tensor'], div['index'])}"),
-        (pair.a, f"{div['reference']:.17g}"),
-        (pair.b, f"{div['value']:.17g}"),
-        ("difference", f"{div['abs_diff']:.3e} absolute, {div['ulp_diff']:.3g} ULPs"),
-        ("found by", f"the {div['found_by']} check"),
-        ("explanation", explanation_sentence(pair.explanation)),
-    ]
-    table = "| | |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    items = {"planted": f"`--inject {FAULT[0]}:{FAULT[1]}`, {EPOCHS} epochs"} | divergence_items(pair)
+    items["explanation"] = explanation_sentence(pair.explanation)
+    table = "| | |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in items.items())
     return table + "\n\n" + _image("planted-fault", "the planted fault's gap against its allowance", page)
 
 

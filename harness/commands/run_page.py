@@ -9,10 +9,8 @@ import numpy as np
 
 from harness.commands import run_report
 from harness.engine.lockstep import K_LOCKSTEP, phases_for
-from harness.engine.rows import ROWS
 from harness.report.html import Figure, Report, Section, Table, key_value_table
-from harness.report.text import element, explanation_sentence, fmt, optimizer_line, predictions
-from reference.spec import solves_xor
+from harness.report.text import element, explanation_sentence, optimizer_line
 
 
 def report(results) -> Report:
@@ -71,19 +69,8 @@ def rows_section(results) -> Section:
     )
     if results.faults:
         head += " Planted: " + ", ".join(f"{r}:{f}" for r, f in results.faults.items()) + "."
-    table = Table(["row", "gradient + optimizer", "final loss", "predictions for 0 1 1 0", "solved", "µs/epoch"], [])
-    for name, traj in results.trajectories.items():
-        outputs = predictions(traj, cfg)
-        table.rows.append(
-            [
-                name,
-                ROWS[name].describe(cfg),
-                fmt(float(traj.loss[-1]), ".4e"),
-                " ".join(fmt(p, ".4f") for p in outputs),
-                "yes" if solves_xor(outputs) else "NO",
-                fmt(traj.us_per_epoch, ".1f"),
-            ]
-        )
+    headers = ["row", "gradient + optimizer", "final loss", "predictions for 0 1 1 0", "solved", "µs/epoch"]
+    table = Table(headers, [run_report.row_cells(name, traj, cfg) for name, traj in results.trajectories.items()])
     failed = [f"{name} could not run: {why}" for name, why in results.failed.items()]
     return Section("Rows", "rows", [head, *failed], [table])
 
@@ -96,22 +83,8 @@ def pairs_section(results) -> Section:
         f"Free-running drift against {first.a}: tolerance = {first.tolerance_source} (allowed at the last epoch "
         f"{first.tolerance:.2e}); margin = largest gap / allowed."
     )
-    table = Table(["pair", "max|Δθ|", "max|Δloss|", "first epoch over", "margin", "lockstep ULPs", "verdict"], [])
-    for p in results.pairs:
-        drift = p.agreement
-        over = drift.first_epoch_over_tolerance
-        table.rows.append(
-            [
-                f"{p.a} vs {p.b}",
-                fmt(drift.max_abs_param_diff),
-                fmt(drift.max_abs_loss_diff),
-                "none" if over is None else str(over),
-                fmt(drift.margin, ".3f" if drift.margin < 1e3 else ".2e"),
-                "n/a" if p.lockstep_max_ulp is None else f"{p.lockstep_max_ulp:.3g}",
-                run_report._verdict(p),
-            ]
-        )
-        table.flagged.append(not p.accepted)
+    headers = ["pair", "max|Δθ|", "max|Δloss|", "first epoch over", "margin", "lockstep ULPs", "verdict"]
+    table = Table(headers, [run_report.pair_cells(p) for p in results.pairs], [not p.accepted for p in results.pairs])
     return Section("Pairs and their margins", "pairs", [text], [table])
 
 
@@ -141,7 +114,7 @@ def lockstep_section(results, figures: list) -> Section:
     )
     worst = []
     for name, result in results.lockstep.items():
-        e = max(result["errors"].values(), key=lambda e: e.max_ulp)
+        e = run_report.worst_error(result)
         worst.append([name, e.phase, str(e.epoch), element(e.tensor, e.index), f"{e.max_ulp:.3g}"])
     table = Table(["row", "worst phase", "epoch", "element", "ULPs"], worst)
     return Section("Lockstep", "lockstep", [text], [table], figures)
@@ -154,19 +127,7 @@ def failing_sections(results) -> list:
             continue
         div = p.first_divergence
         where = element(div["tensor"], div["index"])
-        table = key_value_table(
-            {
-                "epoch": div["epoch"],
-                "phase": div["phase"],
-                "tensor": div["tensor"],
-                "element": where,
-                p.a: f"{div['reference']:.17g}",
-                p.b: f"{div['value']:.17g}",
-                "difference": f"{div['abs_diff']:.3e} absolute, {div['rel_diff']:.3e} relative",
-                "ULPs": f"{div['ulp_diff']:.3g}",
-                "found by": f"the {div['found_by']} check",
-            }
-        )
+        table = key_value_table(divergence_items(p))
         text = [f"{p.a} vs {p.b} first part at epoch {div['epoch']}, phase {div['phase']}, {where}."]
         if p.explanation:
             text.append(explanation_sentence(p.explanation))
@@ -178,6 +139,22 @@ def failing_sections(results) -> list:
             Section(f"Where {p.a} and {p.b} part", f"part-{p.b}", text, [table], commands=commands, failing=True)
         )
     return sections
+
+
+def divergence_items(p) -> dict:
+    """A failing pair's first divergence, item by item (the page's table, the docs')."""
+    div = p.first_divergence
+    return {
+        "epoch": div["epoch"],
+        "phase": div["phase"],
+        "tensor": div["tensor"],
+        "element": element(div["tensor"], div["index"]),
+        p.a: f"{div['reference']:.17g}",
+        p.b: f"{div['value']:.17g}",
+        "difference": f"{div['abs_diff']:.3e} absolute, {div['rel_diff']:.3e} relative",
+        "ULPs": f"{div['ulp_diff']:.3g}",
+        "found by": f"the {div['found_by']} check",
+    }
 
 
 def environment_section(results) -> Section:

@@ -128,13 +128,23 @@ def _rows_table(results) -> list:
         f"{'solved':<6} {'µs/epoch':>9}",
     ]
     for name, traj in trajectories.items():
-        outputs = predictions(traj, cfg)
-        shown = " ".join(fmt(p, ".4f") for p in outputs)
-        lines.append(
-            f"{name:<{names}} {ROWS[name].describe(cfg):<{width}} {fmt(float(traj.loss[-1]), '.4e'):>10}  "
-            f"{shown:<27} {'yes' if solves_xor(outputs) else 'NO':<6} {fmt(traj.us_per_epoch, '9.1f'):>9}"
-        )
+        row, made, loss, shown, solved, us = row_cells(name, traj, cfg)
+        lines.append(f"{row:<{names}} {made:<{width}} {loss:>10}  {shown:<27} {solved:<6} {us:>9}")
     return lines
+
+
+def row_cells(name: str, traj, cfg: Config) -> list:
+    """A row as the report's tables show it (the text and the page): its name, what
+    computes it, final loss, the four predictions, solved, µs/epoch."""
+    outputs = predictions(traj, cfg)
+    return [
+        name,
+        ROWS[name].describe(cfg),
+        fmt(float(traj.loss[-1]), ".4e"),
+        " ".join(fmt(p, ".4f") for p in outputs),
+        "yes" if solves_xor(outputs) else "NO",
+        fmt(traj.us_per_epoch, ".1f"),
+    ]
 
 
 def _verdict(p: PairVerdict) -> str:
@@ -172,15 +182,24 @@ def _pairs_table(results) -> list:
         f"{'lockstep ULPs':>13}  verdict",
     ]
     for p in results.pairs:
-        drift = p.agreement
-        first_over = "none" if drift.first_epoch_over_tolerance is None else str(drift.first_epoch_over_tolerance)
-        lock = "n/a" if p.lockstep_max_ulp is None else f"{p.lockstep_max_ulp:.3g}"
-        lines.append(
-            f"{p.a + ' vs ' + p.b:<{width}} {fmt(drift.max_abs_param_diff):>10} {fmt(drift.max_abs_loss_diff):>11} "
-            f"{first_over:>17} {fmt(drift.margin, '.3f' if drift.margin < 1e3 else '.2e'):>9}  {lock:>13}  "
-            + _verdict(p)
-        )
+        pair, param, loss, first_over, margin, lock, verdict = pair_cells(p)
+        lines.append(f"{pair:<{width}} {param:>10} {loss:>11} {first_over:>17} {margin:>9}  {lock:>13}  {verdict}")
     return lines
+
+
+def pair_cells(p: PairVerdict) -> list:
+    """A pair as the report's tables show it: the pair, its largest parameter and loss
+    gaps, the first epoch over the tolerance, the margin, lockstep's worst ULPs, the verdict."""
+    drift = p.agreement
+    return [
+        f"{p.a} vs {p.b}",
+        fmt(drift.max_abs_param_diff),
+        fmt(drift.max_abs_loss_diff),
+        "none" if drift.first_epoch_over_tolerance is None else str(drift.first_epoch_over_tolerance),
+        fmt(drift.margin, ".3f" if drift.margin < 1e3 else ".2e"),
+        "n/a" if p.lockstep_max_ulp is None else f"{p.lockstep_max_ulp:.3g}",
+        _verdict(p),
+    ]
 
 
 def phase_cells(errors: dict, phases) -> str:
@@ -207,9 +226,14 @@ def _lockstep_table(results) -> list:
     for name, result in results.lockstep.items():
         errors = result["errors"]
         lines.append(f"{name:<{name_width(results.lockstep)}} " + phase_cells(errors, phases))
-        worst = max(errors.values(), key=lambda e: e.max_ulp)
+        worst = worst_error(result)
         where.append(f"{name} {worst.phase} at epoch {worst.epoch}, {element(worst.tensor, worst.index)}")
     return lines + ["worst: " + "; ".join(where)]
+
+
+def worst_error(lockstep_result: dict):
+    """A row's lockstep error (``PhaseError``) with the most ULPs, over its phases."""
+    return max(lockstep_result["errors"].values(), key=lambda e: e.max_ulp)
 
 
 def _no_lockstep_reason(name: str) -> str:
