@@ -396,12 +396,13 @@ OUTPUTS = {
 def add_output_options(parser: argparse.ArgumentParser, **written: str) -> None:
     """The output options a command offers, each with what it writes there: ``json="the
     figures"`` gives ``--json FILE`` "write the figures as JSON"; ``save=``, ``plot=``
-    likewise (help text as given); ``report=True`` gives ``--report FILE.html``."""
+    likewise (help text as given); ``report="the verdict"`` gives ``--report FILE.html``
+    "write the verdict as one self-contained HTML file …"."""
     for key, what in written.items():
         flag, metavar = OUTPUTS[key]
         text = f"write {what} as JSON" if key == "json" else what
         if key == "report":
-            text = "write one self-contained HTML report: the verdict, tables and figures (no network, no script)"
+            text = f"write {what} as one self-contained HTML file (no network, no script)"
         parser.add_argument(flag, metavar=metavar, help=text)
 
 

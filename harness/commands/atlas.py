@@ -37,7 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arguments.add_rows_option(
         parser, f"library rows to compare with numpy (default: {','.join(LIBRARY_ROWS)}, those installed)"
     )
-    arguments.add_output_options(parser, json="the atlas", plot="the atlas as a grid of verdicts", report="html")
+    arguments.add_output_options(
+        parser,
+        json="the atlas",
+        plot="the atlas as a grid of verdicts",
+        report="the report, its figures and its JSON's tables",
+    )
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:

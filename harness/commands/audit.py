@@ -28,7 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seeds trained as one batch in one task (default %(default)s)",
     )
     arguments.add_output_options(
-        parser, json="the figures", plot="write the heatmap of the worst margin per lr and optimizer", report="html"
+        parser,
+        json="the figures",
+        plot="write the heatmap of the worst margin per lr and optimizer",
+        report="the report, its figures and its JSON's tables",
     )
 
 

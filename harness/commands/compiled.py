@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-bisect", action="store_true", help="name the variant only; do not rerun each row per compiler decision"
     )
     arguments.add_jobs_option(parser)
-    arguments.add_output_options(parser, json="the results", report="html")
+    arguments.add_output_options(parser, json="the results", report="the report, its figures and its JSON's tables")
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:

@@ -48,7 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, f"rows to run, the first is the reference (default: {','.join(LINEAGE_ROWS)}, those installed)"
     )
     arguments.add_output_options(
-        parser, json="the table", plot="loss curves overlaid and a grid of decision regions", report="html"
+        parser,
+        json="the table",
+        plot="loss curves overlaid and a grid of decision regions",
+        report="the report, its figures and its JSON's tables",
     )
 
 

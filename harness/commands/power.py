@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         json="the thresholds and detection curves",
         plot="write the detection curves, one figure per optimizer and dtype",
-        report="html",
+        report="the report, its figures and its JSON's tables",
     )
 
 

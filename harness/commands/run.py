@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         json="the results",
         save="write every row's loss and parameter trajectory",
         plot="write PNG figures into DIR",
-        report="html",
+        report="the verdict, the tables and the figures",
     )
     parser.add_argument(
         "--inject",

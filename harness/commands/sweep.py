@@ -79,7 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     arguments.add_rows_option(parser, "rows to run, the first is the reference (default: all installed)")
     arguments.add_output_options(
-        parser, json="the summary", plot="write the gap histogram and final-loss distributions", report="html"
+        parser,
+        json="the summary",
+        plot="write the gap histogram and final-loss distributions",
+        report="the report, its figures and its JSON's tables",
     )
 
 

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "comma-separated Python rows to compare (default: every Python row of the optimizer "
         "that can run in both environments; numpy runs here as the reference either way)",
     )
-    arguments.add_output_options(parser, json="the results", report="html")
+    arguments.add_output_options(parser, json="the results", report="the report, its figures and its JSON's tables")
     parser.add_argument(
         "--inject",
         action="append",
