@@ -101,7 +101,7 @@ def test_every_optimizer_agrees_in_both_languages_over_20000_epochs(optimizer):
 # the MSE's factor 2 (the half-sse gradient under the MSE's name), the Scilab code puts
 # Adam's ε inside the root (optax's rmsprop default, Keras' habit).
 PLANTED = {
-    "octave": ("xor_gradients.m", "out_scale = 2 / n;", "out_scale = 1 / n;", "grads"),
+    "octave": ("xor_net.m", "net.out_scale = 2 / n;", "net.out_scale = 1 / n;", "grads"),
     "scilab": ("xor.sci", "(sqrt(v ./ bc2) + cfg.eps)", "sqrt(v ./ bc2 + cfg.eps)", "update"),
 }
 

@@ -32,20 +32,20 @@ S = struct();
 for i = 1:numel(slots)
     S.(slots{i}) = records(:, p * i + 1:p * (i + 1));
 end
-step = xor_phases(records(:, 1:p), S, records(:, end), init.X, reshape(init.y, [], 1), cfg, true);
+theta = records(:, 1:p);
+net = xor_net(init.X, init.y, cfg.hidden, cfg.grad);
+[loss, g, f] = xor_gradients(theta, net);
+[update, S] = xor_rule(g, S, theta, records(:, end) + 1, cfg);
 
-B = init.count;
-f = step.forward;
-out = [reshape(permute(f.Z1, [1, 3, 2]), B, []), reshape(permute(f.A1, [1, 3, 2]), B, []), f.Z2, f.A2, ...
-       step.loss, step.grads];
+out = [f.Z1, f.A1, f.Z2, f.A2, loss, g];
 for i = 1:numel(phases)
     if strcmp(phases{i}, 'update')
-        out = [out, step.update];
+        out = [out, update];
     else
-        out = [out, step.slots.(phases{i})];
+        out = [out, S.(phases{i})];
     end
 end
-out = [out, step.theta];
+out = [out, theta - update];
 fid = fopen(out_file, 'w', 'ieee-le');
 if fid < 0
     error('xor_step:write', 'cannot write %s', out_file);

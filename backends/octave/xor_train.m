@@ -13,8 +13,8 @@ function xor_train(init_file, out_file)
 % the parameters after the update in the same order: the format that
 % `python compare.py --external NAME=FILE` reads.
 %
-% Every epoch is one call of xor_phases, the step that xor_step runs on a batch of
-% recorded states for the lockstep check: one implementation of the step.
+% Every epoch runs xor_gradients and xor_rule, the functions that xor_step runs on a
+% batch of recorded states for the lockstep check: one implementation of the step.
 
 init = jsondecode(fileread(init_file));
 cfg = init.config;
@@ -22,12 +22,13 @@ X = init.X;
 y = reshape(init.y, [], 1);
 theta = reshape(init.flat, 1, []);
 S = initial_slots(cfg, theta);
+net = xor_net(X, y, cfg.hidden, cfg.grad);
 record = zeros(cfg.epochs, 1 + numel(theta));
 for t = 1:cfg.epochs
-    step = xor_phases(theta, S, t - 1, X, y, cfg);
-    theta = step.theta;
-    S = step.slots;
-    record(t, :) = [step.loss, theta];
+    [loss, g] = xor_gradients(theta, net);
+    [update, S] = xor_rule(g, S, theta, t, cfg);
+    theta = theta - update;
+    record(t, :) = [loss, theta];
 end
 
 fid = fopen(out_file, 'w');

@@ -9,21 +9,26 @@
 // line per epoch: the loss (the MSE, before the update), then the parameters after the
 // update (W1, b1, W2, b2, each row by row): the format `compare.py --external` reads.
 // xor_step takes one step from each of a batch of recorded states (the harness's
-// lockstep check) and writes every phase's values. Both run the same xor_phases.
+// lockstep check) and writes every phase's values. Both run the same xor_gradients
+// and xor_rule.
 //
 // A batch of B states is a B-row matrix, one state per row in the exchange order, so
-// a row of W1 is H consecutive columns. Scilab does not broadcast a column against a
-// matrix, so a per-state column is spread over H columns by an outer product with
-// ones(1, H), which is exact; the four samples are a loop.
+// a row of W1 is H consecutive columns. Sample s's hidden unit j sits at column
+// (s-1)H + j of the hidden layer's (B, nH) matrices, and the layers are products with
+// the constant matrices xor_net builds once (Scilab does not broadcast a column against
+// a matrix; a product with ones or an identity spreads it, exactly).
 
 function xor_train(init_file, out_file)
     init = fromJSON(init_file, "file");
     cfg = init.config;
     theta = matrix(init.flat, 1, -1);
     S = initial_slots(cfg, theta);
+    net = xor_net(init.X, init.y, cfg.hidden, cfg.grad);
     record = zeros(cfg.epochs, 1 + size(theta, 2));
     for t = 1:cfg.epochs
-        [loss, g, S, update, theta] = xor_phases(theta, S, t - 1, init.X, init.y, cfg);
+        [loss, g] = xor_gradients(theta, net);
+        [update, S] = xor_rule(g, S, theta, t, cfg);
+        theta = theta - update;
         record(t, :) = [loss, theta];
     end
     csvWrite(record, out_file, ",", ".", "%.17g");
@@ -101,7 +106,10 @@ function xor_step(step_file, states_file, out_file)
     for i = 1:size(slots, "*")
         S(slots(i)) = records(:, p * i + 1:p * (i + 1));
     end
-    [loss, g, S, update, theta, Z1, A1, Z2, A2] = xor_phases(records(:, 1:p), S, records(:, $), init.X, init.y, init.config);
+    theta = records(:, 1:p);
+    net = xor_net(init.X, init.y, init.config.hidden, init.config.grad);
+    [loss, g, Z1, A1, Z2, A2] = xor_gradients(theta, net);
+    [update, S] = xor_rule(g, S, theta, records(:, $) + 1, init.config);
     out = [Z1, A1, Z2, A2, loss, g];
     for i = 1:size(phases, "*")
         if phases(i) == "update" then
@@ -110,68 +118,64 @@ function xor_step(step_file, states_file, out_file)
             out = [out, S(phases(i))];
         end
     end
-    out = [out, theta];
+    out = [out, theta - update];
     fd = mopen(out_file, "wb");
     mput(matrix(out', 1, -1), "dl", fd);
     mclose(fd);
 endfunction
 
 
-function [loss, g, S, update, theta, Z1, A1, Z2, A2] = xor_phases(theta, S, t, X, y, cfg)
-    // One training step from each of a batch of states (rows of theta; S holds each
-    // slot the same way; t the steps each has taken, a scalar or a column): the loss,
-    // the gradient, the new slots, the step subtracted and the new parameters, then
-    // the forward pass (Z1, A1 with sample s at columns (s-1)H+1..sH; Z2, A2).
-    [loss, g, Z1, A1, Z2, A2] = xor_gradients(theta, X, y, cfg.grad);
-    [update, S] = xor_rule(g, S, theta, t + 1, cfg);
-    theta = theta - update;
+function net = xor_net(X, y, H, convention)
+    // What every step shares, built once per run: the columns of theta that hold W1,
+    // b1 and W2, the targets as a row, the output error's scale for the gradient
+    // convention ("mse" or "half-sse"), and the layers' constant matrices:
+    //   spread = kron(X', eye(H))          (dH, nH)  W1's rows times X: Z1 without b1;
+    //   tile   = kron(ones(1, n), eye(H))  (H, nH)   a per-unit row once per sample;
+    //   group  = kron(eye(n), ones(H, 1))  (nH, n)   the sum of each sample's H columns.
+    // Their other entries are zeros, which add nothing. Why products: the interpreter's
+    // cost is per operation, and one product replaces a loop over the samples and inputs
+    // (docs/speed.md has the measured costs).
+    [n, d] = size(X);
+    net = struct();
+    net.n = n;
+    net.W1 = 1:d*H;
+    net.b1 = d*H+1:(d+1)*H;
+    net.W2 = (d+1)*H+1:(d+2)*H;
+    net.y = matrix(y, 1, -1);
+    net.spread = kron(X', eye(H, H));
+    net.tile = kron(ones(1, n), eye(H, H));
+    net.group = kron(eye(n, n), ones(H, 1));
+    // the transposes, for the backward pass's products (each built once, not every epoch)
+    net.spread_t = net.spread';
+    net.tile_t = net.tile';
+    net.group_t = net.group';
+    if convention == "mse" then
+        net.out_scale = 2 / n;        // d mean(err.^2) / dA2 = 2 err / n
+    else
+        net.out_scale = 1;            // d 0.5 sum(err.^2) / dA2 = err
+    end
 endfunction
 
 
-function [loss, g, Z1, A1, Z2, A2] = xor_gradients(theta, X, y, convention)
-    // The logged MSE of each state and the exact gradient of the convention's loss
-    // ("mse", or "half-sse": 0.5*sum((A2 - y).^2), twice the MSE's gradient for 4
-    // samples), by hand backprop.
-    [n, d] = size(X);
+function [loss, g, Z1, A1, Z2, A2] = xor_gradients(theta, net)
+    // The logged MSE of each state (a column) and the exact gradient of the
+    // convention's loss ("mse", or "half-sse": 0.5*sum((A2 - y).^2), twice the MSE's
+    // gradient for 4 samples), by hand backprop, in theta's layout; then the forward
+    // pass (Z1, A1 (B, nH), Z2, A2 (B, n)). net is xor_net's.
     B = size(theta, 1);
-    H = (size(theta, 2) - 1) / (d + 2);
-    b1 = theta(:, d*H+1:(d+1)*H);
-    W2 = theta(:, (d+1)*H+1:(d+2)*H);
-    b2 = theta(:, $);
-    Z1 = zeros(B, n * H); A1 = Z1; dA1_dZ1 = Z1;
-    Z2 = zeros(B, n);
-    for s = 1:n
-        c = (s - 1) * H + 1:s * H;
-        z = zeros(B, H);
-        for i = 1:d                   // Z1 = X W1 + b1, one input's row of W1 at a time
-            z = z + X(s, i) * theta(:, (i - 1) * H + 1:i * H);
-        end
-        Z1(:, c) = z + b1;
-        A1(:, c) = 1 ./ (1 + exp(-Z1(:, c)));     dA1_dZ1(:, c) = A1(:, c) .* (1 - A1(:, c));
-        Z2(:, s) = sum(A1(:, c) .* W2, "c") + b2;
-    end
-    A2 = 1 ./ (1 + exp(-Z2));                     dA2_dZ2 = A2 .* (1 - A2);
-    err = A2 - ones(B, 1) * matrix(y, 1, -1);
-    loss = sum(err .* err, "c") / n;
+    W2 = theta(:, net.W2) * net.tile;                 // W2(j) beside every sample's unit j
+    Z1 = theta(:, net.W1) * net.spread + theta(:, net.b1) * net.tile;
+    A1 = 1 ./ (1 + exp(-Z1));                         dA1_dZ1 = A1 .* (1 - A1);
+    Z2 = (A1 .* W2) * net.group + theta(:, $) * ones(1, net.n);
+    A2 = 1 ./ (1 + exp(-Z2));                         dA2_dZ2 = A2 .* (1 - A2);
+    err = A2 - ones(B, 1) * net.y;
+    loss = sum(err .* err, "c") / net.n;
 
-    if convention == "mse" then
-        out_scale = 2 / n;            // d mean(err.^2) / dA2 = 2 err / n
-    else
-        out_scale = 1;                // d 0.5 sum(err.^2) / dA2 = err
-    end
-    dZ2 = out_scale * err .* dA2_dZ2;
-    gW1 = zeros(B, d * H); gb1 = zeros(B, H); gW2 = zeros(B, H);
-    for s = 1:n
-        c = (s - 1) * H + 1:s * H;
-        dz2 = dZ2(:, s) * ones(1, H);             // sample s's dZ2, once per hidden unit
-        gW2 = gW2 + A1(:, c) .* dz2;              // dZ2/dW2(j) = A1(s, j)
-        dz1 = dz2 .* W2 .* dA1_dZ1(:, c);         // dZ2/dA1 = W2
-        gb1 = gb1 + dz1;
-        for i = 1:d                               // dZ1/dW1(i, j) = X(s, i)
-            gW1(:, (i - 1) * H + 1:i * H) = gW1(:, (i - 1) * H + 1:i * H) + X(s, i) * dz1;
-        end
-    end
-    g = [gW1, gb1, gW2, sum(dZ2, "c")];
+    dZ2 = net.out_scale * err .* dA2_dZ2;
+    dZ2_units = dZ2 * net.group_t;                    // sample s's dZ2 once per hidden unit
+    dZ1 = dZ2_units .* W2 .* dA1_dZ1;                 // Z2 = A1 W2 + b2: dZ2/dA1 = W2
+    // Z1 = X W1 + b1: dZ1/dW1(i, j) = X(:, i); dZ2/dW2(j) = A1(:, j)
+    g = [dZ1 * net.spread_t, dZ1 * net.tile_t, (A1 .* dZ2_units) * net.tile_t, sum(dZ2, "c")];
 endfunction
 
 
