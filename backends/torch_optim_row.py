@@ -14,6 +14,10 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+# torch.optim's first optimizer imports torch._dynamo, slow to import: imported here, it is
+# timed as this row's import, not as the work of the first task that makes an optimizer
+import torch._dynamo
+
 import backends
 from backends import torch_backend
 from reference.optimizers import OPTIMIZERS
