@@ -5,9 +5,11 @@ does not show is reported, not failed; the verdicts are pinned per installed ver
 import json
 from importlib import metadata
 
+import numpy as np
 import pytest
 
 from harness.engine import atlas
+from harness.engine.execution import Workers
 from harness.engine.rows import ROWS, unavailable_reason
 from reference.optimizers import OPTIMIZERS, Gap
 from reference.spec import Config
@@ -87,6 +89,32 @@ def test_a_recorded_difference_that_does_not_show_is_refuted_not_failed(monkeypa
     (cell,) = found["cells"]
     assert cell["status"] == "refuted" and cell["verdict"] in ("bit-identical", "rounding level")
     assert atlas.summarize(found["cells"])["passed"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("torch.optim" not in LIBRARIES, reason="torch is not installed")
+def test_runs_that_share_the_atlas_pool_train_what_runs_with_pools_of_their_own_train():
+    """The atlas runs every optimizer in one pool (run_default's ``workers``): the same
+    worker processes run each configuration, and a worker that ran one trains the next
+    exactly as a fresh one does."""
+    rows = [r for r in ("torch.optim", "optax") if r in LIBRARIES]
+    configs = [atlas.atlas_config(Config(epochs=50), o) for o in ("adam", "nadam")]
+    alone = [atlas.run_pairs(cfg, rows, "cpu", 2) for cfg in configs]
+    with Workers(2) as workers:
+        shared = [atlas.run_pairs(cfg, rows, "cpu", 2, workers) for cfg in configs]
+
+    def pids(results):
+        return {cost["pid"] for cost in results.timings["tasks"].values()}
+
+    assert pids(shared[0]) == pids(shared[1]) and len(pids(shared[0])) == 2
+    assert not pids(alone[0]) & pids(alone[1])  # each run its own processes
+    for own, pooled in zip(alone, shared, strict=True):
+        assert list(own.trajectories) == list(pooled.trajectories) and {"numpy", *rows} <= set(own.trajectories)
+        for name, trajectory in own.trajectories.items():
+            np.testing.assert_array_equal(trajectory.params, pooled.trajectories[name].params)
+            np.testing.assert_array_equal(trajectory.loss, pooled.trajectories[name].loss)
+        assert [(p.b, p.passed) for p in own.pairs] == [(p.b, p.passed) for p in pooled.pairs]
+        np.testing.assert_array_equal(own.envelope, pooled.envelope)
 
 
 def test_an_unexplained_difference_fails_and_a_setting_that_does_not_agree_too():

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harness.engine.agreement import compare_all
+from harness.engine.execution import Workers
 from harness.engine.explain import explain_trajectory
 from harness.engine.pipeline import Results, run_default
 from harness.engine.rows import BUILT_IN, ROWS, unavailable_reason
@@ -83,15 +84,15 @@ def agreeing(cfg: Config, gap) -> Config:
     return replace(cfg, **gap.agree)
 
 
-def run_pairs(cfg: Config, rows: list, device: str, jobs: int) -> Results:
+def run_pairs(cfg: Config, rows: list, device: str, jobs: int, workers: Workers | None = None) -> Results:
     """numpy, ``rows`` and their hand-written twins under ``cfg``, judged as the default run
-    judges them."""
+    judges them (in ``workers``, when given)."""
     twins = [
         SAME_GRADIENTS[r]
         for r in rows
         if SAME_GRADIENTS[r] not in rows and unavailable_reason(SAME_GRADIENTS[r]) is None
     ]
-    return run_default(cfg, ["numpy", *dict.fromkeys([*rows, *twins])], device, jobs, {})
+    return run_default(cfg, ["numpy", *dict.fromkeys([*rows, *twins])], device, jobs, {}, workers=workers)
 
 
 def same_bits(results: Results, row: str) -> bool:
@@ -166,18 +167,20 @@ def run_atlas(base: Config, optimizers, rows: list, device: str, jobs: int, prog
     found = pairings(base, optimizers, rows)
     cells: list = []
     failed: dict = {}
-    for optimizer in dict.fromkeys(p.optimizer for p in found):
-        mine = [p for p in found if p.optimizer == optimizer]
-        cfg = atlas_config(base, optimizer)
-        progress.add(optimizer, optimizer, status=", ".join(p.row for p in mine))
-        direct = run_pairs(cfg, [p.row for p in mine if not p.from_trajectory], device, jobs)
-        agreed = _agreeing_runs(cfg, mine, device, jobs)
-        failed |= direct.failed | {row: why for run in agreed.values() for row, why in run.failed.items()}
-        for pairing in mine:
-            cell = _cell(pairing, direct, agreed)
-            if cell is not None:
-                cells.append(cell)
-        progress.finish(optimizer, ", ".join(p.row for p in mine) + ": done")
+    # one pool for every optimizer's runs: its processes import torch, JAX and Keras once
+    with Workers(jobs) as workers:
+        for optimizer in dict.fromkeys(p.optimizer for p in found):
+            mine = [p for p in found if p.optimizer == optimizer]
+            cfg = atlas_config(base, optimizer)
+            progress.add(optimizer, optimizer, status=", ".join(p.row for p in mine))
+            direct = run_pairs(cfg, [p.row for p in mine if not p.from_trajectory], device, jobs, workers)
+            agreed = _agreeing_runs(cfg, mine, device, jobs, workers)
+            failed |= direct.failed | {row: why for run in agreed.values() for row, why in run.failed.items()}
+            for pairing in mine:
+                cell = _cell(pairing, direct, agreed)
+                if cell is not None:
+                    cells.append(cell)
+            progress.finish(optimizer, ", ".join(p.row for p in mine) + ": done")
     return {"cells": cells, "could_not_run": failed}
 
 
@@ -204,9 +207,10 @@ def environment(variables: dict):
                 os.environ[name] = value
 
 
-def _agreeing_runs(cfg: Config, mine: list, device: str, jobs: int) -> dict:
+def _agreeing_runs(cfg: Config, mine: list, device: str, jobs: int, workers: Workers) -> dict:
     """Each distinct gap setting of this optimizer's rows, run with the rows it concerns:
-    setting (``setting_of``) -> Results."""
+    setting (``setting_of``) -> Results. A setting without environment variables runs in
+    ``workers``; one with them in a pool of its own, whose processes start with them."""
     rows_by_setting: dict = {}
     for pairing in mine:
         setting = setting_of(pairing.gap)
@@ -215,7 +219,8 @@ def _agreeing_runs(cfg: Config, mine: list, device: str, jobs: int) -> dict:
     runs = {}
     for (changes, variables), rows in rows_by_setting.items():
         with environment(dict(variables)):
-            runs[changes, variables] = run_pairs(replace(cfg, **dict(changes)), rows, device, jobs)
+            pool = None if variables else workers
+            runs[changes, variables] = run_pairs(replace(cfg, **dict(changes)), rows, device, jobs, pool)
     return runs
 
 

@@ -7,7 +7,7 @@ and the benchmarks call ``run_default``; the reports read its ``Results``."""
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,16 +87,20 @@ def run_default(
     externals: dict | None = None,
     match_epochs: int = TRAJECTORY_EPOCHS,
     twins_only: bool = False,
+    workers: Workers | None = None,
 ) -> Results:
     """``names``' first row is the reference. Lockstep and the derived tolerance need
     the numpy row (its states and its sensitivity); without it the fixed rule applies.
     ``externals``: rows read from trajectory files (name -> Trajectory), compared like
     the others after them; they have no lockstep, and a failing one is explained from
     its first ``match_epochs`` epochs. ``twins_only``: compare and step only the rows of
-    other environments with the rows they run here (``compare.py versions``)."""
+    other environments with the rows they run here (``compare.py versions``).
+    ``workers``: an open pool to run in, so that a command running many configurations
+    starts its processes, and they import their frameworks, once (the atlas); by default
+    the run opens its own pool of ``jobs`` processes."""
     started = time.time()
     stepped = [n for n in names if ROWS[n].twin] if twins_only else None
-    trained = _train_and_step(cfg, names, device, jobs, faults, progress or Untold(), stepped)
+    trained = _train_and_step(cfg, names, device, jobs, faults, progress or Untold(), stepped, workers)
     trajectories, perturbed, skipped, failed, lockstep, lockstep_seconds, costs = trained
     trajectories = {n: trajectories[n] for n in names if n in trajectories} | dict(externals or {})
     trained_at = time.time()
@@ -202,18 +206,21 @@ def _task_label(key) -> str:
     return f"{key[1]} lockstep" if isinstance(key, tuple) else key
 
 
-def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress, stepped=None):
-    """Every row trained in ``jobs`` processes, numpy first with its states and the envelope's
-    perturbed runs; once numpy's states are in, every other row's lockstep (or ``stepped``'s)
-    too. (trajectories, perturbed run, skipped, lockstep, seconds, each task's cost by label)"""
+def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: dict, progress, stepped=None, pool=None):
+    """Every row trained in ``jobs`` processes (or in ``pool``), numpy first with its states
+    and the envelope's perturbed runs; once numpy's states are in, every other row's
+    lockstep (or ``stepped``'s) too. (trajectories, perturbed run, skipped, lockstep,
+    seconds, each task's cost by label)"""
     params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     ordered = sorted(names, key=lambda n: (n != "numpy", -expected_cost(n)))
     added = added_rows(names)
+    submitted: list = []
 
     def submit(workers, key, function, *args):
         if added:  # worker processes must register the plug-ins and other environments' rows first
             function, args = with_rows, (added, function, *args)
         workers.submit(key, function, *args)
+        submitted.append(key)
         progress.add(key, _task_label(key))
 
     tasks: list[tuple] = [(n, (run_row, n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
@@ -223,7 +230,7 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
     # numpy first (lockstep waits for its states), then the longest first
     tasks.sort(key=lambda task: (task[0] != "numpy", -expected_cost(_task_row(task[0]))))
     trajectories, perturbed, skipped, failed, lockstep, seconds = {}, None, {}, {}, {}, 0.0
-    with Workers(min(jobs, len(tasks))) as workers:
+    with nullcontext(pool) if pool is not None else Workers(min(jobs, len(tasks))) as workers:
         for key, task in tasks:
             submit(workers, key, *task)
         for key, result in workers.results():
@@ -260,7 +267,7 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
     trajectories = {n: t for n, t in trajectories.items() if n not in failed}
     lockstep = {n: lockstep[n] for n in ordered if n in lockstep and n in trajectories}
     perturbed = None if "numpy" in failed else perturbed
-    costs = {task_label(key): cost for key, cost in workers.costs.items()}
+    costs = {task_label(key): workers.costs[key] for key in submitted if key in workers.costs}
     return trajectories, perturbed, skipped, failed, lockstep, seconds, costs
 
 
