@@ -211,7 +211,6 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
     and the envelope's perturbed runs; once numpy's states are in, every other row's
     lockstep (or ``stepped``'s) too. (trajectories, perturbed run, skipped, lockstep,
     seconds, each task's cost by label)"""
-    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
     ordered = sorted(names, key=lambda n: (n != "numpy", -expected_cost(n)))
     added = added_rows(names)
     submitted: list = []
@@ -223,12 +222,7 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
         submitted.append(key)
         progress.add(key, _task_label(key))
 
-    tasks: list[tuple] = [(n, (run_row, n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
-    if "numpy" in names:  # the perturbed runs train as one batch: one task
-        starts = perturbed_starts(params0, cfg.seed)
-        tasks.append((("perturbed",), (run_row, "numpy", cfg, starts, 1, "cpu", faults.get("numpy"), False, cfg.seed)))
-    # numpy first (lockstep waits for its states), then the longest first
-    tasks.sort(key=lambda task: (task[0] != "numpy", -expected_cost(_task_row(task[0]))))
+    tasks = _training_tasks(cfg, ordered, device, faults)
     trajectories, perturbed, skipped, failed, lockstep, seconds = {}, None, {}, {}, {}, 0.0
     with nullcontext(pool) if pool is not None else Workers(min(jobs, len(tasks))) as workers:
         for key, task in tasks:
@@ -269,6 +263,19 @@ def _train_and_step(cfg: Config, names: list, device: str, jobs: int, faults: di
     perturbed = None if "numpy" in failed else perturbed
     costs = {task_label(key): workers.costs[key] for key in submitted if key in workers.costs}
     return trajectories, perturbed, skipped, failed, lockstep, seconds, costs
+
+
+def _training_tasks(cfg: Config, ordered: list, device: str, faults: dict) -> list[tuple]:
+    """(key, task) for each row's training, and for the envelope's perturbed runs as one
+    batch when numpy is a row: numpy first (lockstep waits for its states), then the
+    longest first."""
+    params0 = initial_params(cfg.seed, cfg.hidden, cfg.dtype)
+    tasks: list[tuple] = [(n, (run_row, n, cfg, params0, 1, device, faults.get(n), n == "numpy")) for n in ordered]
+    if "numpy" in ordered:
+        starts = perturbed_starts(params0, cfg.seed)
+        tasks.append((("perturbed",), (run_row, "numpy", cfg, starts, 1, "cpu", faults.get("numpy"), False, cfg.seed)))
+    tasks.sort(key=lambda task: (task[0] != "numpy", -expected_cost(_task_row(task[0]))))
+    return tasks
 
 
 def _task_row(key) -> str:
